@@ -1,0 +1,166 @@
+"""ocitar: move container images between an OCI image-layout store and portable tar archives, choosing
+which platforms go in or come out.
+
+>>> import ocitar
+>>> ocitar.save("build/oci", ["myapp:1.2"], platforms=["linux/amd64"], output="dist/myapp.tar")  # doctest: +SKIP
+>>> ocitar.load("dist/myapp.tar", platforms=["linux/amd64"], store="/srv/images")  # doctest: +SKIP
+
+All tar processing, hashing and verification run in Rust with the GIL released.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import IO, Literal, Union, overload
+
+from ocitar import _ocitar
+from ocitar._progress import make_progress
+from ocitar._reports import LoadedImage, LoadReport, SavedImage, SaveReport
+from ocitar.errors import (
+    DigestMismatchError,
+    ImageNotFoundError,
+    InvalidArchiveError,
+    InvalidPlatformError,
+    OcitarError,
+    PlatformNotFoundError,
+    StoreError,
+)
+
+__version__: str = _ocitar.__version__
+
+__all__ = [
+    "DigestMismatchError",
+    "ImageNotFoundError",
+    "InvalidArchiveError",
+    "InvalidPlatformError",
+    "LoadReport",
+    "LoadedImage",
+    "OcitarError",
+    "PlatformNotFoundError",
+    "SaveReport",
+    "SavedImage",
+    "StoreError",
+    "__version__",
+    "default_store",
+    "load",
+    "normalize_platform",
+    "save",
+]
+
+StrPath = Union[str, "os.PathLike[str]"]
+Progress = Union[None, bool, Callable[[int, int], object]]
+
+
+def _list(value: str | Iterable[str] | None, what: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    out = list(value)
+    for v in out:
+        if not isinstance(v, str):
+            raise TypeError(f"{what} must be strings, not {type(v).__name__}")
+    return out
+
+
+@overload
+def save(
+    store: StrPath,
+    refs: str | Iterable[str],
+    platforms: str | Iterable[str] | None = None,
+    *,
+    output: None = None,
+    index: Literal["keep", "subset", "manifest"] = "keep",
+    prefer: str | None = None,
+    compression: Literal["gzip", "zstd"] | None = None,
+    progress: Progress = None,
+) -> bytes: ...
+@overload
+def save(
+    store: StrPath,
+    refs: str | Iterable[str],
+    platforms: str | Iterable[str] | None = None,
+    *,
+    output: StrPath | IO[bytes],
+    index: Literal["keep", "subset", "manifest"] = "keep",
+    prefer: str | None = None,
+    compression: Literal["gzip", "zstd"] | None = None,
+    progress: Progress = None,
+) -> SaveReport: ...
+def save(
+    store: StrPath,
+    refs: str | Iterable[str],
+    platforms: str | Iterable[str] | None = None,
+    *,
+    output: StrPath | IO[bytes] | None = None,
+    index: Literal["keep", "subset", "manifest"] = "keep",
+    prefer: str | None = None,
+    compression: Literal["gzip", "zstd"] | None = None,
+    progress: Progress = None,
+) -> SaveReport | bytes:
+    """Save images from the OCI layout ``store`` into one archive.
+
+    ``refs`` are names (``alpine``, ``alpine:3.20``, ``registry.example.com/team/web:1.0``), names with a
+    digest, or bare digests. ``platforms`` (None = all) is a requirement: every selected image must hold
+    every listed platform with all its content, else :class:`PlatformNotFoundError` and nothing is written.
+    ``index`` picks the shape of each image: ``"keep"`` (the store's index, digest unchanged), ``"subset"``
+    (a new index of the saved platforms) or ``"manifest"`` (the single platform manifest).
+    ``output`` is a path (written atomically), a writable binary file, or None to return the archive bytes.
+    """
+    report, data = _ocitar.save(
+        os.fspath(store),
+        _list(refs, "refs"),
+        _list(platforms, "platforms"),
+        os.fspath(output) if isinstance(output, (str, os.PathLike)) else output,
+        index,
+        prefer,
+        compression,
+        make_progress(progress, "save"),
+    )
+    if output is None:
+        assert data is not None
+        return bytes(data)
+    return SaveReport._from_dict(report)
+
+
+def load(
+    archive: StrPath | bytes | IO[bytes],
+    platforms: str | Iterable[str] | None = None,
+    *,
+    store: StrPath | None = None,
+    progress: Progress = None,
+) -> LoadReport:
+    """Load an archive into the OCI layout ``store`` (default :func:`default_store`, created if missing).
+
+    ``archive`` is a path, ``bytes`` or a readable binary file (a pipe too); OCI layout tars and Docker
+    archives, plain or gzip/zstd/xz/bzip2-compressed. ``platforms`` (None = all present) is a requirement
+    as in :func:`save`. All or nothing: on any error the store is unchanged.
+    """
+    if isinstance(archive, (bytes, bytearray, memoryview)):
+        src: object = bytes(archive)
+    elif isinstance(archive, (str, os.PathLike)):
+        src = os.fspath(archive)
+    else:
+        src = archive
+    report = _ocitar.load(
+        src,
+        _list(platforms, "platforms"),
+        os.fspath(store) if store is not None else None,
+        make_progress(progress, "load"),
+    )
+    return LoadReport._from_dict(report)
+
+
+def default_store() -> str:
+    """The default store: ``$OCITAR_STORE``, else ``$XDG_DATA_HOME/ocitar/store``, else
+    ``~/.local/share/ocitar/store``."""
+    return os.fspath(_ocitar.default_store())
+
+
+def normalize_platform(spec: str) -> str:
+    """Parse and normalize a platform specifier as containerd does (``linux/aarch64`` -> ``linux/arm64``).
+
+    Raises :class:`InvalidPlatformError` when it does not parse.
+    """
+    return _ocitar.normalize_platform(spec)

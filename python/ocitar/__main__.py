@@ -1,0 +1,5 @@
+"""``python -m ocitar``: the command line."""
+
+from ocitar.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""Frozen report objects returned by :func:`ocitar.save` and :func:`ocitar.load`."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        return v
+
+    out: dict[str, Any] = conv(obj)
+    return out
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+@dataclass(frozen=True)
+class SavedImage:
+    """One image written by :func:`ocitar.save`."""
+
+    names: tuple[str, ...]
+    """Familiar names (``alpine:3.20``) written for the image; empty when saved by digest."""
+    digest: str
+    """Digest of the top-level descriptor written to the archive."""
+    original_digest: str | None
+    """The store's digest when the written one differs (``index="subset"`` or ``"manifest"``)."""
+    media_type: str
+    platforms: tuple[str, ...]
+    """Platforms saved, in index order."""
+    absent: tuple[str, ...]
+    """Platforms the image lists but whose content the store lacks (not saved)."""
+    attestations: int
+    """Attestation manifests saved with the platforms they describe."""
+
+
+@dataclass(frozen=True)
+class SaveReport:
+    """What :func:`ocitar.save` wrote."""
+
+    images: tuple[SavedImage, ...]
+    blobs: int
+    """Number of blobs in the archive."""
+    blob_bytes: int
+    """Bytes of blob content in the archive."""
+    archive_bytes: int
+    """Bytes of the tar stream (before compression)."""
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> SaveReport:
+        images = tuple(
+            SavedImage(
+                names=tuple(i["names"]),
+                digest=i["digest"],
+                original_digest=i["original_digest"],
+                media_type=i["media_type"],
+                platforms=tuple(i["platforms"]),
+                absent=tuple(i["absent"]),
+                attestations=i["attestations"],
+            )
+            for i in d["images"]
+        )
+        return cls(images, d["blobs"], d["blob_bytes"], d["archive_bytes"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the report."""
+        return _as_dict(self)
+
+    def __repr__(self) -> str:
+        lines = [f"SaveReport({len(self.images)} image(s), {self.blobs} blobs, {_size(self.blob_bytes)})"]
+        for i in self.images:
+            name = ", ".join(i.names) or i.digest
+            lines.append(f"  {name} {i.digest[:19]} [{', '.join(i.platforms)}]")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from ocitar import display
+
+        return display.report_html("Saved", self.to_dict())
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """One image :func:`ocitar.load` put in the store."""
+
+    names: tuple[str, ...]
+    """Familiar names (``alpine:3.20``); empty for an unnamed image."""
+    digest: str
+    media_type: str
+    platforms: tuple[str, ...]
+    """Platforms loaded."""
+    absent: tuple[str, ...]
+    """Platforms the image lists whose content the archive lacks (a sparse archive)."""
+    attestations: int
+    moved: tuple[str, ...]
+    """Names that pointed at another image before; that image stays in the store, unnamed."""
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What :func:`ocitar.load` did."""
+
+    images: tuple[LoadedImage, ...]
+    blobs_written: int
+    blobs_present: int
+    """Blobs the store had already (not rewritten)."""
+    bytes_written: int
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> LoadReport:
+        images = tuple(
+            LoadedImage(
+                names=tuple(i["names"]),
+                digest=i["digest"],
+                media_type=i["media_type"],
+                platforms=tuple(i["platforms"]),
+                absent=tuple(i["absent"]),
+                attestations=i["attestations"],
+                moved=tuple(i["moved"]),
+            )
+            for i in d["images"]
+        )
+        return cls(images, d["blobs_written"], d["blobs_present"], d["bytes_written"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the report."""
+        return _as_dict(self)
+
+    def __repr__(self) -> str:
+        lines = [
+            f"LoadReport({len(self.images)} image(s), {self.blobs_written} blobs written, "
+            f"{self.blobs_present} present, {_size(self.bytes_written)})"
+        ]
+        for i in self.images:
+            name = ", ".join(i.names) or i.digest
+            extra = f" absent: {', '.join(i.absent)}" if i.absent else ""
+            lines.append(f"  {name} {i.digest[:19]} [{', '.join(i.platforms)}]{extra}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from ocitar import display
+
+        return display.report_html("Loaded", self.to_dict())

@@ -1,0 +1,5 @@
+"""The ``ocitar`` command line (placeholder, replaced below)."""
+
+
+def main() -> int:
+    return 0

@@ -1,0 +1,615 @@
+//! Reading archives: detect compression by magic bytes, check every entry's name and type (an unsafe one
+//! is refused wherever it appears), and build a table of entries. A seekable uncompressed archive is
+//! indexed by offset and read later only where needed; a stream is read once, in order, its files
+//! spooled into a staging directory (verified on the way when they are named by digest).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::Compression;
+use crate::engine::digest::{self, Digest};
+use crate::engine::error::{Error, IoContext, Result};
+use crate::engine::walk::MAX_DOCUMENT;
+
+/// Where an archive comes from.
+pub enum Input {
+    /// A file on disk (read by offset when uncompressed).
+    Path(PathBuf),
+    /// Bytes in memory.
+    Bytes(Arc<Vec<u8>>),
+    /// A stream (a pipe, a Python file object): read once, in order.
+    Reader(Box<dyn Read + Send>),
+}
+
+/// The kind of an archive entry, after its checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    /// A symbolic or hard link, with its target as an archive path (already resolved, inside the archive).
+    Link(String),
+}
+
+/// Where an entry's bytes are.
+#[derive(Clone, Debug)]
+pub enum Loc {
+    /// At this offset of the seekable input.
+    Offset(u64),
+    /// In this spooled file, with the sha256 of its content (verified against the name for blobs).
+    Spooled(PathBuf, Digest),
+    /// No data (directories, links).
+    None,
+}
+
+/// One checked archive entry.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub kind: Kind,
+    pub size: u64,
+    pub loc: Loc,
+}
+
+enum Data {
+    File(File),
+    Bytes(Arc<Vec<u8>>),
+    Spooled,
+}
+
+/// An archive's table of entries, keyed by normalized name (no `./` prefix, no trailing `/`).
+pub struct Archive {
+    entries: BTreeMap<String, Entry>,
+    data: Data,
+    label: String,
+    /// The compression the input had.
+    pub compression: Option<Compression>,
+    /// Bytes of the archive (uncompressed stream length for compressed input).
+    pub bytes: u64,
+}
+
+/// Where a stream's files are spooled.
+pub trait Spool {
+    /// A new temporary file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be created.
+    fn temp_file(&mut self) -> Result<(PathBuf, File)>;
+}
+
+fn bad(entry: &str, reason: impl Into<String>) -> Error {
+    Error::archive(entry, reason)
+}
+
+impl Archive {
+    /// Read an archive's table of entries. Seekable uncompressed input is indexed by offset (data is
+    /// skipped); anything else is read once and every file spooled through `spool`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArchive`] for malformed, truncated or unsafe archives (naming the entry),
+    /// [`Error::DigestMismatch`] for a spooled blob whose bytes do not hash to its name, [`Error::Io`].
+    pub fn read(input: Input, spool: &mut dyn Spool) -> Result<Archive> {
+        match input {
+            Input::Path(p) => {
+                let mut f = File::open(&p).at(&p)?;
+                let mut head = [0u8; 6];
+                let n = read_head(&mut f, &mut head).at(&p)?;
+                f.seek(SeekFrom::Start(0)).at(&p)?;
+                let label = p.display().to_string();
+                match Compression::sniff(&head[..n]) {
+                    Some(c) => Archive::from_stream(
+                        decoder(c, Box::new(BufReader::with_capacity(1 << 20, f)))?,
+                        Some(c),
+                        label,
+                        spool,
+                    ),
+                    None => {
+                        let len = f.metadata().at(&p)?.len();
+                        let entries = index_seekable(&f, len, &label)?;
+                        Ok(Archive {
+                            entries,
+                            data: Data::File(f),
+                            label,
+                            compression: None,
+                            bytes: len,
+                        })
+                    }
+                }
+            }
+            Input::Bytes(b) => {
+                let label = "<bytes>".to_string();
+                match Compression::sniff(&b[..b.len().min(6)]) {
+                    Some(c) => {
+                        let r: Box<dyn Read + Send> = Box::new(io::Cursor::new(ArcBytes(b)));
+                        Archive::from_stream(decoder(c, r)?, Some(c), label, spool)
+                    }
+                    None => {
+                        let len = b.len() as u64;
+                        let entries = index_seekable(io::Cursor::new(b.as_slice()), len, &label)?;
+                        Ok(Archive {
+                            entries,
+                            data: Data::Bytes(b),
+                            label,
+                            compression: None,
+                            bytes: len,
+                        })
+                    }
+                }
+            }
+            Input::Reader(mut r) => {
+                let mut head = [0u8; 6];
+                let n = read_head(&mut r, &mut head).map_err(|e| Error::io("<stream>", e))?;
+                let chained: Box<dyn Read + Send> =
+                    Box::new(io::Cursor::new(head[..n].to_vec()).chain(r));
+                let c = Compression::sniff(&head[..n]);
+                let reader = match c {
+                    Some(c) => decoder(c, chained)?,
+                    None => chained,
+                };
+                Archive::from_stream(reader, c, "<stream>".into(), spool)
+            }
+        }
+    }
+
+    fn from_stream(
+        reader: Box<dyn Read + Send>,
+        compression: Option<Compression>,
+        label: String,
+        spool: &mut dyn Spool,
+    ) -> Result<Archive> {
+        let mut counted = CountingReader {
+            inner: reader,
+            n: 0,
+        };
+        let mut entries = BTreeMap::new();
+        {
+            let mut ar = tar::Archive::new(&mut counted);
+            let iter = ar.entries().map_err(|e| tar_error(&label, &e))?;
+            for item in iter {
+                let mut e = item.map_err(|e| tar_error(&label, &e))?;
+                let Some((name, kind, size)) = check_entry(&e)? else {
+                    continue;
+                };
+                let loc = if kind == Kind::File {
+                    let (path, mut file) = spool.temp_file()?;
+                    let expected = blob_digest(&name);
+                    let (found, n) = match &expected {
+                        Some(d) if d.algorithm() != digest::Algorithm::Sha256 => {
+                            let mut h = d.algorithm().hasher();
+                            let n = copy_hash_into(&mut e, &mut file, &mut h, &name, &path)?;
+                            (h.finish(), n)
+                        }
+                        _ => {
+                            let mut h = digest::Algorithm::Sha256.hasher();
+                            let n = copy_hash_into(&mut e, &mut file, &mut h, &name, &path)?;
+                            (h.finish(), n)
+                        }
+                    };
+                    if n != size {
+                        return Err(bad(
+                            &name,
+                            format!("truncated: header says {size} bytes, found {n}"),
+                        ));
+                    }
+                    if let Some(d) = &expected {
+                        digest::check(d, size, &found, n, &name)?;
+                    }
+                    Loc::Spooled(path, found)
+                } else {
+                    Loc::None
+                };
+                insert(&mut entries, name, Entry { kind, size, loc })?;
+            }
+        }
+        // Drain what follows the end-of-archive marker so a pipe's writer is not cut off.
+        let _ = io::copy(&mut counted, &mut io::sink());
+        Ok(Archive {
+            entries,
+            data: Data::Spooled,
+            label,
+            compression,
+            bytes: counted.n,
+        })
+    }
+
+    /// A human label for messages: the path, `<bytes>` or `<stream>`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether the archive is read by offset (only the needed bytes are read).
+    pub fn is_seekable(&self) -> bool {
+        !matches!(self.data, Data::Spooled)
+    }
+
+    /// The entry with a normalized name, links followed (at most 16 hops).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArchive`] for a link loop.
+    pub fn get(&self, name: &str) -> Result<Option<(&str, &Entry)>> {
+        let mut name = name.to_string();
+        for _ in 0..16 {
+            let Some((k, e)) = self.entries.get_key_value(name.as_str()) else {
+                return Ok(None);
+            };
+            match &e.kind {
+                Kind::Link(target) => name.clone_from(target),
+                _ => return Ok(Some((k.as_str(), e))),
+            }
+        }
+        Err(bad(&name, "link chain too long or a loop"))
+    }
+
+    /// Whether an entry exists (links not followed).
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    /// Names of every entry.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// A reader over an entry's bytes.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a spooled file cannot be opened.
+    pub fn open(&self, e: &Entry) -> Result<Box<dyn Read + '_>> {
+        match (&e.loc, &self.data) {
+            (Loc::Offset(off), Data::File(f)) => Ok(Box::new(At {
+                file: f,
+                pos: *off,
+                end: off + e.size,
+            })),
+            (Loc::Offset(off), Data::Bytes(b)) => {
+                let start = usize::try_from(*off).unwrap_or(usize::MAX).min(b.len());
+                let end = usize::try_from(off + e.size)
+                    .unwrap_or(usize::MAX)
+                    .min(b.len());
+                Ok(Box::new(b.get(start..end).unwrap_or(&[])))
+            }
+            (Loc::Spooled(p, _), _) => Ok(Box::new(File::open(p).at(p)?)),
+            _ => Ok(Box::new(io::empty())),
+        }
+    }
+
+    /// An entry's bytes, refused when over [`MAX_DOCUMENT`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArchive`] over the limit or when short; [`Error::Io`].
+    pub fn read_small(&self, name: &str, e: &Entry) -> Result<Vec<u8>> {
+        if e.size > MAX_DOCUMENT {
+            return Err(bad(
+                name,
+                format!(
+                    "{} bytes is over the {MAX_DOCUMENT}-byte limit for JSON documents",
+                    e.size
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(usize::try_from(e.size).unwrap_or(0));
+        self.open(e)?
+            .take(e.size)
+            .read_to_end(&mut out)
+            .map_err(|err| Error::io(&self.label, err))?;
+        if out.len() as u64 != e.size {
+            return Err(bad(name, "truncated"));
+        }
+        Ok(out)
+    }
+}
+
+struct ArcBytes(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
+struct At<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.end.saturating_sub(self.pos);
+        if left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
+fn read_head<R: Read>(r: &mut R, head: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < head.len() {
+        match r.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn decoder(c: Compression, r: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
+    Ok(match c {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(r)
+                .map_err(|e| bad("<archive>", format!("zstd: {e}")))?,
+        ),
+        Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(r)),
+        Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(r)),
+    })
+}
+
+fn tar_error(label: &str, e: &io::Error) -> Error {
+    let msg = e.to_string();
+    let reason = if e.kind() == io::ErrorKind::UnexpectedEof
+        || msg.contains("unexpected EOF")
+        || msg.contains("failed to fill whole buffer")
+    {
+        format!("truncated archive ({msg})")
+    } else {
+        format!("not a readable tar archive ({msg})")
+    };
+    bad(label, reason)
+}
+
+fn copy_hash_into<R: Read>(
+    r: &mut R,
+    f: &mut File,
+    h: &mut digest::Hasher,
+    name: &str,
+    path: &Path,
+) -> Result<u64> {
+    use std::io::Write;
+    let mut buf = vec![0u8; digest::COPY_BUFFER];
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(tar_error(name, &e)),
+        };
+        h.update(&buf[..k]);
+        f.write_all(&buf[..k]).at(path)?;
+        n += k as u64;
+    }
+    Ok(n)
+}
+
+/// The digest a blob entry's name declares (`blobs/<alg>/<hex>`).
+pub fn blob_digest(name: &str) -> Option<Digest> {
+    let rest = name.strip_prefix("blobs/")?;
+    let (alg, hex) = rest.split_once('/')?;
+    Digest::from_parts(alg, hex).ok()
+}
+
+fn insert(entries: &mut BTreeMap<String, Entry>, name: String, e: Entry) -> Result<()> {
+    if let Some(prev) = entries.get(&name) {
+        if prev.kind == Kind::Dir && e.kind == Kind::Dir {
+            return Ok(());
+        }
+        return Err(bad(
+            &name,
+            "duplicate entry (the archive holds this name twice)",
+        ));
+    }
+    entries.insert(name, e);
+    Ok(())
+}
+
+fn index_seekable<R: Read + Seek>(r: R, len: u64, label: &str) -> Result<BTreeMap<String, Entry>> {
+    let mut entries = BTreeMap::new();
+    let mut ar = tar::Archive::new(r);
+    let iter = ar.entries_with_seek().map_err(|e| tar_error(label, &e))?;
+    for item in iter {
+        let e = item.map_err(|e| tar_error(label, &e))?;
+        let Some((name, kind, size)) = check_entry(&e)? else {
+            continue;
+        };
+        let loc = if kind == Kind::File {
+            let off = e.raw_file_position();
+            if off.checked_add(size).is_none_or(|end| end > len) {
+                return Err(bad(
+                    &name,
+                    format!("truncated: entry of {size} bytes runs past the end of the archive"),
+                ));
+            }
+            Loc::Offset(off)
+        } else {
+            Loc::None
+        };
+        insert(&mut entries, name, Entry { kind, size, loc })?;
+    }
+    Ok(entries)
+}
+
+/// Normalize an entry or link path: strip `./`, refuse absolute paths, `..`, empty or non-UTF-8 names.
+fn normalize(raw: &[u8], what: &str) -> Result<Option<String>> {
+    let Ok(s) = std::str::from_utf8(raw) else {
+        return Err(bad(
+            &String::from_utf8_lossy(raw),
+            format!("{what} is not valid UTF-8"),
+        ));
+    };
+    if s.starts_with('/') {
+        return Err(bad(s, format!("{what} is an absolute path")));
+    }
+    let mut parts = Vec::new();
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err(bad(s, format!("{what} contains '..'"))),
+            c if c.contains('\0') => return Err(bad(s, format!("{what} contains a NUL byte"))),
+            c => parts.push(c),
+        }
+    }
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(parts.join("/")))
+}
+
+/// Resolve a symlink target relative to the link's directory, inside the archive.
+fn resolve_link(link: &str, target: &[u8]) -> Result<String> {
+    let Ok(t) = std::str::from_utf8(target) else {
+        return Err(bad(link, "link target is not valid UTF-8"));
+    };
+    if t.starts_with('/') {
+        return Err(bad(link, format!("link target {t:?} is an absolute path")));
+    }
+    let mut parts: Vec<&str> = link.split('/').collect();
+    parts.pop();
+    for c in t.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(bad(link, format!("link target {t:?} leaves the archive")));
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    if parts.is_empty() {
+        return Err(bad(link, format!("link target {t:?} is the archive root")));
+    }
+    Ok(parts.join("/"))
+}
+
+/// Check one entry: its name, its type, and where blobs and the layout files may be. Returns `None` for
+/// entries to ignore (the root directory, PAX global headers).
+fn check_entry<R: Read>(e: &tar::Entry<'_, R>) -> Result<Option<(String, Kind, u64)>> {
+    let raw = e.path_bytes();
+    let et = e.header().entry_type();
+    if et.is_pax_global_extensions() {
+        return Ok(None);
+    }
+    let Some(name) = normalize(&raw, "entry name")? else {
+        return if et.is_dir() {
+            Ok(None)
+        } else {
+            Err(bad(
+                &String::from_utf8_lossy(&raw),
+                "entry has an empty name",
+            ))
+        };
+    };
+    let size = e.size();
+    let kind = if et.is_file() || et == tar::EntryType::Continuous {
+        Kind::File
+    } else if et.is_dir() {
+        Kind::Dir
+    } else if et.is_symlink() {
+        let target = e
+            .link_name_bytes()
+            .ok_or_else(|| bad(&name, "symlink without a target"))?;
+        Kind::Link(resolve_link(&name, &target)?)
+    } else if et.is_hard_link() {
+        let target = e
+            .link_name_bytes()
+            .ok_or_else(|| bad(&name, "hard link without a target"))?;
+        let t = normalize(&target, "hard link target")?
+            .ok_or_else(|| bad(&name, "hard link to the archive root"))?;
+        Kind::Link(t)
+    } else if et.is_character_special() || et.is_block_special() || et.is_fifo() {
+        return Err(bad(
+            &name,
+            "device or fifo entries are not allowed in an image archive",
+        ));
+    } else {
+        return Err(bad(&name, format!("unsupported entry type {:?}", et)));
+    };
+    let parts: Vec<&str> = name.split('/').collect();
+    if parts[0] == "blobs" {
+        match parts.len() {
+            1 | 2 if kind != Kind::Dir => return Err(bad(&name, "expected a directory")),
+            2 if !matches!(parts[1], "sha256" | "sha512") => {
+                return Err(bad(
+                    &name,
+                    format!(
+                        "unknown digest algorithm {:?} (sha256 and sha512 are supported)",
+                        parts[1]
+                    ),
+                ))
+            }
+            3 => {
+                if kind != Kind::File {
+                    return Err(bad(&name, "a blob must be a regular file (links, directories and devices are refused)"));
+                }
+                Digest::from_parts(parts[1], parts[2])
+                    .map_err(|err| bad(&name, format!("not a blob name: {err}")))?;
+            }
+            n if n > 3 => return Err(bad(&name, "unexpected path below blobs/<alg>/")),
+            _ => {}
+        }
+    }
+    if matches!(
+        name.as_str(),
+        "index.json" | "manifest.json" | "oci-layout" | "repositories"
+    ) {
+        if kind != Kind::File {
+            return Err(bad(&name, "must be a regular file"));
+        }
+        if size > MAX_DOCUMENT {
+            return Err(bad(
+                &name,
+                format!("{size} bytes is over the {MAX_DOCUMENT}-byte limit for JSON documents"),
+            ));
+        }
+    }
+    Ok(Some((name, kind, size)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_names() {
+        assert_eq!(
+            normalize(b"./blobs/sha256/", "n").unwrap().as_deref(),
+            Some("blobs/sha256")
+        );
+        assert_eq!(normalize(b"./", "n").unwrap(), None);
+        assert!(normalize(b"/etc/passwd", "n").is_err());
+        assert!(normalize(b"blobs/sha256/../../x", "n").is_err());
+        assert!(normalize(b"\xff\xfe", "n").is_err());
+    }
+
+    #[test]
+    fn resolves_links_inside_only() {
+        assert_eq!(
+            resolve_link("b/layer.tar", b"../a/layer.tar").unwrap(),
+            "a/layer.tar"
+        );
+        assert!(resolve_link("b/layer.tar", b"../../x").is_err());
+        assert!(resolve_link("b/layer.tar", b"/etc/passwd").is_err());
+    }
+}

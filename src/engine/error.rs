@@ -1,0 +1,152 @@
+//! The one error type of the engine: every failure a caller can see, with the path, reference, digest,
+//! expected and found values it concerns. The Python bindings map each variant to one exception class.
+
+use std::path::{Path, PathBuf};
+
+/// What went wrong, with enough context to act on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A platform specifier does not parse.
+    #[error("invalid platform {spec:?}: {reason}")]
+    InvalidPlatform { spec: String, reason: String },
+
+    /// An image reference does not parse.
+    #[error("invalid reference format {reference:?}: {reason}")]
+    InvalidReference { reference: String, reason: String },
+
+    /// A reference matches nothing in the store.
+    #[error("image not found: {reference:?} matches no image in {store}{}", hint(.candidates))]
+    ImageNotFound {
+        reference: String,
+        store: PathBuf,
+        candidates: Vec<String>,
+    },
+
+    /// A reference matches two or more different images.
+    #[error("ambiguous reference {reference:?}: it matches {}", .matches.join(" and "))]
+    AmbiguousReference {
+        reference: String,
+        matches: Vec<String>,
+    },
+
+    /// A required platform is absent from an image, or present without all of its content.
+    #[error(
+        "platform not found: image {image} has no complete {} (it has: {})",
+        .missing.join(", "),
+        if .available.is_empty() { "none".to_string() } else { .available.join(", ") }
+    )]
+    PlatformNotFound {
+        image: String,
+        missing: Vec<String>,
+        available: Vec<String>,
+    },
+
+    /// Content does not hash to its digest.
+    #[error("digest mismatch for {digest} at {location}: content hashes to {found}")]
+    DigestMismatch {
+        digest: String,
+        location: String,
+        found: String,
+    },
+
+    /// Content is not the size its descriptor says.
+    #[error("size mismatch for {digest} at {location}: expected {expected} bytes, found {found}")]
+    SizeMismatch {
+        digest: String,
+        location: String,
+        expected: u64,
+        found: String,
+    },
+
+    /// The archive is malformed, truncated, unsafe or over a limit.
+    #[error("invalid archive: {entry}: {reason}")]
+    InvalidArchive { entry: String, reason: String },
+
+    /// The store is malformed, locked too long, or a blob it names is missing.
+    #[error("store error: {path}: {reason}")]
+    Store { path: PathBuf, reason: String },
+
+    /// An argument has a wrong value (an option's value, a shape that cannot be written).
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// A filesystem or stream error, with the path it concerns.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The operation was cancelled by its caller (progress callback or signal).
+    #[error("cancelled")]
+    Cancelled,
+}
+
+fn hint(candidates: &[String]) -> String {
+    if candidates.is_empty() {
+        String::new()
+    } else {
+        format!(" (closest: {})", candidates.join(", "))
+    }
+}
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        // A cancellation raised inside a reader or writer travels as an io::Error; unwrap it here.
+        if source.kind() == std::io::ErrorKind::Interrupted
+            && source.get_ref().is_some_and(|e| e.is::<Cancelled>())
+        {
+            return Error::Cancelled;
+        }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// An archive-format error on `entry`.
+    pub fn archive(entry: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidArchive {
+            entry: entry.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A store error on `path`.
+    pub fn store(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
+        Error::Store {
+            path: path.as_ref().to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Marker carried inside an `io::Error` when a progress callback or signal cancels a copy.
+#[derive(Debug)]
+pub struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// Attach a path to an `io::Result`.
+pub trait IoContext<T> {
+    /// Turn an `io::Error` into [`Error::Io`] naming `path`.
+    fn at(self, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

@@ -1,0 +1,560 @@
+//! `load`: read an archive (ocitar's, docker's, containerd's, skopeo's, buildkit's; plain or compressed),
+//! walk each image through the selected platforms, verify every blob it keeps and commit it to the store,
+//! all or nothing: `index.json` is replaced last, under the store lock.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::archive::read::{blob_digest, Archive, Entry, Input, Kind, Loc, Spool};
+use super::digest::{self, Digest};
+use super::error::{Error, IoContext, Result};
+use super::platform::{Matcher, Platform};
+use super::reference::{self, Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use super::store::{IndexFile, Ingest, Store};
+use super::walk::{
+    self, BlobSource, Descriptor, MT_DOCKER_CONFIG, MT_DOCKER_LAYER, MT_DOCKER_LAYER_GZIP,
+    MT_DOCKER_MANIFEST,
+};
+use super::Progress;
+
+/// One image load wrote (or found already there).
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadedImage {
+    /// Familiar names (`alpine:3.20`); empty for an unnamed image.
+    pub names: Vec<String>,
+    pub digest: Digest,
+    pub media_type: String,
+    pub platforms: Vec<String>,
+    /// Platforms the image lists whose content the archive lacks (sparse archives).
+    pub absent: Vec<String>,
+    pub attestations: usize,
+    /// Names that pointed at another image before; that image stays in the store, unnamed.
+    pub moved: Vec<String>,
+}
+
+/// What load did.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadReport {
+    pub images: Vec<LoadedImage>,
+    pub blobs_written: usize,
+    pub blobs_present: usize,
+    pub bytes_written: u64,
+}
+
+/// An image found in an archive: its top-level descriptors (one per name, or one unnamed).
+struct Found {
+    entries: Vec<Descriptor>,
+}
+
+/// The walker's view of an archive, plus the documents synthesized for Docker-format images.
+pub struct ArchiveSource<'a> {
+    pub archive: &'a Archive,
+    synthesized: HashMap<Digest, Vec<u8>>,
+    /// Docker layers and configs named by path rather than by digest.
+    by_path: HashMap<Digest, String>,
+}
+
+impl<'a> ArchiveSource<'a> {
+    /// A source over `archive`.
+    pub fn new(archive: &'a Archive) -> ArchiveSource<'a> {
+        ArchiveSource {
+            archive,
+            synthesized: HashMap::new(),
+            by_path: HashMap::new(),
+        }
+    }
+
+    /// The entry holding `d`'s bytes, by blob name or by Docker path.
+    fn entry(&self, d: &Digest) -> Result<Option<(&str, &Entry)>> {
+        let name = d.blob_name();
+        if self.archive.contains(&name) {
+            return self.archive.get(&name);
+        }
+        match self.by_path.get(d) {
+            Some(p) => self.archive.get(p),
+            None => Ok(None),
+        }
+    }
+
+    fn check_size(&self, name: &str, e: &Entry, desc: &Descriptor) -> Result<()> {
+        if e.size != desc.size {
+            return Err(Error::SizeMismatch {
+                digest: desc.digest.to_string(),
+                location: format!("{}:{name}", self.archive.label()),
+                expected: desc.size,
+                found: e.size.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Copy blob `desc` into the ingest (verified), unless it is staged already.
+    fn stage(&self, desc: &Descriptor, ingest: &mut Ingest, progress: &mut Progress) -> Result<()> {
+        if ingest.is_staged(&desc.digest) {
+            return Ok(());
+        }
+        if let Some(bytes) = self.synthesized.get(&desc.digest) {
+            return ingest.stage_bytes(&desc.digest, bytes);
+        }
+        let Some((name, e)) = self.entry(&desc.digest)? else {
+            return Err(Error::archive(
+                desc.digest.blob_name(),
+                "blob is missing from the archive",
+            ));
+        };
+        self.check_size(name, e, desc)?;
+        let loc = format!("{}:{name}", self.archive.label());
+        // A spooled blob was hashed when it was spooled: stage that file instead of copying it.
+        if let Loc::Spooled(p, found) = &e.loc {
+            if found.algorithm() == desc.digest.algorithm() {
+                digest::check(&desc.digest, desc.size, found, e.size, &loc)?;
+                std::fs::File::open(p).and_then(|f| f.sync_all()).at(p)?;
+                progress.advance(desc.size).map_err(|e| Error::io(p, e))?;
+                ingest.stage(desc.digest.clone(), p.clone());
+                return Ok(());
+            }
+        }
+        let (tmp, file) = ingest.temp_file()?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        let r = self.archive.open(e)?;
+        digest::copy_verified(r, &mut w, &desc.digest, desc.size, &loc, &tmp, &mut |k| {
+            progress.advance(k)
+        })?;
+        let f = w
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        f.sync_all().at(&tmp)?;
+        ingest.stage(desc.digest.clone(), tmp);
+        Ok(())
+    }
+}
+
+impl BlobSource for ArchiveSource<'_> {
+    fn document(&self, desc: &Descriptor) -> Result<Option<Vec<u8>>> {
+        if let Some(b) = self.synthesized.get(&desc.digest) {
+            return Ok(Some(b.clone()));
+        }
+        let Some((name, e)) = self.entry(&desc.digest)? else {
+            return Ok(None);
+        };
+        self.check_size(name, e, desc)?;
+        let bytes = self.archive.read_small(name, e)?;
+        let loc = format!("{}:{name}", self.archive.label());
+        digest::check(
+            &desc.digest,
+            desc.size,
+            &hash_as(&desc.digest, &bytes),
+            bytes.len() as u64,
+            &loc,
+        )?;
+        Ok(Some(bytes))
+    }
+
+    fn has_blob(&self, desc: &Descriptor) -> bool {
+        self.synthesized.contains_key(&desc.digest)
+            || matches!(self.entry(&desc.digest), Ok(Some(_)))
+    }
+
+    fn malformed(&self, location: &str, reason: String) -> Error {
+        Error::archive(location, reason)
+    }
+}
+
+fn hash_as(d: &Digest, bytes: &[u8]) -> Digest {
+    let mut h = d.algorithm().hasher();
+    h.update(bytes);
+    h.finish()
+}
+
+struct IngestSpool<'a>(&'a mut Ingest);
+
+impl Spool for IngestSpool<'_> {
+    fn temp_file(&mut self) -> Result<(PathBuf, std::fs::File)> {
+        self.0.temp_file()
+    }
+}
+
+/// Read `input`'s entries, spooling a stream into `ingest`.
+///
+/// # Errors
+/// As [`Archive::read`].
+pub fn open_archive(input: Input, ingest: &mut Ingest) -> Result<Archive> {
+    Archive::read(input, &mut IngestSpool(ingest))
+}
+
+/// Find the images of an archive: `index.json` entries grouped by digest, or, without an index (or with
+/// an empty one), Docker `manifest.json` entries turned into Docker schema-2 manifests.
+///
+/// # Errors
+/// [`Error::InvalidArchive`] when the archive has neither, when they are malformed, or when
+/// `manifest.json` names paths outside the archive or missing files.
+fn find_images(source: &mut ArchiveSource<'_>) -> Result<Vec<Found>> {
+    let ar = source.archive;
+    if let Some((name, e)) = ar.get("index.json")? {
+        let bytes = ar.read_small(name, e)?;
+        let index = IndexFile::parse(&bytes).map_err(|r| Error::archive("index.json", r))?;
+        if !index.entries.is_empty() {
+            let mut found: Vec<Found> = Vec::new();
+            for d in index.entries {
+                match found.iter_mut().find(|f| f.entries[0].digest == d.digest) {
+                    Some(f) => f.entries.push(d),
+                    None => found.push(Found { entries: vec![d] }),
+                }
+            }
+            return Ok(found);
+        }
+    }
+    if let Some((name, e)) = ar.get("manifest.json")? {
+        let bytes = ar.read_small(name, e)?;
+        return docker_images(source, &bytes);
+    }
+    if ar.contains("repositories") {
+        return Err(Error::archive(
+            ar.label(),
+            "legacy Docker archive with only 'repositories' and no manifest.json (written by Docker before 1.10); re-save it with a current docker",
+        ));
+    }
+    Err(Error::archive(
+        ar.label(),
+        "not an image archive: no index.json or manifest.json",
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct DockerEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers")]
+    layers: Vec<String>,
+}
+
+fn docker_images(source: &mut ArchiveSource<'_>, bytes: &[u8]) -> Result<Vec<Found>> {
+    let ar = source.archive;
+    if walk::json_depth(bytes) > walk::MAX_DEPTH {
+        return Err(Error::archive(
+            "manifest.json",
+            format!("JSON nested deeper than {} levels", walk::MAX_DEPTH),
+        ));
+    }
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::archive("manifest.json", format!("not valid JSON: {e}")))?;
+    let list: Vec<DockerEntry> = match v {
+        Value::Null => {
+            return Err(Error::archive(
+                "manifest.json",
+                "is null: the archive lists no image",
+            ))
+        }
+        v => serde_json::from_value(v).map_err(|e| {
+            Error::archive(
+                "manifest.json",
+                format!("not a list of {{Config, RepoTags, Layers}} entries: {e}"),
+            )
+        })?,
+    };
+    if list.is_empty() {
+        return Err(Error::archive("manifest.json", "lists no image"));
+    }
+    let mut found = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let what = |field: &str| format!("manifest.json[{i}].{field}");
+        let (config_name, config_entry) = docker_path(ar, &entry.config, &what("Config"))?;
+        let config_bytes = ar.read_small(config_name, config_entry)?;
+        let config_json: Value = serde_json::from_slice(&config_bytes).map_err(|e| {
+            Error::archive(config_name, format!("image config is not valid JSON: {e}"))
+        })?;
+        let config_digest = Digest::sha256_of(&config_bytes);
+        source
+            .by_path
+            .insert(config_digest.clone(), config_name.to_string());
+        let mut layers = Vec::new();
+        for (j, l) in entry.layers.iter().enumerate() {
+            let (name, e) = docker_path(ar, l, &what(&format!("Layers[{j}]")))?;
+            let (d, gz) = match (&e.loc, blob_digest(name)) {
+                (Loc::Spooled(_, d), _) => (d.clone(), head_is_gzip(ar, e)?),
+                (_, Some(d)) => (d, head_is_gzip(ar, e)?),
+                _ => {
+                    let mut head = Vec::new();
+                    let (d, _) = digest::copy_hashing(
+                        ar.open(e)?,
+                        &mut HeadCapture(&mut head),
+                        name,
+                        Path::new(name),
+                    )?;
+                    (d, head.starts_with(&[0x1f, 0x8b]))
+                }
+            };
+            source.by_path.insert(d.clone(), name.to_string());
+            let mt = if gz {
+                MT_DOCKER_LAYER_GZIP
+            } else {
+                MT_DOCKER_LAYER
+            };
+            layers.push(
+                serde_json::json!({"mediaType": mt, "size": e.size, "digest": d.to_string()}),
+            );
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MT_DOCKER_MANIFEST,
+            "config": {"mediaType": MT_DOCKER_CONFIG, "size": config_bytes.len(), "digest": config_digest.to_string()},
+            "layers": layers,
+        });
+        let manifest_bytes = serde_json::to_vec(&manifest)
+            .map_err(|e| Error::archive("manifest.json", e.to_string()))?;
+        let md = Digest::sha256_of(&manifest_bytes);
+        let mut top = Descriptor::new(MT_DOCKER_MANIFEST, md.clone(), manifest_bytes.len() as u64);
+        if let Some(p) = Platform::from_json(&config_json) {
+            let mut pj = serde_json::json!({"os": p.os, "architecture": p.architecture});
+            if let Some(v) = &p.variant {
+                pj["variant"] = Value::String(v.clone());
+            }
+            if let Some(v) = &p.os_version {
+                pj["os.version"] = Value::String(v.clone());
+            }
+            if let Some(o) = top.raw.as_object_mut() {
+                o.insert("platform".into(), pj);
+            }
+            top.platform = Some(p);
+        }
+        source.synthesized.insert(md, manifest_bytes);
+        let mut entries = Vec::new();
+        for tag in entry.repo_tags.iter().flatten() {
+            let r = Reference::parse(tag)
+                .map_err(|e| Error::archive(what("RepoTags"), e.to_string()))?;
+            if let (Some(full), Some(t)) = (r.full_name(), r.tag.clone()) {
+                let mut d = top.clone();
+                d.set_annotations(BTreeMap::from([
+                    (ANNOTATION_IMAGE_NAME.to_string(), full),
+                    (ANNOTATION_REF_NAME.to_string(), t),
+                ]));
+                entries.push(d);
+            }
+        }
+        if entries.is_empty() {
+            entries.push(top);
+        }
+        found.push(Found { entries });
+    }
+    Ok(found)
+}
+
+struct HeadCapture<'a>(&'a mut Vec<u8>);
+
+impl Write for HeadCapture<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() < 2 {
+            let need = (2 - self.0.len()).min(buf.len());
+            self.0.extend_from_slice(&buf[..need]);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn head_is_gzip(ar: &Archive, e: &Entry) -> Result<bool> {
+    let mut head = [0u8; 2];
+    let mut r = ar.open(e)?.take(2);
+    let mut n = 0;
+    while n < 2 {
+        let k = r
+            .read(&mut head[n..])
+            .map_err(|err| Error::io(ar.label(), err))?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    Ok(n == 2 && head == [0x1f, 0x8b])
+}
+
+/// Resolve a path named by `manifest.json` to a regular file inside the archive.
+fn docker_path<'a>(ar: &'a Archive, path: &str, what: &str) -> Result<(&'a str, &'a Entry)> {
+    if path.starts_with('/') || path.split('/').any(|c| c == "..") {
+        return Err(Error::archive(
+            what,
+            format!("path {path:?} leaves the archive"),
+        ));
+    }
+    let norm: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let norm = norm.join("/");
+    match ar.get(&norm)? {
+        Some((n, e)) if e.kind == Kind::File => Ok((n, e)),
+        Some((n, _)) => Err(Error::archive(
+            what,
+            format!("path {path:?} resolves to {n:?}, which is not a regular file"),
+        )),
+        None => Err(Error::archive(
+            what,
+            format!("path {path:?} is not in the archive"),
+        )),
+    }
+}
+
+/// Load `input` into the store at `store_path` (created when missing), keeping only `platforms`.
+///
+/// # Errors
+/// [`Error::InvalidPlatform`] before anything is read; [`Error::InvalidArchive`] for malformed, truncated
+/// or unsafe archives; [`Error::PlatformNotFound`] when a listed platform is absent or incomplete in an
+/// image; [`Error::DigestMismatch`] / [`Error::SizeMismatch`] for content that fails verification;
+/// [`Error::Store`] for a malformed or locked store; [`Error::Io`]. On any error the store is unchanged.
+pub fn load(
+    input: Input,
+    store_path: &Path,
+    platforms: &[String],
+    progress: &mut Progress,
+) -> Result<LoadReport> {
+    let matcher = Matcher::only(Platform::parse_list(platforms)?);
+    let store = Store::open_or_new(store_path)?;
+    let mut ingest = store.ingest()?;
+    let archive = open_archive(input, &mut ingest)?;
+    let mut source = ArchiveSource::new(&archive);
+    let found = find_images(&mut source)?;
+    let mut plans = Vec::new();
+    for f in &found {
+        let top = &f.entries[0];
+        let label = f
+            .entries
+            .iter()
+            .find_map(|d| {
+                reference::entry_names(
+                    d.annotation(ANNOTATION_IMAGE_NAME),
+                    d.annotation(ANNOTATION_REF_NAME),
+                )
+                .into_iter()
+                .next()
+            })
+            .map_or_else(|| top.digest.to_string(), |n| reference::familiar(&n));
+        let image = walk::walk(&source, top)?;
+        let sel = walk::select(&image, &matcher, &label, |r| {
+            Error::archive(archive.label(), r)
+        })?;
+        plans.push((f, sel));
+    }
+    // Stage every needed blob that the store does not have, verified.
+    let needed: Vec<&Descriptor> = {
+        let mut seen = HashSet::new();
+        plans
+            .iter()
+            .flat_map(|(_, s)| s.blobs.iter())
+            .filter(|d| seen.insert(d.digest.clone()))
+            .collect()
+    };
+    let (mut written, mut present, mut bytes) = (0usize, 0usize, 0u64);
+    let missing: Vec<&Descriptor> = needed
+        .into_iter()
+        .filter(|d| {
+            let have = store.blob_path(&d.digest).is_file();
+            present += usize::from(have);
+            !have
+        })
+        .collect();
+    progress.start(missing.iter().map(|d| d.size).sum());
+    for d in missing {
+        source.stage(d, &mut ingest, progress)?;
+        written += 1;
+        bytes += d.size;
+    }
+    progress.finish()?;
+    // Commit: blobs into place, then index.json under the lock.
+    let images = ingest.commit(|index| {
+        let mut out = Vec::new();
+        for (f, sel) in &plans {
+            let moved = merge(index, &f.entries);
+            let top = &f.entries[0];
+            out.push(LoadedImage {
+                names: f
+                    .entries
+                    .iter()
+                    .filter_map(|d| {
+                        reference::entry_names(
+                            d.annotation(ANNOTATION_IMAGE_NAME),
+                            d.annotation(ANNOTATION_REF_NAME),
+                        )
+                        .into_iter()
+                        .next()
+                    })
+                    .map(|n| reference::familiar(&n))
+                    .collect(),
+                digest: top.digest.clone(),
+                media_type: top.media_type.clone(),
+                platforms: sel.platforms.clone(),
+                absent: sel.absent.clone(),
+                attestations: sel.attestations,
+                moved,
+            });
+        }
+        Ok(out)
+    })?;
+    Ok(LoadReport {
+        images,
+        blobs_written: written,
+        blobs_present: present,
+        bytes_written: bytes,
+    })
+}
+
+fn name_key(d: &Descriptor) -> Option<String> {
+    reference::entry_names(
+        d.annotation(ANNOTATION_IMAGE_NAME),
+        d.annotation(ANNOTATION_REF_NAME),
+    )
+    .into_iter()
+    .next()
+}
+
+/// Add `entries` (one image) to `index`: a name that pointed at another image moves here, and that image
+/// stays as an unnamed entry; entries already there are not duplicated. Returns the moved names.
+fn merge(index: &mut IndexFile, entries: &[Descriptor]) -> Vec<String> {
+    let mut moved = Vec::new();
+    for new in entries {
+        let key = name_key(new);
+        if let Some(key) = &key {
+            for i in 0..index.entries.len() {
+                let e = &index.entries[i];
+                if e.digest != new.digest && name_key(e).as_ref() == Some(key) {
+                    moved.push(reference::familiar(key));
+                    let mut a = e.annotations.clone();
+                    a.remove(ANNOTATION_IMAGE_NAME);
+                    a.remove(ANNOTATION_REF_NAME);
+                    index.entries[i].set_annotations(a);
+                }
+            }
+        }
+        let dup = index
+            .entries
+            .iter()
+            .any(|e| e.digest == new.digest && name_key(e) == key);
+        if !dup {
+            index.entries.push(new.clone());
+        }
+    }
+    // An unnamed entry is redundant when another entry (named or not) has the same digest.
+    let mut keep = Vec::new();
+    for (i, e) in index.entries.iter().enumerate() {
+        let unnamed = name_key(e).is_none();
+        let twin = index.entries.iter().enumerate().any(|(j, o)| {
+            j != i
+                && o.digest == e.digest
+                && (name_key(o).is_some() || (j < i && name_key(o).is_none()))
+        });
+        keep.push(!(unnamed && twin));
+    }
+    let mut it = keep.into_iter();
+    index.entries.retain(|_| it.next().unwrap_or(true));
+    moved.sort();
+    moved.dedup();
+    moved
+}

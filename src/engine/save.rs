@@ -1,0 +1,569 @@
+//! `save`: resolve references in a store, select platforms, and write one deterministic archive that is
+//! at once an OCI image layout and a Docker archive (`manifest.json`). Every blob is re-hashed as it is
+//! copied; nothing is written before every reference, platform and shape has been checked.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::archive::write::{TarWriter, MODE_BLOB, MODE_JSON};
+use super::archive::Compression;
+use super::digest::Digest;
+use super::error::{Error, IoContext, Result};
+use super::platform::{Matcher, Platform};
+use super::reference::{Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use super::store::{entry_display_names, Store, OCI_LAYOUT};
+use super::walk::{self, Descriptor, Image, Node, Selection, MT_OCI_INDEX};
+use super::Progress;
+
+/// How each image's top-level descriptor is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IndexShape {
+    /// The store's own top-level descriptor and index blob, unchanged (sparse when filtered).
+    #[default]
+    Keep,
+    /// A new index listing only the saved platforms and their attestations.
+    Subset,
+    /// The single selected platform manifest as the image itself.
+    Manifest,
+}
+
+impl std::str::FromStr for IndexShape {
+    type Err = Error;
+
+    /// `keep`, `subset` or `manifest`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for any other value.
+    fn from_str(s: &str) -> Result<IndexShape> {
+        match s {
+            "keep" => Ok(IndexShape::Keep),
+            "subset" => Ok(IndexShape::Subset),
+            "manifest" => Ok(IndexShape::Manifest),
+            _ => Err(Error::InvalidArgument(format!(
+                "index must be 'keep', 'subset' or 'manifest', not {s:?}"
+            ))),
+        }
+    }
+}
+
+/// What to save.
+#[derive(Clone, Debug, Default)]
+pub struct SaveOptions {
+    pub refs: Vec<String>,
+    pub platforms: Vec<String>,
+    pub index: IndexShape,
+    pub prefer: Option<String>,
+    pub compression: Option<Compression>,
+}
+
+/// One image written by save.
+#[derive(Clone, Debug, Serialize)]
+pub struct SavedImage {
+    /// Familiar names (`alpine:3.20`); empty when saved by digest.
+    pub names: Vec<String>,
+    /// Digest of the top-level descriptor written.
+    pub digest: Digest,
+    /// The store's digest, when the written one differs (`subset`, `manifest`).
+    pub original_digest: Option<Digest>,
+    pub media_type: String,
+    pub platforms: Vec<String>,
+    /// Platforms the image lists whose content was absent, so not saved.
+    pub absent: Vec<String>,
+    pub attestations: usize,
+}
+
+/// What save wrote.
+#[derive(Clone, Debug, Serialize)]
+pub struct SaveReport {
+    pub images: Vec<SavedImage>,
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    pub archive_bytes: u64,
+}
+
+enum Content {
+    Store(Descriptor),
+    Memory(Vec<u8>),
+}
+
+struct Plan {
+    images: Vec<SavedImage>,
+    index_entries: Vec<Value>,
+    manifest_json: Vec<DockerEntry>,
+    blobs: BTreeMap<String, (Digest, u64, Content)>,
+}
+
+/// An entry of Docker's `manifest.json`.
+#[derive(Serialize)]
+struct DockerEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags")]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers")]
+    layers: Vec<String>,
+}
+
+/// Save `opts.refs` from the store at `store` into `out`.
+///
+/// # Errors
+/// [`Error::InvalidPlatform`], [`Error::InvalidReference`], [`Error::ImageNotFound`],
+/// [`Error::AmbiguousReference`], [`Error::PlatformNotFound`], [`Error::InvalidArgument`] (a shape that
+/// cannot be written) before anything is written; then [`Error::DigestMismatch`] / [`Error::SizeMismatch`]
+/// for a store blob that fails verification, [`Error::Store`] for a malformed store, [`Error::Io`].
+pub fn save<W: Write>(
+    store: &Path,
+    opts: &SaveOptions,
+    out: W,
+    dest: &Path,
+    progress: &mut Progress,
+) -> Result<(SaveReport, W)> {
+    let store = Store::open(store)?;
+    let plan = plan(&store, opts)?;
+    write(&store, plan, opts.compression, out, dest, progress)
+}
+
+/// Save to a file: written to a temporary file beside `path` and renamed on success; on failure no file
+/// is left.
+///
+/// # Errors
+/// As [`save`], plus [`Error::Io`] naming `path`.
+pub fn save_to_path(
+    store: &Path,
+    opts: &SaveOptions,
+    path: &Path,
+    progress: &mut Progress,
+) -> Result<SaveReport> {
+    let store = Store::open(store)?;
+    let plan = plan(&store, opts)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        Error::InvalidArgument(format!("output {} is not a file name", path.display()))
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.ocitar-{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .at(&tmp)?;
+    let guard = RemoveOnDrop(Some(tmp.clone()));
+    let (report, w) = write(
+        &store,
+        plan,
+        opts.compression,
+        BufWriter::with_capacity(1 << 20, file),
+        path,
+        progress,
+    )?;
+    let file = w
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
+    file.sync_all().at(path)?;
+    drop(file);
+    fs::rename(&tmp, path).at(path)?;
+    std::mem::forget(guard);
+    Ok(report)
+}
+
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+struct Request {
+    entry: Descriptor,
+    names: Vec<Reference>,
+}
+
+fn plan(store: &Store, opts: &SaveOptions) -> Result<Plan> {
+    let matcher = Matcher::only(Platform::parse_list(&opts.platforms)?);
+    let prefer = match &opts.prefer {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    if opts.refs.is_empty() {
+        return Err(Error::InvalidArgument("no image reference given".into()));
+    }
+    let index = store.read_index()?;
+    let mut requests: Vec<Request> = Vec::new();
+    for typed in &opts.refs {
+        let (r, entry) = store.resolve(&index, typed)?;
+        let pos = match requests.iter().position(|q| q.entry.digest == entry.digest) {
+            Some(i) => i,
+            None => {
+                requests.push(Request {
+                    entry,
+                    names: Vec::new(),
+                });
+                requests.len() - 1
+            }
+        };
+        if r.tag.is_some() && !requests[pos].names.contains(&r) {
+            requests[pos].names.push(r);
+        }
+    }
+    let mut plan = Plan {
+        images: Vec::new(),
+        index_entries: Vec::new(),
+        manifest_json: Vec::new(),
+        blobs: BTreeMap::new(),
+    };
+    for req in &requests {
+        let label = req
+            .names
+            .first()
+            .and_then(Reference::familiar_name)
+            .or_else(|| entry_display_names(&req.entry).into_iter().next())
+            .unwrap_or_else(|| req.entry.digest.to_string());
+        let image = walk::walk(store, &req.entry)?;
+        let sel = walk::select(&image, &matcher, &label, |r| Error::store(store.root(), r))?;
+        plan_image(&mut plan, req, &image, &sel, opts.index, &prefer, &label)?;
+    }
+    Ok(plan)
+}
+
+fn plan_image(
+    plan: &mut Plan,
+    req: &Request,
+    image: &Image,
+    sel: &Selection,
+    shape: IndexShape,
+    prefer: &Platform,
+    label: &str,
+) -> Result<()> {
+    let manifests = image.manifests();
+    let selected: Vec<&walk::Manifest> = sel
+        .manifests
+        .iter()
+        .filter_map(|d| manifests.iter().find(|m| &m.desc.digest == d).copied())
+        .collect();
+    let (top, blobs): (Descriptor, Vec<(Descriptor, Option<Vec<u8>>)>) = match shape {
+        IndexShape::Keep => (
+            req.entry.clone(),
+            sel.blobs.iter().map(|d| (d.clone(), None)).collect(),
+        ),
+        IndexShape::Subset => {
+            let mut rewritten = BTreeMap::new();
+            let top = subset(&image.root, sel, &mut rewritten).unwrap_or_else(|| image.top.clone());
+            let mut top_entry = req.entry.clone();
+            top_entry.retarget(top.digest.clone(), top.size);
+            let mut blobs = vec![];
+            for d in &sel.blobs {
+                match rewritten.remove(&d.digest) {
+                    Some((nd, bytes)) => blobs.push((nd, Some(bytes))),
+                    None => blobs.push((d.clone(), None)),
+                }
+            }
+            (top_entry, blobs)
+        }
+        IndexShape::Manifest => {
+            let [m] = selected.as_slice() else {
+                return Err(Error::InvalidArgument(format!(
+                    "index='manifest' writes one platform per image, but {} platforms of image {label} are selected ({}); choose one with platforms=",
+                    selected.len(),
+                    sel.platforms.join(", ")
+                )));
+            };
+            let mut top = m.desc.clone();
+            top.set_annotations(req.entry.annotations.clone());
+            if let (Some(p), Some(obj)) = (&m.platform, top.raw.as_object_mut()) {
+                if !obj.contains_key("platform") {
+                    let mut pj = serde_json::json!({"os": p.os, "architecture": p.architecture});
+                    if let Some(v) = &p.variant {
+                        pj["variant"] = Value::String(v.clone());
+                    }
+                    if let Some(v) = &p.os_version {
+                        pj["os.version"] = Value::String(v.clone());
+                    }
+                    obj.insert("platform".into(), pj);
+                }
+            }
+            let mut blobs = vec![(m.desc.clone(), None)];
+            blobs.extend(
+                m.config
+                    .iter()
+                    .chain(m.layers.iter())
+                    .map(|d| (d.clone(), None)),
+            );
+            (top, blobs)
+        }
+    };
+    let written_digest = top.digest.clone();
+    for (d, mem) in blobs {
+        let content = match mem {
+            Some(bytes) => Content::Memory(bytes),
+            None => Content::Store(d.clone()),
+        };
+        plan.blobs
+            .entry(d.digest.blob_name())
+            .or_insert((d.digest.clone(), d.size, content));
+    }
+    // index.json: one descriptor per requested name, or one unnamed.
+    let mut base = top.annotations.clone();
+    base.remove(ANNOTATION_IMAGE_NAME);
+    base.remove(ANNOTATION_REF_NAME);
+    let mut familiar = Vec::new();
+    if req.names.is_empty() {
+        let mut d = top.clone();
+        d.set_annotations(base.clone());
+        plan.index_entries.push(d.raw);
+    }
+    for r in &req.names {
+        let (Some(full), Some(tag), Some(fam)) = (r.full_name(), r.tag.clone(), r.familiar_name())
+        else {
+            continue;
+        };
+        let mut a = base.clone();
+        a.insert(ANNOTATION_IMAGE_NAME.into(), full);
+        a.insert(ANNOTATION_REF_NAME.into(), tag);
+        let mut d = top.clone();
+        d.set_annotations(a);
+        plan.index_entries.push(d.raw);
+        familiar.push(fam);
+    }
+    // manifest.json: the preferred platform among those saved, if it is an image with a config.
+    let preferred = selected
+        .iter()
+        .find(|m| m.platform.as_ref().is_some_and(|p| prefer.matches(p)))
+        .or_else(|| selected.first());
+    if let Some(m) = preferred {
+        if let Some(c) = m
+            .config
+            .as_ref()
+            .filter(|c| walk::is_image_config(&c.media_type))
+        {
+            plan.manifest_json.push(DockerEntry {
+                config: c.digest.blob_name(),
+                repo_tags: (!familiar.is_empty()).then(|| familiar.clone()),
+                layers: m.layers.iter().map(|l| l.digest.blob_name()).collect(),
+            });
+        }
+    }
+    plan.images.push(SavedImage {
+        names: familiar,
+        original_digest: (written_digest != req.entry.digest).then(|| req.entry.digest.clone()),
+        digest: written_digest,
+        media_type: top.media_type.clone(),
+        platforms: sel.platforms.clone(),
+        absent: sel.absent.clone(),
+        attestations: if shape == IndexShape::Manifest {
+            0
+        } else {
+            sel.attestations
+        },
+    });
+    Ok(())
+}
+
+/// Rewrite the indexes under `n` to list only kept children. Returns the new descriptor of `n` when it
+/// (or anything below it) changed; the new documents go into `out`, keyed by their original digest.
+fn subset(
+    n: &Node,
+    sel: &Selection,
+    out: &mut BTreeMap<Digest, (Descriptor, Vec<u8>)>,
+) -> Option<Descriptor> {
+    let Node::Index {
+        desc,
+        json,
+        children,
+        ..
+    } = n
+    else {
+        return None;
+    };
+    let mut changed = false;
+    let mut list = Vec::new();
+    let raw_children = json
+        .get("manifests")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for raw in raw_children {
+        let Ok(cd) = Descriptor::from_json(&raw) else {
+            continue;
+        };
+        if !sel.kept.contains(&cd.digest) {
+            changed = true;
+            continue;
+        }
+        let child = children.iter().find(|c| node_digest(c) == Some(&cd.digest));
+        match child.and_then(|c| subset(c, sel, out)) {
+            Some(nd) => {
+                changed = true;
+                let mut cd = cd;
+                cd.retarget(nd.digest, nd.size);
+                list.push(cd.raw);
+            }
+            None => list.push(raw),
+        }
+    }
+    if !changed {
+        return None;
+    }
+    let mut doc = json.clone();
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("manifests".into(), Value::Array(list));
+    }
+    let bytes = serde_json::to_vec(&doc).ok()?;
+    let digest = Digest::sha256_of(&bytes);
+    let mut nd = desc.clone();
+    nd.retarget(digest, bytes.len() as u64);
+    out.insert(desc.digest.clone(), (nd.clone(), bytes));
+    Some(nd)
+}
+
+fn node_digest(n: &Node) -> Option<&Digest> {
+    match n {
+        Node::Index { desc, .. } | Node::Absent { desc } | Node::Blob { desc } => {
+            Some(&desc.digest)
+        }
+        Node::Manifest(m) => Some(&m.desc.digest),
+    }
+}
+
+/// The output stream, compressed or not.
+enum Sink<W: Write> {
+    Plain(W),
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Write for Sink<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Gzip(w) => w.write(buf),
+            Sink::Zstd(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Gzip(w) => w.flush(),
+            Sink::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+impl<W: Write> Sink<W> {
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Sink::Plain(w) => Ok(w),
+            Sink::Gzip(w) => w.finish(),
+            Sink::Zstd(w) => w.finish(),
+        }
+    }
+}
+
+fn write<W: Write>(
+    store: &Store,
+    plan: Plan,
+    compression: Option<Compression>,
+    out: W,
+    dest: &Path,
+    progress: &mut Progress,
+) -> Result<(SaveReport, W)> {
+    let sink = match compression {
+        None => Sink::Plain(out),
+        // GzBuilder writes mtime 0 and no file name: deterministic.
+        Some(Compression::Gzip) => {
+            Sink::Gzip(flate2::GzBuilder::new().write(out, flate2::Compression::new(6)))
+        }
+        Some(Compression::Zstd) => Sink::Zstd(zstd::stream::write::Encoder::new(out, 3).at(dest)?),
+        Some(other) => {
+            return Err(Error::InvalidArgument(format!(
+                "compression must be 'gzip' or 'zstd', not {:?}",
+                other.name()
+            )))
+        }
+    };
+    let total: u64 = plan.blobs.values().map(|(_, s, _)| *s).sum();
+    progress.start(total);
+    let mut tar = TarWriter::new(sink, dest);
+    let mut dirs: Vec<String> = vec!["blobs/".into()];
+    for (d, _, _) in plan.blobs.values() {
+        let dir = format!("blobs/{}/", d.algorithm().name());
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_OCI_INDEX,
+        "manifests": plan.index_entries,
+    }))
+    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let manifest = serde_json::to_vec(&plan.manifest_json)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    // Every entry name, sorted bytewise: directories, blobs, then the three top-level files.
+    let mut names: Vec<&str> = dirs
+        .iter()
+        .map(String::as_str)
+        .chain(plan.blobs.keys().map(String::as_str))
+        .collect();
+    names.extend(["index.json", "manifest.json", "oci-layout"]);
+    names.sort_unstable();
+    let mut blob_bytes = 0u64;
+    for name in names {
+        match name {
+            "index.json" => tar.file(name, MODE_JSON, &index)?,
+            "manifest.json" => tar.file(name, MODE_JSON, &manifest)?,
+            "oci-layout" => tar.file(name, MODE_BLOB, OCI_LAYOUT)?,
+            n if n.ends_with('/') => tar.dir(n)?,
+            n => {
+                let Some((digest, size, content)) = plan.blobs.get(n) else {
+                    continue;
+                };
+                blob_bytes += size;
+                let mut tick = |k: u64| progress.advance(k);
+                match content {
+                    Content::Memory(bytes) => tar.blob(
+                        digest,
+                        *size,
+                        bytes.as_slice(),
+                        "a rewritten index",
+                        &mut tick,
+                    )?,
+                    Content::Store(desc) => {
+                        let f = store.open_blob(desc)?;
+                        let loc = store.blob_path(digest).display().to_string();
+                        tar.blob(digest, *size, f, &loc, &mut tick)?;
+                    }
+                }
+            }
+        }
+    }
+    let archive_bytes = tar.written();
+    let sink = tar.finish()?;
+    let out = sink.finish().at(dest)?;
+    progress.finish()?;
+    Ok((
+        SaveReport {
+            images: plan.images,
+            blobs: plan.blobs.len(),
+            blob_bytes,
+            archive_bytes: archive_bytes + 1024,
+        },
+        out,
+    ))
+}

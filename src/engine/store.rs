@@ -1,0 +1,578 @@
+//! The OCI image-layout store: open or create it, read `index.json`, resolve references, read blobs
+//! verified, and ingest new blobs so that nothing becomes visible before it is verified.
+//!
+//! Durability contract (what is on disk when):
+//! 1. New blobs are written to files in a private staging directory inside the store
+//!    (`.ocitar-ingest-<pid>-<n>/`), hashed and counted while written, checked against their
+//!    descriptors, and `fsync`ed. A crash here leaves only the staging directory, which readers ignore and
+//!    the next ingest removes once its process is gone.
+//! 2. Only when every blob of the operation is verified are they renamed into `blobs/<alg>/<hex>` and the
+//!    blob directories `fsync`ed. A crash here leaves complete, unreferenced blobs: a valid store.
+//! 3. Under an exclusive `flock` on the store directory, `index.json` is re-read, updated, written to a
+//!    temporary file, `fsync`ed, renamed over the old one, and the store directory `fsync`ed. Readers see the
+//!    old or the new index, never a torn one, and concurrent writers lose no entry.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::digest::Digest;
+use super::error::{Error, IoContext, Result};
+use super::reference::{self, Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use super::walk::{parse_document, BlobSource, Descriptor, MAX_DOCUMENT, MT_OCI_INDEX};
+
+/// The content of `oci-layout`.
+pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+const INGEST_PREFIX: &str = ".ocitar-ingest-";
+/// Default wait for the store lock, in seconds (`OCITAR_LOCK_TIMEOUT` overrides it).
+pub const DEFAULT_LOCK_TIMEOUT: f64 = 300.0;
+
+/// An OCI image-layout directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A parsed `index.json`: the document (kept whole, so unknown fields survive) and its entries.
+#[derive(Clone, Debug)]
+pub struct IndexFile {
+    pub json: Value,
+    pub entries: Vec<Descriptor>,
+}
+
+impl IndexFile {
+    /// An empty index.
+    pub fn empty() -> IndexFile {
+        IndexFile {
+            json: serde_json::json!({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": []}),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Parse `index.json` bytes; `manifests: null` counts as empty.
+    ///
+    /// # Errors
+    /// A reason string when the bytes are not a JSON object with a `manifests` array of descriptors.
+    pub fn parse(bytes: &[u8]) -> std::result::Result<IndexFile, String> {
+        let json = parse_document(bytes)?;
+        let entries = match json.get("manifests") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(Descriptor::from_json)
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+            Some(Value::Null) | None => Vec::new(),
+            Some(_) => return Err("\"manifests\" is not an array".into()),
+        };
+        Ok(IndexFile { json, entries })
+    }
+
+    /// The document with `entries` written back into it.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut json = self.json.clone();
+        if let Some(obj) = json.as_object_mut() {
+            obj.insert(
+                "manifests".into(),
+                Value::Array(self.entries.iter().map(|d| d.raw.clone()).collect()),
+            );
+        }
+        serde_json::to_vec(&json).unwrap_or_default()
+    }
+}
+
+/// The familiar names of an `index.json` entry, for messages and reports.
+pub fn entry_display_names(d: &Descriptor) -> Vec<String> {
+    let image = d.annotation(ANNOTATION_IMAGE_NAME);
+    let refn = d.annotation(ANNOTATION_REF_NAME);
+    match (image, refn) {
+        (Some(n), _) => vec![reference::familiar(n)],
+        (None, Some(r)) => vec![r.to_string()],
+        (None, None) => vec![],
+    }
+}
+
+impl Store {
+    /// Open an existing store.
+    ///
+    /// # Errors
+    /// [`Error::Store`] naming the path when `oci-layout` or `index.json` is missing (or the directory
+    /// does not exist); [`Error::Io`] when they cannot be read.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        let root = path.as_ref().to_path_buf();
+        if !root.is_dir() {
+            return Err(Error::store(
+                &root,
+                "not a directory (an OCI image layout needs oci-layout, index.json and blobs/)",
+            ));
+        }
+        for f in ["oci-layout", "index.json"] {
+            if !root.join(f).is_file() {
+                return Err(Error::store(
+                    root.join(f),
+                    "missing: this directory is not an OCI image layout",
+                ));
+            }
+        }
+        Ok(Store { root })
+    }
+
+    /// A store at `path` that may not exist yet: it is created when blobs are first committed.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when `path` exists and is neither an empty directory nor an OCI image layout.
+    pub fn open_or_new(path: impl AsRef<Path>) -> Result<Store> {
+        let root = path.as_ref().to_path_buf();
+        if root.exists() {
+            if !root.is_dir() {
+                return Err(Error::store(&root, "exists and is not a directory"));
+            }
+            // A directory that holds nothing but what an interrupted creation leaves is still new.
+            let fresh = !root.join("index.json").exists()
+                && fs::read_dir(&root).at(&root)?.flatten().all(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    n == "oci-layout" || n == "blobs" || Store::is_ingest_dir(&n)
+                });
+            if !fresh {
+                return Store::open(&root);
+            }
+        }
+        Ok(Store { root })
+    }
+
+    /// Whether this store is being created (no `index.json` and no `oci-layout` yet, or only the
+    /// `oci-layout` an interrupted creation wrote).
+    fn creating(&self) -> bool {
+        !self.root.join("index.json").exists()
+            && fs::read(self.root.join("oci-layout")).map_or(true, |b| b == OCI_LAYOUT)
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The path of a blob: `blobs/<alg>/<hex>`, built only from a parsed digest.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(d.algorithm().name())
+            .join(d.hex())
+    }
+
+    /// Read and parse `index.json`; an absent one (a store not created yet) reads as empty.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when it is malformed or over 20 MiB; [`Error::Io`] when unreadable.
+    pub fn read_index(&self) -> Result<IndexFile> {
+        let p = self.root.join("index.json");
+        let f = match File::open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.creating() => {
+                return Ok(IndexFile::empty())
+            }
+            Err(e) => return Err(Error::io(&p, e)),
+        };
+        let mut bytes = Vec::new();
+        f.take(MAX_DOCUMENT + 1).read_to_end(&mut bytes).at(&p)?;
+        if bytes.len() as u64 > MAX_DOCUMENT {
+            return Err(Error::store(&p, "index.json is over 20 MiB"));
+        }
+        IndexFile::parse(&bytes).map_err(|r| Error::store(&p, r))
+    }
+
+    /// The `index.json` entry a reference names; entries with the same digest count as one image.
+    ///
+    /// # Errors
+    /// [`Error::InvalidReference`] when `typed` does not parse, [`Error::ImageNotFound`] (with the closest
+    /// names) when nothing matches, [`Error::AmbiguousReference`] when two different images match.
+    pub fn resolve(&self, index: &IndexFile, typed: &str) -> Result<(Reference, Descriptor)> {
+        let r = Reference::parse(typed)?;
+        let mut found: Vec<&Descriptor> = Vec::new();
+        for e in &index.entries {
+            if reference::matches(
+                typed,
+                &r,
+                e.annotation(ANNOTATION_IMAGE_NAME),
+                e.annotation(ANNOTATION_REF_NAME),
+                &e.digest,
+            ) && !found.iter().any(|f| f.digest == e.digest)
+            {
+                found.push(e);
+            }
+        }
+        match found.as_slice() {
+            [one] => Ok((r, (*one).clone())),
+            [] => Err(Error::ImageNotFound {
+                reference: typed.to_string(),
+                store: self.root.clone(),
+                candidates: closest(typed, index),
+            }),
+            many => Err(Error::AmbiguousReference {
+                reference: typed.to_string(),
+                matches: many
+                    .iter()
+                    .map(|d| {
+                        let names = entry_display_names(d);
+                        if names.is_empty() {
+                            d.digest.to_string()
+                        } else {
+                            format!("{} ({})", names.join(", "), d.digest)
+                        }
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// Open a blob for reading, checking its size against `desc` (the digest is checked by the copier).
+    ///
+    /// # Errors
+    /// [`Error::Store`] naming the path when the blob is missing, [`Error::SizeMismatch`] when its size
+    /// differs from the descriptor's, [`Error::Io`] when it cannot be opened.
+    pub fn open_blob(&self, desc: &Descriptor) -> Result<File> {
+        let p = self.blob_path(&desc.digest);
+        let f = match File::open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::store(&p, format!("blob {} is missing", desc.digest)))
+            }
+            Err(e) => return Err(Error::io(&p, e)),
+        };
+        let len = f.metadata().at(&p)?.len();
+        if len != desc.size {
+            return Err(Error::SizeMismatch {
+                digest: desc.digest.to_string(),
+                location: p.display().to_string(),
+                expected: desc.size,
+                found: len.to_string(),
+            });
+        }
+        Ok(f)
+    }
+
+    /// Take the store's exclusive lock (`flock` on its directory), waiting at most `OCITAR_LOCK_TIMEOUT`
+    /// seconds (default [`DEFAULT_LOCK_TIMEOUT`]).
+    ///
+    /// # Errors
+    /// [`Error::Store`] naming the store when the wait times out; [`Error::Io`] when it cannot be opened.
+    pub fn lock(&self) -> Result<StoreLock> {
+        let timeout = std::env::var("OCITAR_LOCK_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .unwrap_or(DEFAULT_LOCK_TIMEOUT);
+        let dir = File::open(&self.root).at(&self.root)?;
+        let start = Instant::now();
+        loop {
+            // SAFETY: flock on a descriptor we own; no memory is shared with the kernel.
+            let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(StoreLock { _dir: dir });
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::WouldBlock {
+                return Err(Error::io(&self.root, err));
+            }
+            if start.elapsed().as_secs_f64() >= timeout {
+                return Err(Error::store(
+                    &self.root,
+                    format!("locked by another process for more than {timeout} s (the lock is flock(2) on this directory; OCITAR_LOCK_TIMEOUT sets the wait)"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start an ingest: a private staging directory inside the store (created with the store if needed).
+    /// Staging directories left by processes that no longer run are removed first.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be created.
+    pub fn ingest(&self) -> Result<Ingest> {
+        let created_root = if self.root.exists() {
+            None
+        } else {
+            let mut top = self.root.clone();
+            while let Some(parent) = top.parent() {
+                if parent.as_os_str().is_empty() || parent.exists() {
+                    break;
+                }
+                top = parent.to_path_buf();
+            }
+            fs::create_dir_all(&self.root).at(&self.root)?;
+            Some(top)
+        };
+        self.remove_stale_ingests();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = self
+            .root
+            .join(format!("{INGEST_PREFIX}{}-{n}-{nanos}", std::process::id()));
+        fs::create_dir(&dir).at(&dir)?;
+        Ok(Ingest {
+            store: self.clone(),
+            dir,
+            staged: BTreeMap::new(),
+            counter: 0,
+            created_root,
+            committed: false,
+        })
+    }
+
+    fn remove_stale_ingests(&self) {
+        let Ok(rd) = fs::read_dir(&self.root) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(INGEST_PREFIX)) else {
+                continue;
+            };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            // SAFETY: kill with signal 0 only checks whether the process exists.
+            let alive = pid > 0
+                && (unsafe { libc::kill(pid, 0) } == 0
+                    || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
+            if !alive {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// Whether `name` (a file directly in the store) is a staging directory of an ingest.
+    pub fn is_ingest_dir(name: &str) -> bool {
+        name.starts_with(INGEST_PREFIX)
+    }
+}
+
+impl BlobSource for Store {
+    fn document(&self, desc: &Descriptor) -> Result<Option<Vec<u8>>> {
+        let p = self.blob_path(&desc.digest);
+        if !p.exists() {
+            return Ok(None);
+        }
+        let f = self.open_blob(desc)?;
+        let mut out = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
+        let loc = p.display().to_string();
+        super::digest::copy_verified(f, &mut out, &desc.digest, desc.size, &loc, &p, &mut |_| {
+            Ok(())
+        })?;
+        Ok(Some(out))
+    }
+
+    fn has_blob(&self, desc: &Descriptor) -> bool {
+        self.blob_path(&desc.digest).is_file()
+    }
+
+    fn malformed(&self, location: &str, reason: String) -> Error {
+        Error::store(
+            self.root.join("blobs").join(location.replace(':', "/")),
+            reason,
+        )
+    }
+}
+
+/// The store's exclusive lock, released when dropped.
+pub struct StoreLock {
+    _dir: File,
+}
+
+/// New blobs being staged for one operation; nothing is visible in the store until [`Ingest::commit`].
+/// Dropping an uncommitted ingest removes every file it wrote (and the store directory, if it created it).
+pub struct Ingest {
+    store: Store,
+    dir: PathBuf,
+    staged: BTreeMap<Digest, PathBuf>,
+    counter: u64,
+    created_root: Option<PathBuf>,
+    committed: bool,
+}
+
+impl Ingest {
+    /// A new temporary file in the staging directory.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be created.
+    pub fn temp_file(&mut self) -> Result<(PathBuf, File)> {
+        self.counter += 1;
+        let p = self.dir.join(format!("tmp-{}", self.counter));
+        let f = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&p)
+            .at(&p)?;
+        Ok((p, f))
+    }
+
+    /// The staging directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Record a verified, fsynced temporary file as the content of `digest`.
+    pub fn stage(&mut self, digest: Digest, path: PathBuf) {
+        self.staged.insert(digest, path);
+    }
+
+    /// Whether `digest` is staged already.
+    pub fn is_staged(&self, digest: &Digest) -> bool {
+        self.staged.contains_key(digest)
+    }
+
+    /// Write `bytes` (already known to hash to `digest`) as a staged blob.
+    ///
+    /// # Errors
+    /// [`Error::Io`] on write failure.
+    pub fn stage_bytes(&mut self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        if self.is_staged(digest) {
+            return Ok(());
+        }
+        let (p, mut f) = self.temp_file()?;
+        f.write_all(bytes).at(&p)?;
+        f.sync_all().at(&p)?;
+        self.stage(digest.clone(), p);
+        Ok(())
+    }
+
+    /// Move the staged blobs into `blobs/` (blobs already there are kept, not rewritten), then, under the
+    /// store lock, re-read `index.json`, let `update` change it, and replace it atomically.
+    ///
+    /// # Errors
+    /// [`Error::Io`] on filesystem failures, [`Error::Store`] on lock timeout or a malformed index, and
+    /// whatever `update` returns.
+    pub fn commit<T>(mut self, update: impl FnOnce(&mut IndexFile) -> Result<T>) -> Result<T> {
+        let root = self.store.root.clone();
+        let mut dirs = Vec::new();
+        for (digest, tmp) in &self.staged {
+            let dest = self.store.blob_path(digest);
+            let Some(parent) = dest.parent() else {
+                continue;
+            };
+            if !dirs.iter().any(|d: &PathBuf| d == parent) {
+                fs::create_dir_all(parent).at(parent)?;
+                dirs.push(parent.to_path_buf());
+            }
+            if dest.exists() {
+                continue;
+            }
+            fs::rename(tmp, &dest).at(&dest)?;
+        }
+        for d in &dirs {
+            File::open(d).and_then(|f| f.sync_all()).at(d)?;
+        }
+        let blobs = root.join("blobs");
+        if blobs.exists() {
+            File::open(&blobs).and_then(|f| f.sync_all()).at(&blobs)?;
+        }
+        let _lock = self.store.lock()?;
+        if !root.join("oci-layout").exists() {
+            write_atomic(&root, "oci-layout", OCI_LAYOUT)?;
+        }
+        let mut index = self.store.read_index()?;
+        let out = update(&mut index)?;
+        write_atomic(&root, "index.json", &index.to_bytes())?;
+        self.committed = true;
+        Ok(out)
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+        if !self.committed {
+            if let Some(top) = &self.created_root {
+                let _ = fs::remove_dir_all(top);
+            }
+        }
+    }
+}
+
+/// Replace `dir/name` atomically: write a temporary file beside it, fsync, rename, fsync the directory.
+///
+/// # Errors
+/// [`Error::Io`] naming the file.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{INGEST_PREFIX}{}-{name}.tmp", std::process::id()));
+    let dest = dir.join(name);
+    let res = (|| -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &dest)?;
+        File::open(dir)?.sync_all()
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res.at(&dest)
+}
+
+fn closest(typed: &str, index: &IndexFile) -> Vec<String> {
+    let mut names: Vec<String> = index.entries.iter().flat_map(entry_display_names).collect();
+    names.sort();
+    names.dedup();
+    let mut scored: Vec<(usize, String)> = names
+        .into_iter()
+        .map(|n| (levenshtein(typed, &n), n))
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, n)| n).collect()
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The default store: `$OCITAR_STORE`, else `$XDG_DATA_HOME/ocitar/store`, else
+/// `~/.local/share/ocitar/store`.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when none of `OCITAR_STORE`, `XDG_DATA_HOME` and `HOME` is set.
+pub fn default_store() -> Result<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(p) = env("OCITAR_STORE") {
+        return Ok(p);
+    }
+    if let Some(p) = env("XDG_DATA_HOME") {
+        return Ok(p.join("ocitar").join("store"));
+    }
+    match env("HOME") {
+        Some(h) => Ok(h.join(".local").join("share").join("ocitar").join("store")),
+        None => Err(Error::InvalidArgument(
+            "no store given and none of OCITAR_STORE, XDG_DATA_HOME, HOME is set".into(),
+        )),
+    }
+}

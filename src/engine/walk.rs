@@ -1,0 +1,622 @@
+//! The one walker: from a top-level descriptor through OCI indexes, Docker manifest lists, nested
+//! indexes, single manifests and attestation manifests, over any [`BlobSource`] (a store or an archive);
+//! then [`select`] applies a platform [`Matcher`] and the requirement rule. Save, load, inspect and verify
+//! all go through here.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::Value;
+
+use super::digest::Digest;
+use super::error::{Error, Result};
+use super::platform::{Matcher, Platform};
+
+/// Largest JSON document (index, manifest, config, `index.json`, `manifest.json`) ocitar will read.
+pub const MAX_DOCUMENT: u64 = 20 << 20;
+/// Deepest nesting accepted, of indexes within indexes and of JSON values within a document.
+pub const MAX_DEPTH: usize = 16;
+
+pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const MT_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const MT_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const MT_DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+pub const MT_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// Annotation naming the manifest an attestation manifest describes (buildkit).
+pub const ANNOTATION_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+/// Annotation marking an attestation manifest (buildkit).
+pub const ANNOTATION_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+
+/// A content descriptor as found in an index or manifest. `raw` keeps the original JSON object so that
+/// rewritten documents carry every field they had.
+#[derive(Clone, Debug)]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub platform: Option<Platform>,
+    pub annotations: BTreeMap<String, String>,
+    pub raw: Value,
+}
+
+impl Descriptor {
+    /// Read a descriptor from JSON.
+    ///
+    /// # Errors
+    /// A reason string when the value is not an object, lacks a parseable `digest` or a non-negative
+    /// integer `size`, or has non-string annotations. Callers wrap it in their own error.
+    pub fn from_json(v: &Value) -> std::result::Result<Descriptor, String> {
+        let obj = v.as_object().ok_or("descriptor is not a JSON object")?;
+        let media_type = match obj.get("mediaType") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err("descriptor mediaType is not a string".into()),
+        };
+        let digest = obj
+            .get("digest")
+            .and_then(Value::as_str)
+            .ok_or("descriptor has no digest string")?
+            .parse::<Digest>()
+            .map_err(|e| e.to_string())?;
+        let size = obj
+            .get("size")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("descriptor {digest} has no non-negative integer size"))?;
+        let platform = obj.get("platform").and_then(Platform::from_json);
+        let mut annotations = BTreeMap::new();
+        match obj.get("annotations") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                for (k, v) in m {
+                    let s = v.as_str().ok_or_else(|| {
+                        format!("descriptor {digest}: annotation {k:?} is not a string")
+                    })?;
+                    annotations.insert(k.clone(), s.to_string());
+                }
+            }
+            Some(_) => return Err(format!("descriptor {digest}: annotations is not an object")),
+        }
+        Ok(Descriptor {
+            media_type,
+            digest,
+            size,
+            platform,
+            annotations,
+            raw: v.clone(),
+        })
+    }
+
+    /// A new descriptor (for documents ocitar writes).
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
+        let raw = serde_json::json!({"mediaType": media_type, "digest": digest.to_string(), "size": size});
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest,
+            size,
+            platform: None,
+            annotations: BTreeMap::new(),
+            raw,
+        }
+    }
+
+    /// An annotation's value.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str)
+    }
+
+    /// Replace the annotations (in `raw` too); an empty map removes the field.
+    pub fn set_annotations(&mut self, annotations: BTreeMap<String, String>) {
+        if let Some(obj) = self.raw.as_object_mut() {
+            if annotations.is_empty() {
+                obj.remove("annotations");
+            } else {
+                let m = annotations
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect();
+                obj.insert("annotations".into(), Value::Object(m));
+            }
+        }
+        self.annotations = annotations;
+    }
+
+    /// Point this descriptor at other content (digest and size, in `raw` too).
+    pub fn retarget(&mut self, digest: Digest, size: u64) {
+        if let Some(obj) = self.raw.as_object_mut() {
+            obj.insert("digest".into(), Value::String(digest.to_string()));
+            obj.insert("size".into(), Value::from(size));
+        }
+        self.digest = digest;
+        self.size = size;
+    }
+
+    /// Whether this is an attestation manifest (buildkit's `attestation-manifest` reference type).
+    pub fn attestation_of(&self) -> Option<&str> {
+        (self.annotation(ANNOTATION_REFERENCE_TYPE) == Some("attestation-manifest"))
+            .then(|| self.annotation(ANNOTATION_REFERENCE_DIGEST))
+            .flatten()
+    }
+}
+
+/// Where the walker reads documents and asks for blobs: a store or an archive.
+pub trait BlobSource {
+    /// The bytes of the document `desc` names, verified against its digest and size; `None` when the
+    /// blob is not there (a sparse archive or store).
+    ///
+    /// # Errors
+    /// Digest and size mismatches, read errors, and documents over [`MAX_DOCUMENT`].
+    fn document(&self, desc: &Descriptor) -> Result<Option<Vec<u8>>>;
+
+    /// Whether the blob `desc` names is there (its content is verified when it is copied).
+    fn has_blob(&self, desc: &Descriptor) -> bool;
+
+    /// The error for a malformed document at `location` in this source.
+    fn malformed(&self, location: &str, reason: String) -> Error;
+}
+
+/// A walked image: its top-level descriptor and the tree below it.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub top: Descriptor,
+    pub root: Node,
+}
+
+/// One node of an image tree.
+#[derive(Clone, Debug)]
+pub enum Node {
+    /// An image index or manifest list, with its original bytes and its children in order.
+    Index {
+        desc: Descriptor,
+        doc: Vec<u8>,
+        json: Value,
+        children: Vec<Node>,
+    },
+    /// An image (or artifact) manifest.
+    Manifest(Manifest),
+    /// A child listed by an index whose blob is not in the source (a sparse archive or store).
+    Absent { desc: Descriptor },
+    /// A child of another kind (an opaque blob listed by an index).
+    Blob { desc: Descriptor },
+}
+
+/// A manifest with what it needs and what of that is missing.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    pub desc: Descriptor,
+    pub doc: Vec<u8>,
+    /// From the descriptor, else from the config.
+    pub platform: Option<Platform>,
+    /// The manifest an attestation manifest describes.
+    pub attestation_of: Option<Digest>,
+    pub config: Option<Descriptor>,
+    pub layers: Vec<Descriptor>,
+    /// Config and layer blobs the source does not have.
+    pub missing: Vec<Digest>,
+}
+
+impl Manifest {
+    /// Whether every blob the manifest needs is in the source.
+    pub fn complete(&self) -> bool {
+        self.missing.is_empty()
+    }
+
+    /// Whether this is an attestation (never counted as a platform).
+    pub fn is_attestation(&self) -> bool {
+        self.attestation_of.is_some() || self.platform.as_ref().is_some_and(Platform::is_unknown)
+    }
+
+    /// The platform as shown to users.
+    pub fn platform_name(&self) -> String {
+        self.platform
+            .as_ref()
+            .map_or_else(|| "unknown".to_string(), ToString::to_string)
+    }
+}
+
+fn is_index_type(mt: &str) -> bool {
+    mt == MT_OCI_INDEX || mt == MT_DOCKER_LIST
+}
+
+fn is_manifest_type(mt: &str) -> bool {
+    mt == MT_OCI_MANIFEST || mt == MT_DOCKER_MANIFEST
+}
+
+/// Whether a config media type is an image config (one that carries a platform).
+pub fn is_image_config(mt: &str) -> bool {
+    mt == MT_OCI_CONFIG || mt == MT_DOCKER_CONFIG
+}
+
+/// The deepest nesting of arrays and objects in a JSON text (strings skipped).
+pub fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Parse a JSON document that must be an object, refusing nesting deeper than [`MAX_DEPTH`].
+///
+/// # Errors
+/// A reason string: nesting too deep, not JSON, or not an object.
+pub fn parse_document(bytes: &[u8]) -> std::result::Result<Value, String> {
+    if json_depth(bytes) > MAX_DEPTH {
+        return Err(format!("JSON nested deeper than {MAX_DEPTH} levels"));
+    }
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    if !v.is_object() {
+        return Err("not a JSON object".into());
+    }
+    Ok(v)
+}
+
+/// Walk the image under `top` in `source`.
+///
+/// # Errors
+/// The source's errors for unreadable or mismatching documents; `source.malformed` for documents that
+/// are not indexes or manifests of the right shape, nesting deeper than [`MAX_DEPTH`], and a top-level
+/// descriptor whose blob is absent.
+pub fn walk(source: &dyn BlobSource, top: &Descriptor) -> Result<Image> {
+    let mut seen = HashSet::new();
+    let root = visit(source, top, 0, true, &mut seen)?;
+    if let Node::Absent { desc } = &root {
+        return Err(source.malformed(
+            &desc.digest.to_string(),
+            "the top-level image blob is absent".into(),
+        ));
+    }
+    Ok(Image {
+        top: top.clone(),
+        root,
+    })
+}
+
+fn visit(
+    source: &dyn BlobSource,
+    desc: &Descriptor,
+    depth: usize,
+    top: bool,
+    seen: &mut HashSet<Digest>,
+) -> Result<Node> {
+    let loc = desc.digest.to_string();
+    if depth > MAX_DEPTH {
+        return Err(source.malformed(
+            &loc,
+            format!("indexes nested deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    let known = is_index_type(&desc.media_type) || is_manifest_type(&desc.media_type);
+    if !known && !desc.media_type.is_empty() && !desc.media_type.ends_with("+json") && !top {
+        return Ok(Node::Blob { desc: desc.clone() });
+    }
+    if desc.size > MAX_DOCUMENT {
+        return Err(source.malformed(
+            &loc,
+            format!(
+                "document of {} bytes is over the {MAX_DOCUMENT}-byte limit",
+                desc.size
+            ),
+        ));
+    }
+    let Some(doc) = source.document(desc)? else {
+        return Ok(Node::Absent { desc: desc.clone() });
+    };
+    let json = parse_document(&doc).map_err(|r| source.malformed(&loc, r))?;
+    let doc_mt = json.get("mediaType").and_then(Value::as_str).unwrap_or("");
+    let is_index = is_index_type(&desc.media_type)
+        || (!is_manifest_type(&desc.media_type)
+            && (is_index_type(doc_mt) || json.get("manifests").is_some()));
+    if is_index {
+        let list = match json.get("manifests") {
+            Some(Value::Array(a)) => a.as_slice(),
+            Some(Value::Null) | None => &[],
+            Some(_) => {
+                return Err(source.malformed(&loc, "index \"manifests\" is not an array".into()))
+            }
+        };
+        let mut children = Vec::new();
+        for child in list {
+            let child = Descriptor::from_json(child).map_err(|r| source.malformed(&loc, r))?;
+            // An index that lists one child many times is walked once per child.
+            if !seen.insert(child.digest.clone()) {
+                continue;
+            }
+            children.push(visit(source, &child, depth + 1, false, seen)?);
+        }
+        return Ok(Node::Index {
+            desc: desc.clone(),
+            doc,
+            json,
+            children,
+        });
+    }
+    if !is_manifest_type(&desc.media_type)
+        && !is_manifest_type(doc_mt)
+        && json.get("layers").is_none()
+        && json.get("config").is_none()
+    {
+        return Ok(Node::Blob { desc: desc.clone() });
+    }
+    let config = match json.get("config") {
+        None | Some(Value::Null) => None,
+        Some(c) => Some(
+            Descriptor::from_json(c).map_err(|r| source.malformed(&loc, format!("config: {r}")))?,
+        ),
+    };
+    let layers = match json.get("layers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|l| {
+                Descriptor::from_json(l).map_err(|r| source.malformed(&loc, format!("layer: {r}")))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        Some(_) => return Err(source.malformed(&loc, "manifest \"layers\" is not an array".into())),
+    };
+    let mut missing = Vec::new();
+    for blob in config.iter().chain(layers.iter()) {
+        let foreign = blob
+            .raw
+            .get("urls")
+            .and_then(Value::as_array)
+            .is_some_and(|u| !u.is_empty());
+        if !foreign && !source.has_blob(blob) && !missing.contains(&blob.digest) {
+            missing.push(blob.digest.clone());
+        }
+    }
+    let attestation_of =
+        match desc.attestation_of() {
+            Some(d) => Some(d.parse::<Digest>().map_err(|e| {
+                source.malformed(&loc, format!("{ANNOTATION_REFERENCE_DIGEST}: {e}"))
+            })?),
+            None => None,
+        };
+    let mut platform = desc.platform.clone();
+    if platform.is_none() {
+        if let Some(c) = config
+            .as_ref()
+            .filter(|c| is_image_config(&c.media_type) && c.size <= MAX_DOCUMENT)
+        {
+            if let Some(bytes) = source.document(c)? {
+                let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                    source.malformed(
+                        &c.digest.to_string(),
+                        format!("config is not valid JSON: {e}"),
+                    )
+                })?;
+                platform = Platform::from_json(&v);
+            }
+        }
+    }
+    Ok(Node::Manifest(Manifest {
+        desc: desc.clone(),
+        doc,
+        platform,
+        attestation_of,
+        config,
+        layers,
+        missing,
+    }))
+}
+
+impl Image {
+    /// Every manifest of the image, in walk order.
+    pub fn manifests(&self) -> Vec<&Manifest> {
+        let mut out = Vec::new();
+        collect_manifests(&self.root, &mut out);
+        out
+    }
+
+    /// Platforms listed by the image's indexes whose manifests are absent, as shown to users.
+    pub fn absent(&self) -> Vec<&Descriptor> {
+        let mut out = Vec::new();
+        collect_absent(&self.root, &mut out);
+        out
+    }
+
+    /// The platforms of complete, non-attestation manifests.
+    pub fn platforms(&self) -> Vec<String> {
+        self.manifests()
+            .into_iter()
+            .filter(|m| !m.is_attestation() && m.complete())
+            .map(Manifest::platform_name)
+            .collect()
+    }
+}
+
+fn collect_manifests<'a>(n: &'a Node, out: &mut Vec<&'a Manifest>) {
+    match n {
+        Node::Index { children, .. } => children.iter().for_each(|c| collect_manifests(c, out)),
+        Node::Manifest(m) => out.push(m),
+        Node::Absent { .. } | Node::Blob { .. } => {}
+    }
+}
+
+fn collect_absent<'a>(n: &'a Node, out: &mut Vec<&'a Descriptor>) {
+    match n {
+        Node::Index { children, .. } => children.iter().for_each(|c| collect_absent(c, out)),
+        Node::Absent { desc } => out.push(desc),
+        Node::Manifest(_) | Node::Blob { .. } => {}
+    }
+}
+
+/// What [`select`] keeps of an image.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Every blob to move, each once, documents first in walk order, then configs and layers.
+    pub blobs: Vec<Descriptor>,
+    /// Digests of every selected node (indexes, manifests, attestations, opaque blobs).
+    pub kept: HashSet<Digest>,
+    /// Selected platform manifests (not attestations), in index order.
+    pub manifests: Vec<Digest>,
+    /// Their platforms, as shown to users.
+    pub platforms: Vec<String>,
+    /// Platforms listed by the image but not selected because their content is absent or incomplete.
+    pub absent: Vec<String>,
+    /// Selected attestation manifests.
+    pub attestations: usize,
+}
+
+/// Apply `matcher` to `image`: with a platform list, every listed platform must be present and complete;
+/// without one, absent or incomplete platforms are skipped and reported.
+///
+/// # Errors
+/// [`Error::PlatformNotFound`] naming `image_name`, the missing platforms and the complete ones;
+/// `source.malformed`-style error from `empty` when nothing at all can be selected.
+pub fn select(
+    image: &Image,
+    matcher: &Matcher,
+    image_name: &str,
+    empty: impl FnOnce(String) -> Error,
+) -> Result<Selection> {
+    let manifests = image.manifests();
+    let platform_manifests: Vec<&&Manifest> =
+        manifests.iter().filter(|m| !m.is_attestation()).collect();
+    let available: Vec<String> = platform_manifests
+        .iter()
+        .filter(|m| m.complete())
+        .map(|m| m.platform_name())
+        .collect();
+    if let Some(wanted) = matcher.wanted() {
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|w| {
+                !platform_manifests
+                    .iter()
+                    .any(|m| m.complete() && m.platform.as_ref().is_some_and(|p| w.matches(p)))
+            })
+            .map(ToString::to_string)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::PlatformNotFound {
+                image: image_name.to_string(),
+                missing,
+                available,
+            });
+        }
+    }
+    let mut sel = Selection::default();
+    for m in &platform_manifests {
+        if !matcher.selects(m.platform.as_ref()) {
+            continue;
+        }
+        if m.complete() {
+            sel.manifests.push(m.desc.digest.clone());
+            sel.platforms.push(m.platform_name());
+            sel.kept.insert(m.desc.digest.clone());
+        } else {
+            sel.absent.push(m.platform_name());
+        }
+    }
+    for d in image.absent() {
+        let p = d.platform.as_ref();
+        if d.attestation_of().is_none()
+            && !p.is_some_and(Platform::is_unknown)
+            && matcher.selects(p)
+        {
+            sel.absent
+                .push(p.map_or_else(|| d.digest.to_string(), ToString::to_string));
+        }
+    }
+    for m in manifests
+        .iter()
+        .filter(|m| m.is_attestation() && m.complete())
+    {
+        let subject_kept = m
+            .attestation_of
+            .as_ref()
+            .is_some_and(|d| sel.kept.contains(d));
+        if subject_kept || (matcher.wanted().is_none() && m.attestation_of.is_none()) {
+            sel.kept.insert(m.desc.digest.clone());
+            sel.attestations += 1;
+        }
+    }
+    let mut seen = HashSet::new();
+    gather(&image.root, &mut sel, &mut seen, true);
+    let nothing = match &image.root {
+        Node::Index { .. } => sel.blobs.len() <= 1,
+        Node::Manifest(m) => !m.complete() || (sel.manifests.is_empty() && !m.is_attestation()),
+        Node::Blob { .. } | Node::Absent { .. } => false,
+    };
+    if nothing {
+        return Err(empty(format!(
+            "image {image_name} has no complete platform manifest{}",
+            if sel.absent.is_empty() {
+                String::new()
+            } else {
+                format!(" (absent: {})", sel.absent.join(", "))
+            }
+        )));
+    }
+    Ok(sel)
+}
+
+fn push(sel: &mut Selection, seen: &mut HashSet<Digest>, d: &Descriptor) {
+    if seen.insert(d.digest.clone()) {
+        sel.blobs.push(d.clone());
+    }
+}
+
+/// Add the selected nodes' blobs; returns whether anything under `n` was kept.
+fn gather(n: &Node, sel: &mut Selection, seen: &mut HashSet<Digest>, top: bool) -> bool {
+    match n {
+        Node::Index { desc, children, .. } => {
+            let mark = sel.blobs.len();
+            push(sel, seen, desc);
+            let mut any = false;
+            for c in children {
+                any |= gather(c, sel, seen, false);
+            }
+            if !any && !top {
+                // Nothing below was kept: drop this index again.
+                if sel.blobs.len() == mark + 1 {
+                    sel.blobs.pop();
+                    seen.remove(&desc.digest);
+                }
+                return false;
+            }
+            sel.kept.insert(desc.digest.clone());
+            true
+        }
+        Node::Manifest(m) => {
+            if !(top || sel.kept.contains(&m.desc.digest)) {
+                return false;
+            }
+            sel.kept.insert(m.desc.digest.clone());
+            push(sel, seen, &m.desc);
+            for b in m.config.iter().chain(m.layers.iter()) {
+                if !m.missing.contains(&b.digest) {
+                    push(sel, seen, b);
+                }
+            }
+            true
+        }
+        Node::Blob { desc } => {
+            sel.kept.insert(desc.digest.clone());
+            push(sel, seen, desc);
+            true
+        }
+        Node::Absent { .. } => false,
+    }
+}

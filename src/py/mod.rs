@@ -1,0 +1,274 @@
+//! The Python bindings (`ocitar._ocitar`): turn arguments into owned Rust values, run the engine with the
+//! GIL released, and turn results and errors back. No logic lives here.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use serde_json::Value;
+
+use crate::engine::archive::read::Input;
+use crate::engine::archive::Compression;
+use crate::engine::error::Cancelled;
+use crate::engine::save::SaveOptions;
+use crate::engine::{self, Error, Progress};
+
+pyo3::import_exception!(ocitar.errors, InvalidPlatformError);
+pyo3::import_exception!(ocitar.errors, ImageNotFoundError);
+pyo3::import_exception!(ocitar.errors, PlatformNotFoundError);
+pyo3::import_exception!(ocitar.errors, DigestMismatchError);
+pyo3::import_exception!(ocitar.errors, InvalidArchiveError);
+pyo3::import_exception!(ocitar.errors, StoreError);
+
+/// A Python exception raised inside a callback, kept until the engine has unwound.
+type Pending = Arc<Mutex<Option<PyErr>>>;
+
+fn to_pyerr(e: Error, pending: &Pending) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        Error::InvalidPlatform { .. } => InvalidPlatformError::new_err(msg),
+        Error::InvalidReference { .. }
+        | Error::ImageNotFound { .. }
+        | Error::AmbiguousReference { .. } => ImageNotFoundError::new_err(msg),
+        Error::PlatformNotFound { .. } => PlatformNotFoundError::new_err(msg),
+        Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => {
+            DigestMismatchError::new_err(msg)
+        }
+        Error::InvalidArchive { .. } => InvalidArchiveError::new_err(msg),
+        Error::Store { .. } => StoreError::new_err(msg),
+        Error::InvalidArgument(_) => PyValueError::new_err(msg),
+        Error::Cancelled => match pending.lock().ok().and_then(|mut p| p.take()) {
+            Some(err) => err,
+            None => pyo3::exceptions::PyKeyboardInterrupt::new_err("cancelled"),
+        },
+        Error::Io { path, source } => {
+            let errno = source.raw_os_error().unwrap_or(0);
+            let args = (errno, source.to_string(), path.display().to_string());
+            match source.kind() {
+                io::ErrorKind::NotFound => PyFileNotFoundError::new_err(args),
+                io::ErrorKind::PermissionDenied => PyPermissionError::new_err(args),
+                _ => PyOSError::new_err(args),
+            }
+        }
+    }
+}
+
+/// The progress callback the engine calls: checks for signals (Ctrl-C), then calls the user's callable;
+/// any Python exception cancels the operation and is re-raised afterwards.
+fn ticker(
+    callback: Option<Py<PyAny>>,
+    pending: Pending,
+) -> impl FnMut(u64, u64) -> io::Result<()> + Send {
+    move |done, total| {
+        Python::attach(|py| {
+            let r = py.check_signals().and_then(|()| match &callback {
+                Some(cb) => cb.call1(py, (done, total)).map(|_| ()),
+                None => Ok(()),
+            });
+            r.map_err(|err| {
+                if let Ok(mut p) = pending.lock() {
+                    *p = Some(err);
+                }
+                io::Error::new(io::ErrorKind::Interrupted, Cancelled)
+            })
+        })
+    }
+}
+
+fn to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
+    Ok(match v {
+        Value::Null => py.None(),
+        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any().unbind(),
+        Value::Number(n) => match n.as_u64() {
+            Some(u) => u.into_pyobject(py)?.into_any().unbind(),
+            None => n
+                .as_f64()
+                .unwrap_or(0.0)
+                .into_pyobject(py)?
+                .into_any()
+                .unbind(),
+        },
+        Value::String(s) => s.into_pyobject(py)?.into_any().unbind(),
+        Value::Array(a) => {
+            let l = PyList::empty(py);
+            for x in a {
+                l.append(to_py(py, x)?)?;
+            }
+            l.into_any().unbind()
+        }
+        Value::Object(m) => {
+            let d = PyDict::new(py);
+            for (k, x) in m {
+                d.set_item(k, to_py(py, x)?)?;
+            }
+            d.into_any().unbind()
+        }
+    })
+}
+
+fn report<T: serde::Serialize>(py: Python<'_>, r: &T) -> PyResult<Py<PyAny>> {
+    let v = serde_json::to_value(r).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    to_py(py, &v)
+}
+
+/// A Python binary file object as a `Write`r (the GIL is taken for each chunk).
+struct PyWriter(Py<PyAny>);
+
+impl Write for PyWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Python::attach(|py| {
+            let n = self.0.call_method1(py, "write", (PyBytes::new(py, buf),))?;
+            Ok::<usize, PyErr>(n.extract::<Option<usize>>(py)?.unwrap_or(buf.len()))
+        })
+        .map_err(io::Error::other)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Python::attach(|py| self.0.call_method0(py, "flush").map(|_| ())).map_err(io::Error::other)
+    }
+}
+
+/// A Python binary file object as a `Read`er (the GIL is taken for each chunk).
+struct PyReader(Py<PyAny>);
+
+impl Read for PyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Python::attach(|py| {
+            let chunk = self.0.call_method1(py, "read", (buf.len(),))?;
+            let bytes: &[u8] = chunk.extract(py)?;
+            let n = bytes.len().min(buf.len());
+            buf[..n].copy_from_slice(&bytes[..n]);
+            Ok::<usize, PyErr>(n)
+        })
+        .map_err(io::Error::other)
+    }
+}
+
+fn compression(name: Option<&str>) -> PyResult<Option<Compression>> {
+    match name {
+        None => Ok(None),
+        Some("gzip") => Ok(Some(Compression::Gzip)),
+        Some("zstd") => Ok(Some(Compression::Zstd)),
+        Some(other) => Err(PyValueError::new_err(format!(
+            "compression must be None, 'gzip' or 'zstd', not {other:?}"
+        ))),
+    }
+}
+
+/// Save images from a store. `output` is a path, a writable binary file object, or None (return bytes).
+/// Returns `(report, bytes or None)`.
+#[pyfunction]
+#[pyo3(signature = (store, refs, platforms, output, index, prefer, compression_name, progress))]
+#[allow(clippy::too_many_arguments)]
+fn save(
+    py: Python<'_>,
+    store: PathBuf,
+    refs: Vec<String>,
+    platforms: Vec<String>,
+    output: Option<Bound<'_, PyAny>>,
+    index: &str,
+    prefer: Option<String>,
+    compression_name: Option<&str>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
+    let pending: Pending = Arc::default();
+    let opts = SaveOptions {
+        refs,
+        platforms,
+        index: index.parse().map_err(|e| to_pyerr(e, &pending))?,
+        prefer,
+        compression: compression(compression_name)?,
+    };
+    let mut tick = ticker(progress, pending.clone());
+    enum Out {
+        Path(PathBuf),
+        Writer(Py<PyAny>),
+        Bytes,
+    }
+    let out = match output {
+        None => Out::Bytes,
+        Some(o) if o.hasattr("write")? => Out::Writer(o.unbind()),
+        Some(o) => Out::Path(o.extract::<PathBuf>()?),
+    };
+    let result = py.detach(|| {
+        let mut progress = Progress::new(&mut tick);
+        match out {
+            Out::Path(p) => {
+                engine::save::save_to_path(&store, &opts, &p, &mut progress).map(|r| (r, None))
+            }
+            Out::Writer(w) => {
+                let dest = PathBuf::from("<file object>");
+                engine::save::save(&store, &opts, PyWriter(w), &dest, &mut progress)
+                    .map(|(r, _)| (r, None))
+            }
+            Out::Bytes => {
+                let dest = PathBuf::from("<bytes>");
+                engine::save::save(&store, &opts, Vec::new(), &dest, &mut progress)
+                    .map(|(r, v)| (r, Some(v)))
+            }
+        }
+    });
+    let (r, bytes) = result.map_err(|e| to_pyerr(e, &pending))?;
+    Ok((
+        report(py, &r)?,
+        bytes.map(|b| PyBytes::new(py, &b).into_any().unbind()),
+    ))
+}
+
+/// Load an archive (a path, bytes, or a readable binary file object) into a store.
+#[pyfunction]
+#[pyo3(signature = (archive, platforms, store, progress))]
+fn load(
+    py: Python<'_>,
+    archive: Bound<'_, PyAny>,
+    platforms: Vec<String>,
+    store: Option<PathBuf>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    let pending: Pending = Arc::default();
+    let input = if let Ok(b) = archive.cast::<PyBytes>() {
+        Input::Bytes(Arc::new(b.as_bytes().to_vec()))
+    } else if archive.hasattr("read")? {
+        Input::Reader(Box::new(PyReader(archive.unbind())))
+    } else {
+        Input::Path(archive.extract::<PathBuf>()?)
+    };
+    let store = match store {
+        Some(s) => s,
+        None => engine::store::default_store().map_err(|e| to_pyerr(e, &pending))?,
+    };
+    let mut tick = ticker(progress, pending.clone());
+    let result = py.detach(|| {
+        let mut progress = Progress::new(&mut tick);
+        engine::load::load(input, &store, &platforms, &mut progress)
+    });
+    let r = result.map_err(|e| to_pyerr(e, &pending))?;
+    report(py, &r)
+}
+
+/// The default store path.
+#[pyfunction]
+fn default_store() -> PyResult<PathBuf> {
+    engine::store::default_store().map_err(|e| to_pyerr(e, &Pending::default()))
+}
+
+/// Normalize a platform specifier (containerd's format).
+#[pyfunction]
+fn normalize_platform(spec: &str) -> PyResult<String> {
+    engine::platform::Platform::parse(spec)
+        .map(|p| p.to_string())
+        .map_err(|e| to_pyerr(e, &Pending::default()))
+}
+
+#[pymodule]
+fn _ocitar(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(save, m)?)?;
+    m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(default_store, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_platform, m)?)?;
+    Ok(())
+}
