@@ -16,7 +16,7 @@ from typing import IO, Literal, Union, overload
 
 from ocitar import _ocitar
 from ocitar._progress import make_progress
-from ocitar._reports import LoadedImage, LoadReport, SavedImage, SaveReport
+from ocitar._reports import ImageInfo, Inventory, LoadedImage, LoadReport, PlatformInfo, SavedImage, SaveReport
 from ocitar.errors import (
     DigestMismatchError,
     ImageNotFoundError,
@@ -34,18 +34,23 @@ __all__ = [
     "ImageNotFoundError",
     "InvalidArchiveError",
     "InvalidPlatformError",
+    "ImageInfo",
+    "Inventory",
     "LoadReport",
     "LoadedImage",
     "OcitarError",
+    "PlatformInfo",
     "PlatformNotFoundError",
     "SaveReport",
     "SavedImage",
     "StoreError",
     "__version__",
     "default_store",
+    "inspect",
     "load",
     "normalize_platform",
     "save",
+    "verify",
 ]
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -150,6 +155,21 @@ def load(
         make_progress(progress, "load"),
     )
     return LoadReport._from_dict(report)
+
+
+def inspect(path: StrPath) -> Inventory:
+    """What a store directory or archive file (any format and compression :func:`load` reads) holds:
+    images, names, platforms (present or absent), sizes, attestations. Reads JSON documents only."""
+    return Inventory._from_dict(_ocitar.inspect(os.fspath(path)))
+
+
+def verify(path: StrPath, *, progress: Progress = None) -> Inventory:
+    """Re-hash every blob of a store or archive (in parallel), check every size and that every descriptor
+    reachable from ``index.json`` is present (absent platforms of sparse images are reported, not faults).
+
+    Raises :class:`DigestMismatchError`, :class:`StoreError` or :class:`InvalidArchiveError` on the first
+    fault, naming the blob, its path, and what was expected and found."""
+    return Inventory._from_dict(_ocitar.verify(os.fspath(path), make_progress(progress, "verify")))
 
 
 def default_store() -> str:

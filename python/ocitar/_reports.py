@@ -91,6 +91,11 @@ class SaveReport:
 
         return display.report_html("Saved", self.to_dict())
 
+    def _repr_markdown_(self) -> str:
+        from ocitar import display
+
+        return display.report_markdown("Saved", self.to_dict())
+
 
 @dataclass(frozen=True)
 class LoadedImage:
@@ -154,3 +159,114 @@ class LoadReport:
         from ocitar import display
 
         return display.report_html("Loaded", self.to_dict())
+
+    def _repr_markdown_(self) -> str:
+        from ocitar import display
+
+        return display.report_markdown("Loaded", self.to_dict())
+
+
+@dataclass(frozen=True)
+class PlatformInfo:
+    """One platform of an image in an :class:`Inventory`."""
+
+    platform: str
+    """containerd's format, as the image writes it (``linux/arm64/v8``)."""
+    digest: str
+    """The platform manifest's digest."""
+    present: bool
+    """False for a platform the index lists but whose content is absent (a sparse archive)."""
+    size: int
+    """Bytes of manifest, config and layers."""
+    layers: int
+    attestations: tuple[str, ...]
+    """Digests of attestation manifests describing this platform."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One image in an :class:`Inventory`."""
+
+    names: tuple[str, ...]
+    digest: str
+    media_type: str
+    platforms: tuple[PlatformInfo, ...]
+    size: int
+    """Bytes of every present blob of the image."""
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What a store or archive holds: returned by :func:`ocitar.inspect` and :func:`ocitar.verify`."""
+
+    path: str
+    kind: str
+    """``"store"`` or ``"archive"``."""
+    format: str | None
+    """For archives: ``"oci"`` (index.json) or ``"docker"`` (manifest.json only)."""
+    compression: str | None
+    images: tuple[ImageInfo, ...]
+    blobs: int
+    """Distinct blobs reachable from the images and present."""
+    bytes: int
+    shared_bytes: int
+    """Bytes of blobs used by more than one image."""
+    verified: bool
+    """True when every blob was re-hashed (:func:`ocitar.verify`)."""
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> Inventory:
+        images = tuple(
+            ImageInfo(
+                names=tuple(i["names"]),
+                digest=i["digest"],
+                media_type=i["media_type"],
+                platforms=tuple(
+                    PlatformInfo(
+                        platform=p["platform"],
+                        digest=p["digest"],
+                        present=p["present"],
+                        size=p["size"],
+                        layers=p["layers"],
+                        attestations=tuple(p["attestations"]),
+                    )
+                    for p in i["platforms"]
+                ),
+                size=i["size"],
+            )
+            for i in d["images"]
+        )
+        return cls(
+            d["path"],
+            d["kind"],
+            d["format"],
+            d["compression"],
+            images,
+            d["blobs"],
+            d["bytes"],
+            d["shared_bytes"],
+            d["verified"],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict with stable keys (see the stub for the layout)."""
+        return _as_dict(self)
+
+    def __repr__(self) -> str:
+        head = f"Inventory({self.kind} {self.path}: {len(self.images)} image(s), {self.blobs} blobs, {_size(self.bytes)})"
+        lines = [head]
+        for i in self.images:
+            name = ", ".join(i.names) or i.digest
+            plats = ", ".join(p.platform + ("" if p.present else " (absent)") for p in i.platforms)
+            lines.append(f"  {name} {i.digest[:19]} [{plats}]")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from ocitar import display
+
+        return display.inventory_html(self.to_dict())
+
+    def _repr_markdown_(self) -> str:
+        from ocitar import display
+
+        return display.inventory_markdown(self.to_dict())

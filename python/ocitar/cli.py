@@ -1,5 +1,219 @@
-"""The ``ocitar`` command line (placeholder, replaced below)."""
+"""The ``ocitar`` command line: ``save``, ``load``, ``inspect``, ``verify`` and ``ls``, with Docker's flags.
+
+Exit codes: 0 success, 1 operation error (one line on stderr naming the cause), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import ocitar
+from ocitar.display import human
+from ocitar.errors import OcitarError
 
 
-def main() -> int:
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors exit 2 with one line
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"ocitar: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    return True if (not getattr(args, "quiet", False) and sys.stderr.isatty()) else None
+
+
+def _platforms(values: list[str] | None) -> list[str]:
+    return [p for v in values or [] for p in v.split(",") if p] if values else []
+
+
+def _cmd_save(args: argparse.Namespace) -> int:
+    store = args.store or ocitar.default_store()
+    platforms = _platforms(args.platform)
+    kw: dict[str, Any] = {"index": args.index, "prefer": args.prefer, "compression": args.compress}
+    if args.output and args.output != "-":
+        report = ocitar.save(store, args.images, platforms, output=args.output, progress=_progress(args), **kw)
+    else:
+        if sys.stdout.isatty():
+            sys.stderr.write("ocitar: error: refusing to write an archive to a terminal; use -o FILE or a pipe\n")
+            return 1
+        report = ocitar.save(store, args.images, platforms, output=sys.stdout.buffer, progress=_progress(args), **kw)
+        sys.stdout.buffer.flush()
+    if not args.quiet and args.output and args.output != "-":
+        for image in report.images:
+            names = ", ".join(image.names) or image.digest
+            sys.stderr.write(f"Saved {names} [{', '.join(image.platforms)}] to {args.output}\n")
     return 0
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    source: Any = args.input if args.input and args.input != "-" else sys.stdin.buffer
+    if source is sys.stdin.buffer and sys.stdin.isatty():
+        sys.stderr.write("ocitar: error: no archive given: use -i FILE or pipe one on stdin\n")
+        return 1
+    report = ocitar.load(source, _platforms(args.platform), store=args.store, progress=_progress(args))
+    if not args.quiet:
+        for image in report.images:
+            if image.names:
+                for name in image.names:
+                    print(f"Loaded image: {name}")
+            else:
+                print(f"Loaded image ID: {image.digest}")
+            for name in image.moved:
+                sys.stderr.write(f"The image {name} moved to {image.digest}; the old image stays, untagged\n")
+    return 0
+
+
+def _inventory_table(inv: ocitar.Inventory) -> str:
+    rows = [("IMAGE", "DIGEST", "PLATFORM", "STATUS", "SIZE", "LAYERS", "ATTESTATIONS")]
+    for image in inv.images:
+        name = ", ".join(image.names) or "<none>"
+        for i, p in enumerate(image.platforms):
+            rows.append(
+                (
+                    name if i == 0 else "",
+                    image.digest[7:19] if i == 0 else "",
+                    p.platform,
+                    "present" if p.present else "absent",
+                    human(p.size),
+                    str(p.layers),
+                    str(len(p.attestations)),
+                )
+            )
+        if not image.platforms:
+            rows.append((name, image.digest[7:19], "-", "-", human(image.size), "-", "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.append(f"{len(inv.images)} image(s), {inv.blobs} blobs, {human(inv.bytes)} ({human(inv.shared_bytes)} shared)")
+    return "\n".join(lines)
+
+
+def _show(inv: ocitar.Inventory, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(inv.to_dict(), indent=2))
+    else:
+        print(_inventory_table(inv))
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    _show(ocitar.inspect(args.path), args.format)
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    inv = ocitar.verify(args.path, progress=_progress(args))
+    if args.format == "json":
+        _show(inv, "json")
+    elif not args.quiet:
+        absent = sum(1 for i in inv.images for p in i.platforms if not p.present)
+        note = f", {absent} platform(s) absent (sparse)" if absent else ""
+        print(f"{args.path}: OK, {inv.blobs} blobs, {human(inv.bytes)} verified{note}")
+    return 0
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    store = args.store or ocitar.default_store()
+    inv = ocitar.inspect(store)
+    if args.format == "json":
+        _show(inv, "json")
+        return 0
+    rows = [("REPOSITORY", "TAG", "DIGEST", "PLATFORMS", "SIZE")]
+    for image in inv.images:
+        plats = ",".join(p.platform for p in image.platforms if p.present) or "-"
+        for name in image.names or ["<none>:<none>"]:
+            repo, _, tag = name.rpartition(":") if ":" in name.split("/")[-1] else (name, "", "<none>")
+            rows.append((repo, tag, image.digest[7:19], plats, human(image.size)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+EPILOG = {
+    "save": "example:\n  ocitar save --store build/oci --platform linux/amd64,linux/arm64 -o dist/app.tar app:1.2\n"
+    "  (docker save --platform linux/amd64 -o app.tar app:1.2)",
+    "load": "example:\n  ocitar load --store /srv/images --platform linux/arm64 -i app.tar\n"
+    "  (docker load --platform linux/arm64 -i app.tar)",
+    "inspect": "example:\n  ocitar inspect dist/app.tar\n  ocitar inspect --format json build/oci",
+    "verify": "example:\n  ocitar verify dist/app.tar",
+    "ls": "example:\n  ocitar ls --store /srv/images   (docker image ls)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``ocitar`` command."""
+    p = _Parser(
+        prog="ocitar",
+        description="Move OCI images between an image-layout store and tar archives, choosing platforms.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"ocitar {ocitar.__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def cmd(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=help, description=help, epilog=EPILOG[name], formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+
+    s = cmd("save", "Save images from a store to a tar archive (stdout when -o is absent and stdout is a pipe).")
+    s.add_argument("images", nargs="+", metavar="IMAGE", help="name, name:tag, name@digest or sha256:digest")
+    s.add_argument("--store", help="OCI layout directory (default: $OCITAR_STORE or ~/.local/share/ocitar/store)")
+    s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    s.add_argument("--platform", action="append", metavar="LIST", help="platforms to save, e.g. linux/amd64,linux/arm64")
+    s.add_argument("--index", choices=["keep", "subset", "manifest"], default="keep", help="shape of each image")
+    s.add_argument("--prefer", metavar="PLATFORM", help="platform described by manifest.json (default: the host's)")
+    s.add_argument("--compress", choices=["gzip", "zstd"], help="compress the whole archive")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    s.set_defaults(func=_cmd_save)
+
+    ld = cmd("load", "Load images from a tar archive (stdin when -i is absent or -) into a store.")
+    ld.add_argument("--store", help="OCI layout directory, created if missing (default: $OCITAR_STORE …)")
+    ld.add_argument("-i", "--input", metavar="FILE", help="read FILE instead of stdin")
+    ld.add_argument("--platform", action="append", metavar="LIST", help="platforms to load (all when absent)")
+    ld.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    ld.set_defaults(func=_cmd_load)
+
+    i = cmd("inspect", "Show the images and platforms of a store directory or an archive.")
+    i.add_argument("path", metavar="PATH")
+    i.add_argument("--format", choices=["table", "json"], default="table")
+    i.set_defaults(func=_cmd_inspect)
+
+    v = cmd("verify", "Re-hash and check every blob of a store or an archive.")
+    v.add_argument("path", metavar="PATH")
+    v.add_argument("--format", choices=["text", "json"], default="text")
+    v.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    v.set_defaults(func=_cmd_verify)
+
+    ls = cmd("ls", "List the images of a store.")
+    ls.add_argument("--store", help="OCI layout directory (default: $OCITAR_STORE …)")
+    ls.add_argument("--format", choices=["table", "json"], default="table")
+    ls.set_defaults(func=_cmd_ls)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except (OcitarError, OSError, ValueError, LookupError, TypeError) as e:
+        sys.stderr.write(f"ocitar: error: {e}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("ocitar: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `ocitar save … | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -46,8 +46,8 @@ pub struct LoadReport {
 }
 
 /// An image found in an archive: its top-level descriptors (one per name, or one unnamed).
-struct Found {
-    entries: Vec<Descriptor>,
+pub(crate) struct Found {
+    pub entries: Vec<Descriptor>,
 }
 
 /// The walker's view of an archive, plus the documents synthesized for Docker-format images.
@@ -66,6 +66,19 @@ impl<'a> ArchiveSource<'a> {
             synthesized: HashMap::new(),
             by_path: HashMap::new(),
         }
+    }
+
+    /// The size of the entry holding `d`, if the archive has it.
+    pub fn blob_size(&self, d: &Descriptor) -> Option<u64> {
+        if let Some(b) = self.synthesized.get(&d.digest) {
+            return Some(b.len() as u64);
+        }
+        self.entry(&d.digest).ok().flatten().map(|(_, e)| e.size)
+    }
+
+    /// Whether `d` is a document ocitar made (a Docker archive's manifest).
+    pub fn is_synthesized(&self, d: &Digest) -> bool {
+        self.synthesized.contains_key(d)
     }
 
     /// The entry holding `d`'s bytes, by blob name or by Docker path.
@@ -192,7 +205,7 @@ pub fn open_archive(input: Input, ingest: &mut Ingest) -> Result<Archive> {
 /// # Errors
 /// [`Error::InvalidArchive`] when the archive has neither, when they are malformed, or when
 /// `manifest.json` names paths outside the archive or missing files.
-fn find_images(source: &mut ArchiveSource<'_>) -> Result<Vec<Found>> {
+pub(crate) fn find_images(source: &mut ArchiveSource<'_>) -> Result<Vec<Found>> {
     let ar = source.archive;
     if let Some((name, e)) = ar.get("index.json")? {
         let bytes = ar.read_small(name, e)?;
@@ -278,6 +291,7 @@ fn docker_images(source: &mut ArchiveSource<'_>, bytes: &[u8]) -> Result<Vec<Fou
             let (name, e) = docker_path(ar, l, &what(&format!("Layers[{j}]")))?;
             let (d, gz) = match (&e.loc, blob_digest(name)) {
                 (Loc::Spooled(_, d), _) => (d.clone(), head_is_gzip(ar, e)?),
+                (Loc::Hashed(d, gz), _) => (d.clone(), *gz),
                 (_, Some(d)) => (d, head_is_gzip(ar, e)?),
                 _ => {
                     let mut head = Vec::new();

@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod digest;
 pub mod error;
+pub mod inspect;
 pub mod load;
 pub mod platform;
 pub mod reference;

@@ -249,6 +249,30 @@ fn load(
     report(py, &r)
 }
 
+/// What a store directory or archive file holds.
+#[pyfunction]
+fn inspect(py: Python<'_>, path: PathBuf) -> PyResult<Py<PyAny>> {
+    let r = py
+        .detach(|| engine::inspect::inspect(&path))
+        .map_err(|e| to_pyerr(e, &Pending::default()))?;
+    report(py, &r)
+}
+
+/// Re-hash and check everything a store or archive holds.
+#[pyfunction]
+#[pyo3(signature = (path, progress))]
+fn verify(py: Python<'_>, path: PathBuf, progress: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    let pending: Pending = Arc::default();
+    let mut tick = ticker(progress, pending.clone());
+    let r = py
+        .detach(|| {
+            let mut progress = Progress::new(&mut tick);
+            engine::inspect::verify(&path, &mut progress)
+        })
+        .map_err(|e| to_pyerr(e, &pending))?;
+    report(py, &r)
+}
+
 /// The default store path.
 #[pyfunction]
 fn default_store() -> PyResult<PathBuf> {
@@ -268,6 +292,8 @@ fn _ocitar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(save, m)?)?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect, m)?)?;
+    m.add_function(wrap_pyfunction!(verify, m)?)?;
     m.add_function(wrap_pyfunction!(default_store, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_platform, m)?)?;
     Ok(())

@@ -41,6 +41,8 @@ pub enum Loc {
     Offset(u64),
     /// In this spooled file, with the sha256 of its content (verified against the name for blobs).
     Spooled(PathBuf, Digest),
+    /// Read from a stream, hashed (verified against the name for blobs) and dropped; whether it is gzip.
+    Hashed(Digest, bool),
     /// No data (directories, links).
     None,
 }
@@ -77,6 +79,11 @@ pub trait Spool {
     /// # Errors
     /// [`Error::Io`] when it cannot be created.
     fn temp_file(&mut self) -> Result<(PathBuf, File)>;
+
+    /// Whether to keep an entry's bytes (else they are only hashed). Default: keep everything.
+    fn keep(&self, _name: &str, _size: u64) -> bool {
+        true
+    }
 }
 
 fn bad(entry: &str, reason: impl Into<String>) -> Error {
@@ -173,20 +180,27 @@ impl Archive {
                     continue;
                 };
                 let loc = if kind == Kind::File {
-                    let (path, mut file) = spool.temp_file()?;
                     let expected = blob_digest(&name);
-                    let (found, n) = match &expected {
-                        Some(d) if d.algorithm() != digest::Algorithm::Sha256 => {
-                            let mut h = d.algorithm().hasher();
-                            let n = copy_hash_into(&mut e, &mut file, &mut h, &name, &path)?;
-                            (h.finish(), n)
-                        }
-                        _ => {
-                            let mut h = digest::Algorithm::Sha256.hasher();
-                            let n = copy_hash_into(&mut e, &mut file, &mut h, &name, &path)?;
-                            (h.finish(), n)
-                        }
+                    let alg = expected
+                        .as_ref()
+                        .map_or(digest::Algorithm::Sha256, Digest::algorithm);
+                    let mut h = alg.hasher();
+                    let keep = spool.keep(&name, size);
+                    let (path, n, gzip) = if keep {
+                        let (path, mut file) = spool.temp_file()?;
+                        let (n, gzip) = copy_hash_into(&mut e, &mut file, &mut h, &name, &path)?;
+                        (Some(path), n, gzip)
+                    } else {
+                        let (n, gzip) = copy_hash_into(
+                            &mut e,
+                            &mut io::sink(),
+                            &mut h,
+                            &name,
+                            Path::new(&name),
+                        )?;
+                        (None, n, gzip)
                     };
+                    let found = h.finish();
                     if n != size {
                         return Err(bad(
                             &name,
@@ -196,7 +210,10 @@ impl Archive {
                     if let Some(d) = &expected {
                         digest::check(d, size, &found, n, &name)?;
                     }
-                    Loc::Spooled(path, found)
+                    match path {
+                        Some(p) => Loc::Spooled(p, found),
+                        None => Loc::Hashed(found, gzip),
+                    }
                 } else {
                     Loc::None
                 };
@@ -379,16 +396,17 @@ fn tar_error(label: &str, e: &io::Error) -> Error {
     bad(label, reason)
 }
 
-fn copy_hash_into<R: Read>(
+/// Copy `r` into `w`, hashing; returns the byte count and whether the content starts like gzip.
+fn copy_hash_into<R: Read, W: io::Write>(
     r: &mut R,
-    f: &mut File,
+    w: &mut W,
     h: &mut digest::Hasher,
     name: &str,
     path: &Path,
-) -> Result<u64> {
-    use std::io::Write;
+) -> Result<(u64, bool)> {
     let mut buf = vec![0u8; digest::COPY_BUFFER];
     let mut n = 0u64;
+    let mut head = Vec::with_capacity(2);
     loop {
         let k = match r.read(&mut buf) {
             Ok(0) => break,
@@ -396,11 +414,14 @@ fn copy_hash_into<R: Read>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(tar_error(name, &e)),
         };
+        if head.len() < 2 {
+            head.extend_from_slice(&buf[..k.min(2 - head.len())]);
+        }
         h.update(&buf[..k]);
-        f.write_all(&buf[..k]).at(path)?;
+        w.write_all(&buf[..k]).at(path)?;
         n += k as u64;
     }
-    Ok(n)
+    Ok((n, head == [0x1f, 0x8b]))
 }
 
 /// The digest a blob entry's name declares (`blobs/<alg>/<hex>`).

@@ -1,0 +1,571 @@
+//! `inspect` and `verify`: what a store or an archive holds, per image and platform, read through the one
+//! walker; `verify` also re-hashes every blob (in parallel) and checks every size and reference.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::archive::read::{Archive, Entry, Input, Kind, Spool};
+use super::digest::{self, Digest};
+use super::error::{Error, IoContext, Result};
+use super::load::{find_images, ArchiveSource};
+use super::platform::Matcher;
+use super::reference::{self, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use super::store::{IndexFile, Store, OCI_LAYOUT};
+use super::walk::{self, BlobSource, Descriptor, Image, Node, MAX_DOCUMENT};
+use super::Progress;
+
+/// One platform of an image.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlatformEntry {
+    /// containerd's format (`linux/arm64/v8`, `windows(10.0.20348.2031)/amd64`), as the image writes it.
+    pub platform: String,
+    /// The platform manifest's digest.
+    pub digest: Digest,
+    /// Whether the manifest and all its blobs are there (false for a sparse archive's absent platforms).
+    pub present: bool,
+    /// Bytes of manifest, config and layers.
+    pub size: u64,
+    pub layers: usize,
+    /// Digests of the attestation manifests that describe this platform.
+    pub attestations: Vec<Digest>,
+}
+
+/// One image.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageEntry {
+    /// Familiar names (`alpine:3.20`).
+    pub names: Vec<String>,
+    pub digest: Digest,
+    pub media_type: String,
+    pub platforms: Vec<PlatformEntry>,
+    /// Bytes of every blob of the image that is present.
+    pub size: u64,
+}
+
+/// What a store or archive holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Inventory {
+    pub path: String,
+    /// `store` or `archive`.
+    pub kind: &'static str,
+    /// For archives: `oci` (has index.json) or `docker` (manifest.json only).
+    pub format: Option<&'static str>,
+    pub compression: Option<&'static str>,
+    pub images: Vec<ImageEntry>,
+    /// Distinct blobs reachable from the images and present.
+    pub blobs: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Bytes of blobs reachable from more than one image.
+    pub shared_bytes: u64,
+    /// Whether every blob was re-hashed (`verify`).
+    pub verified: bool,
+}
+
+/// Spool for inspection of streams: keep only documents (small files) in a private temporary directory.
+struct TempSpool {
+    dir: PathBuf,
+    n: u64,
+}
+
+impl TempSpool {
+    fn new() -> Result<TempSpool> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ocitar-inspect-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&dir).at(&dir)?;
+        Ok(TempSpool { dir, n: 0 })
+    }
+}
+
+impl Spool for TempSpool {
+    fn temp_file(&mut self) -> Result<(PathBuf, File)> {
+        self.n += 1;
+        let p = self.dir.join(self.n.to_string());
+        let f = File::create(&p).at(&p)?;
+        Ok((p, f))
+    }
+
+    fn keep(&self, _name: &str, size: u64) -> bool {
+        size <= MAX_DOCUMENT
+    }
+}
+
+impl Drop for TempSpool {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn names_of(entries: &[Descriptor]) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in entries {
+        let full = reference::entry_names(
+            d.annotation(ANNOTATION_IMAGE_NAME),
+            d.annotation(ANNOTATION_REF_NAME),
+        );
+        if let Some(n) = full.first() {
+            let f = reference::familiar(n);
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+fn group(entries: &[Descriptor]) -> Vec<Vec<Descriptor>> {
+    let mut out: Vec<Vec<Descriptor>> = Vec::new();
+    for d in entries {
+        match out.iter_mut().find(|g| g[0].digest == d.digest) {
+            Some(g) => g.push(d.clone()),
+            None => out.push(vec![d.clone()]),
+        }
+    }
+    out
+}
+
+/// Build the inventory of walked images; `sizes` of blobs count only when `present(d)`.
+fn summarize(
+    path: &Path,
+    kind: &'static str,
+    images: &[(Vec<Descriptor>, Image)],
+    present: &dyn Fn(&Descriptor) -> bool,
+) -> Inventory {
+    let mut owners: HashMap<Digest, (u64, usize)> = HashMap::new();
+    let mut out = Vec::new();
+    for (entries, image) in images {
+        let sel = walk::select(image, &Matcher::all(), "", |r| Error::InvalidArgument(r))
+            .unwrap_or_default();
+        let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
+        blobs.insert(image.top.digest.clone(), image.top.size);
+        for d in &sel.blobs {
+            if present(d) {
+                blobs.insert(d.digest.clone(), d.size);
+            }
+        }
+        for (d, s) in &blobs {
+            owners.entry(d.clone()).or_insert((*s, 0)).1 += 1;
+        }
+        let manifests = image.manifests();
+        let mut platforms = Vec::new();
+        for m in manifests.iter().filter(|m| !m.is_attestation()) {
+            let size = m.desc.size
+                + m.config
+                    .iter()
+                    .chain(m.layers.iter())
+                    .map(|b| b.size)
+                    .sum::<u64>();
+            platforms.push(PlatformEntry {
+                platform: m
+                    .desc
+                    .platform
+                    .as_ref()
+                    .or(m.platform.as_ref())
+                    .map_or_else(|| "unknown".into(), raw_platform),
+                digest: m.desc.digest.clone(),
+                present: m.complete(),
+                size,
+                layers: m.layers.len(),
+                attestations: manifests
+                    .iter()
+                    .filter(|a| a.attestation_of.as_ref() == Some(&m.desc.digest))
+                    .map(|a| a.desc.digest.clone())
+                    .collect(),
+            });
+        }
+        for d in image.absent() {
+            if d.attestation_of().is_some() || d.platform.as_ref().is_some_and(|p| p.is_unknown()) {
+                continue;
+            }
+            platforms.push(PlatformEntry {
+                platform: d
+                    .platform
+                    .as_ref()
+                    .map_or_else(|| "unknown".into(), raw_platform),
+                digest: d.digest.clone(),
+                present: false,
+                size: d.size,
+                layers: 0,
+                attestations: Vec::new(),
+            });
+        }
+        out.push(ImageEntry {
+            names: names_of(entries),
+            digest: image.top.digest.clone(),
+            media_type: image.top.media_type.clone(),
+            platforms,
+            size: blobs.values().sum(),
+        });
+    }
+    Inventory {
+        path: path.display().to_string(),
+        kind,
+        format: None,
+        compression: None,
+        images: out,
+        blobs: owners.len(),
+        bytes: owners.values().map(|(s, _)| s).sum(),
+        shared_bytes: owners
+            .values()
+            .filter(|(_, n)| *n > 1)
+            .map(|(s, _)| s)
+            .sum(),
+        verified: false,
+    }
+}
+
+/// A platform as the image wrote it (arm64 keeps its `v8`), in containerd's format.
+fn raw_platform(p: &super::platform::Platform) -> String {
+    p.to_string()
+}
+
+fn descriptor_platform_text(d: &Descriptor) -> Option<String> {
+    let p = d.raw.get("platform")?;
+    let os = p.get("os")?.as_str()?;
+    let arch = p.get("architecture")?.as_str()?;
+    let mut s = os.to_string();
+    if let Some(v) = p.get("os.version").and_then(|v| v.as_str()) {
+        s.push_str(&format!("({v})"));
+    }
+    s.push('/');
+    s.push_str(arch);
+    if let Some(v) = p
+        .get("variant")
+        .and_then(|v| v.as_str())
+        .filter(|v| !v.is_empty())
+    {
+        s.push('/');
+        s.push_str(v);
+    }
+    Some(s)
+}
+
+fn fix_platform_names(inv: &mut Inventory, images: &[(Vec<Descriptor>, Image)]) {
+    for (entry, (_, image)) in inv.images.iter_mut().zip(images) {
+        let mut raw: HashMap<Digest, String> = HashMap::new();
+        let mut order: Vec<Digest> = Vec::new();
+        collect_raw(&image.root, &mut raw, &mut order);
+        for p in &mut entry.platforms {
+            if let Some(t) = raw.get(&p.digest) {
+                p.platform.clone_from(t);
+            }
+        }
+        // Platforms in the order the index lists them, present or not.
+        entry.platforms.sort_by_key(|p| {
+            order
+                .iter()
+                .position(|d| d == &p.digest)
+                .unwrap_or(usize::MAX)
+        });
+    }
+}
+
+fn collect_raw(n: &Node, out: &mut HashMap<Digest, String>, order: &mut Vec<Digest>) {
+    match n {
+        Node::Index { children, .. } => children.iter().for_each(|c| collect_raw(c, out, order)),
+        Node::Manifest(m) => {
+            order.push(m.desc.digest.clone());
+            if let Some(t) = descriptor_platform_text(&m.desc) {
+                out.insert(m.desc.digest.clone(), t);
+            }
+        }
+        Node::Absent { desc } | Node::Blob { desc } => {
+            order.push(desc.digest.clone());
+            if let Some(t) = descriptor_platform_text(desc) {
+                out.insert(desc.digest.clone(), t);
+            }
+        }
+    }
+}
+
+fn walk_all(
+    source: &dyn BlobSource,
+    groups: Vec<Vec<Descriptor>>,
+) -> Result<Vec<(Vec<Descriptor>, Image)>> {
+    groups
+        .into_iter()
+        .map(|g| {
+            let image = walk::walk(source, &g[0])?;
+            Ok((g, image))
+        })
+        .collect()
+}
+
+fn inspect_store(
+    path: &Path,
+) -> Result<(Store, IndexFile, Vec<(Vec<Descriptor>, Image)>, Inventory)> {
+    let store = Store::open(path)?;
+    let index = store.read_index()?;
+    let images = walk_all(&store, group(&index.entries))?;
+    let mut inv = summarize(path, "store", &images, &|d| store.has_blob(d));
+    fix_platform_names(&mut inv, &images);
+    Ok((store, index, images, inv))
+}
+
+/// What a store directory or an archive file holds: images, platforms (present or absent), sizes.
+/// Reads only JSON documents (and, for compressed archives, streams past the rest).
+///
+/// # Errors
+/// [`Error::Store`] / [`Error::InvalidArchive`] for malformed input, digest errors for documents that do
+/// not match, [`Error::Io`].
+pub fn inspect(path: &Path) -> Result<Inventory> {
+    if path.is_dir() {
+        return Ok(inspect_store(path)?.3);
+    }
+    let mut spool = TempSpool::new()?;
+    let archive = Archive::read(Input::Path(path.to_path_buf()), &mut spool)?;
+    inspect_archive(path, &archive)
+}
+
+fn inspect_archive(path: &Path, archive: &Archive) -> Result<Inventory> {
+    Ok(archive_images(path, archive)?.2)
+}
+
+/// Walk every image of an archive and summarize it.
+fn archive_images<'a>(
+    path: &Path,
+    archive: &'a Archive,
+) -> Result<(ArchiveSource<'a>, Vec<(Vec<Descriptor>, Image)>, Inventory)> {
+    let mut source = ArchiveSource::new(archive);
+    let found = find_images(&mut source)?;
+    let docker = found
+        .iter()
+        .any(|f| source.is_synthesized(&f.entries[0].digest));
+    let images = walk_all(&source, found.into_iter().map(|f| f.entries).collect())?;
+    let mut inv = summarize(path, "archive", &images, &|d| source.has_blob(d));
+    fix_platform_names(&mut inv, &images);
+    inv.format = Some(if docker { "docker" } else { "oci" });
+    inv.compression = archive.compression.map(|c| c.name());
+    Ok((source, images, inv))
+}
+
+/// Run `work` on every item with one thread per core, reporting bytes done; stops at the first error.
+fn parallel<T: Sync>(
+    items: &[T],
+    size: impl Fn(&T) -> u64 + Sync,
+    work: impl Fn(&T) -> Result<()> + Sync,
+    progress: &mut Progress,
+) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let done = AtomicU64::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    progress.start(items.iter().map(&size).sum());
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(items.len().max(1));
+    let worker = || {
+        while !failed.load(Ordering::Relaxed) {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            if let Err(e) = work(item) {
+                failed.store(true, Ordering::Relaxed);
+                if let Ok(mut slot) = first_error.lock() {
+                    slot.get_or_insert(e);
+                }
+                break;
+            }
+            done.fetch_add(size(item), Ordering::Relaxed);
+        }
+    };
+    let mut reported = 0;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(worker)).collect();
+        while handles.iter().any(|h| !h.is_finished()) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let now = done.load(Ordering::Relaxed);
+            if progress.advance(now - reported).is_err() {
+                failed.store(true, Ordering::Relaxed);
+                if let Ok(mut slot) = first_error.lock() {
+                    slot.get_or_insert(Error::Cancelled);
+                }
+            }
+            reported = now;
+        }
+    });
+    if let Some(e) = first_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    progress.finish()
+}
+
+fn hash_file(path: &Path, expected: &Digest, size: u64) -> Result<()> {
+    let f = File::open(path).at(path)?;
+    let loc = path.display().to_string();
+    digest::copy_verified(
+        f,
+        &mut std::io::sink(),
+        expected,
+        size,
+        &loc,
+        path,
+        &mut |_| Ok(()),
+    )
+}
+
+/// Re-hash and check everything a store or archive holds, raising on the first fault; returns the
+/// inventory. Absent platforms of sparse images are reported, not faults; a store's leftover staging
+/// directories from a killed load are ignored.
+///
+/// # Errors
+/// [`Error::DigestMismatch`] / [`Error::SizeMismatch`] naming the blob and its path, [`Error::Store`] /
+/// [`Error::InvalidArchive`] for a bad `oci-layout`, `index.json`, a blob name that is not a digest, or a
+/// manifest whose config or layer is missing; [`Error::Io`].
+pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
+    if path.is_dir() {
+        return verify_store(path, progress);
+    }
+    let mut spool = TempSpool::new()?;
+    let archive = Archive::read(Input::Path(path.to_path_buf()), &mut spool)?;
+    let (source, images, mut inv) = archive_images(path, &archive)?;
+    // Every blob entry against its name (streams were hashed as they were read).
+    let blobs: Vec<(String, Digest, &Entry)> = archive
+        .names()
+        .filter_map(|n| super::archive::read::blob_digest(n).map(|d| (n.to_string(), d)))
+        .filter_map(|(n, d)| archive.get(&n).ok().flatten().map(|(_, e)| (n, d, e)))
+        .filter(|(_, _, e)| e.kind == Kind::File)
+        .collect();
+    if archive.is_seekable() {
+        parallel(
+            &blobs,
+            |(_, _, e)| e.size,
+            |(n, d, e)| {
+                let r = archive.open(e)?;
+                let loc = format!("{}:{n}", archive.label());
+                digest::copy_verified(
+                    r,
+                    &mut std::io::sink(),
+                    d,
+                    e.size,
+                    &loc,
+                    Path::new(n),
+                    &mut |_| Ok(()),
+                )
+            },
+            progress,
+        )?;
+    }
+    check_references(
+        &images,
+        |d| source.blob_size(d),
+        |d| {
+            Error::archive(
+                d.digest.blob_name(),
+                "listed by a manifest but missing from the archive",
+            )
+        },
+        archive.label(),
+    )?;
+    inv.verified = true;
+    Ok(inv)
+}
+
+/// Every config and layer of every present manifest is there with its descriptor's size.
+fn check_references(
+    images: &[(Vec<Descriptor>, Image)],
+    size_of: impl Fn(&Descriptor) -> Option<u64>,
+    missing: impl Fn(&Descriptor) -> Error,
+    location: &str,
+) -> Result<()> {
+    for (_, image) in images {
+        for m in image.manifests() {
+            for b in m.config.iter().chain(m.layers.iter()) {
+                if b.raw
+                    .get("urls")
+                    .and_then(|u| u.as_array())
+                    .is_some_and(|u| !u.is_empty())
+                {
+                    continue;
+                }
+                match size_of(b) {
+                    None => return Err(missing(b)),
+                    Some(s) if s != b.size => {
+                        return Err(Error::SizeMismatch {
+                            digest: b.digest.to_string(),
+                            location: format!("{location}:{}", b.digest.blob_name()),
+                            expected: b.size,
+                            found: s.to_string(),
+                        })
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
+    let layout = path.join("oci-layout");
+    let bytes = fs::read(&layout).at(&layout)?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::store(&layout, format!("not valid JSON: {e}")))?;
+    if v.get("imageLayoutVersion")
+        .and_then(|x| x.as_str())
+        .is_none()
+    {
+        return Err(Error::store(
+            &layout,
+            format!("expected {}", String::from_utf8_lossy(OCI_LAYOUT)),
+        ));
+    }
+    let (store, _, images, mut inv) = inspect_store(path)?;
+    // Every file under blobs/<alg>/ is named by a digest and hashes to it.
+    let mut files: Vec<(PathBuf, Digest, u64)> = Vec::new();
+    let blobs = path.join("blobs");
+    if blobs.is_dir() {
+        for alg in fs::read_dir(&blobs).at(&blobs)? {
+            let alg = alg.at(&blobs)?;
+            let alg_path = alg.path();
+            let alg_name = alg.file_name().to_string_lossy().into_owned();
+            if !alg_path.is_dir() {
+                return Err(Error::store(
+                    &alg_path,
+                    "expected a directory blobs/<algorithm>",
+                ));
+            }
+            for f in fs::read_dir(&alg_path).at(&alg_path)? {
+                let f = f.at(&alg_path)?;
+                let p = f.path();
+                let hex = f.file_name().to_string_lossy().into_owned();
+                let d = Digest::from_parts(&alg_name, &hex)
+                    .map_err(|e| Error::store(&p, format!("not a blob name: {e}")))?;
+                let meta = fs::symlink_metadata(&p).at(&p)?;
+                if !meta.is_file() {
+                    return Err(Error::store(&p, "a blob must be a regular file"));
+                }
+                files.push((p, d, meta.len()));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    parallel(
+        &files,
+        |(_, _, s)| *s,
+        |(p, d, s)| hash_file(p, d, *s),
+        progress,
+    )?;
+    let sizes: HashMap<&Digest, u64> = files.iter().map(|(_, d, s)| (d, *s)).collect();
+    check_references(
+        &images,
+        |d| sizes.get(&d.digest).copied(),
+        |d| {
+            Error::store(
+                store.blob_path(&d.digest),
+                format!("blob {} is listed by a manifest but missing", d.digest),
+            )
+        },
+        &path.display().to_string(),
+    )?;
+    inv.verified = true;
+    Ok(inv)
+}

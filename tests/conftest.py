@@ -1,0 +1,89 @@
+"""Shared fixtures: where the shared fixtures live, peer tools, and store snapshots.
+
+Stores are built with :mod:`ocitar.testing` (the ``oci_store_factory`` fixture comes from the installed
+``ocitar.pytest_plugin``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ocitar.testing import tree_digest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _fixtures_dir() -> Path:
+    return Path(os.environ.get("OCITAR_FIXTURES", REPO.parent / "shared" / "fixtures")).resolve()
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    """The shared, read-only test data (``OCITAR_FIXTURES``, default ``../shared/fixtures``)."""
+    d = _fixtures_dir()
+    if not (d / "SOURCES.md").is_file():
+        pytest.skip(f"shared fixtures not found at {d} (set OCITAR_FIXTURES)")
+    return d
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (.ci/run installs it with apt-get)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def skopeo() -> str:
+    """Path of skopeo; skips when it is not installed."""
+    return _tool("skopeo")
+
+
+@pytest.fixture(scope="session")
+def umoci() -> str:
+    """Path of umoci; skips when it is not installed."""
+    return _tool("umoci")
+
+
+@pytest.fixture(scope="session")
+def oci_image_tool() -> str:
+    """Path of oci-image-tool; skips when it is not installed."""
+    return _tool("oci-image-tool")
+
+
+def run(*args: str | os.PathLike[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing text output; on failure the assertion shows stdout and stderr."""
+    p = subprocess.run([os.fspath(a) for a in args], capture_output=True, text=True, timeout=300)
+    if check:
+        assert p.returncode == 0, f"{args} exited {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    return p
+
+
+class Unchanged:
+    """Asserts that a directory tree is byte-identical after a block, and that ``outside`` gained no file."""
+
+    def __init__(self, path: Path, outside: Path | None = None) -> None:
+        self.path = path
+        self.outside = outside
+
+    def __enter__(self) -> Unchanged:
+        self.before = tree_digest(self.path) if self.path.exists() else None
+        self.outside_before = sorted(os.listdir(self.outside)) if self.outside else None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        after = tree_digest(self.path) if self.path.exists() else None
+        assert after == self.before, f"{self.path} changed"
+        if self.outside is not None:
+            assert sorted(os.listdir(self.outside)) == self.outside_before, f"files appeared in {self.outside}"
+
+
+@pytest.fixture
+def unchanged() -> Iterator[type[Unchanged]]:
+    """``with unchanged(store): ...`` asserts the store tree is identical afterwards."""
+    yield Unchanged
