@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from ocitar.testing import tree_digest
 
 REPO = Path(__file__).resolve().parent.parent
+REQUIRE_TOOLS = os.environ.get("OCITAR_REQUIRE_TOOLS") == "1"
 
 
 def _fixtures_dir() -> Path:
@@ -27,14 +27,20 @@ def fixtures() -> Path:
     """The shared, read-only test data (``OCITAR_FIXTURES``, default ``../shared/fixtures``)."""
     d = _fixtures_dir()
     if not (d / "SOURCES.md").is_file():
+        if REQUIRE_TOOLS:
+            pytest.fail(f"shared fixtures not found at {d}")
         pytest.skip(f"shared fixtures not found at {d} (set OCITAR_FIXTURES)")
     return d
 
 
 def _tool(name: str) -> str:
+    """The path of a peer tool; skips when it is absent, or fails under CI (``OCITAR_REQUIRE_TOOLS=1``)."""
     path = shutil.which(name)
     if path is None:
-        pytest.skip(f"{name} is not installed (.ci/run installs it with apt-get)")
+        message = f"{name} is not installed (.ci/run installs it with apt-get)"
+        if REQUIRE_TOOLS:
+            pytest.fail(message)
+        pytest.skip(message)
     return path
 
 

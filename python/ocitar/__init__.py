@@ -143,7 +143,7 @@ def load(
     as in :func:`save`. All or nothing: on any error the store is unchanged.
     """
     if isinstance(archive, (bytes, bytearray, memoryview)):
-        src: object = bytes(archive)
+        src: str | bytes | IO[bytes] = bytes(archive)
     elif isinstance(archive, (str, os.PathLike)):
         src = os.fspath(archive)
     else:

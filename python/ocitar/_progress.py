@@ -29,7 +29,7 @@ class _Bar:
 
 class _Tqdm:
     def __init__(self, label: str) -> None:
-        import tqdm
+        import tqdm  # type: ignore[import-untyped,unused-ignore]
 
         self.bar: Any = tqdm.tqdm(desc=label, unit="B", unit_scale=True, leave=False)
 
@@ -51,5 +51,5 @@ def make_progress(progress: object, label: str) -> Callable[[int, int], object] 
         except ImportError:
             return _Bar(label)
     if callable(progress):
-        return progress  # type: ignore[no-any-return]
+        return progress  # type: ignore[return-value,unused-ignore]
     raise TypeError(f"progress must be None, True or a callable, not {type(progress).__name__}")

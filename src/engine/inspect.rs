@@ -19,6 +19,9 @@ use super::store::{IndexFile, Store, OCI_LAYOUT};
 use super::walk::{self, BlobSource, Descriptor, Image, Node, MAX_DOCUMENT};
 use super::Progress;
 
+/// An image's `index.json` entries (one per name) and its walked tree.
+type Walked = (Vec<Descriptor>, Image);
+
 /// One platform of an image.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlatformEntry {
@@ -137,13 +140,13 @@ fn group(entries: &[Descriptor]) -> Vec<Vec<Descriptor>> {
 fn summarize(
     path: &Path,
     kind: &'static str,
-    images: &[(Vec<Descriptor>, Image)],
+    images: &[Walked],
     present: &dyn Fn(&Descriptor) -> bool,
 ) -> Inventory {
     let mut owners: HashMap<Digest, (u64, usize)> = HashMap::new();
     let mut out = Vec::new();
     for (entries, image) in images {
-        let sel = walk::select(image, &Matcher::all(), "", |r| Error::InvalidArgument(r))
+        let sel = walk::select(image, &Matcher::all(), "", Error::InvalidArgument)
             .unwrap_or_default();
         let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
         blobs.insert(image.top.digest.clone(), image.top.size);
@@ -249,7 +252,7 @@ fn descriptor_platform_text(d: &Descriptor) -> Option<String> {
     Some(s)
 }
 
-fn fix_platform_names(inv: &mut Inventory, images: &[(Vec<Descriptor>, Image)]) {
+fn fix_platform_names(inv: &mut Inventory, images: &[Walked]) {
     for (entry, (_, image)) in inv.images.iter_mut().zip(images) {
         let mut raw: HashMap<Digest, String> = HashMap::new();
         let mut order: Vec<Digest> = Vec::new();
@@ -290,7 +293,7 @@ fn collect_raw(n: &Node, out: &mut HashMap<Digest, String>, order: &mut Vec<Dige
 fn walk_all(
     source: &dyn BlobSource,
     groups: Vec<Vec<Descriptor>>,
-) -> Result<Vec<(Vec<Descriptor>, Image)>> {
+) -> Result<Vec<Walked>> {
     groups
         .into_iter()
         .map(|g| {
@@ -302,7 +305,7 @@ fn walk_all(
 
 fn inspect_store(
     path: &Path,
-) -> Result<(Store, IndexFile, Vec<(Vec<Descriptor>, Image)>, Inventory)> {
+) -> Result<(Store, IndexFile, Vec<Walked>, Inventory)> {
     let store = Store::open(path)?;
     let index = store.read_index()?;
     let images = walk_all(&store, group(&index.entries))?;
@@ -334,7 +337,7 @@ fn inspect_archive(path: &Path, archive: &Archive) -> Result<Inventory> {
 fn archive_images<'a>(
     path: &Path,
     archive: &'a Archive,
-) -> Result<(ArchiveSource<'a>, Vec<(Vec<Descriptor>, Image)>, Inventory)> {
+) -> Result<(ArchiveSource<'a>, Vec<Walked>, Inventory)> {
     let mut source = ArchiveSource::new(archive);
     let found = find_images(&mut source)?;
     let docker = found
@@ -471,7 +474,7 @@ pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
 
 /// Every config and layer of every present manifest is there with its descriptor's size.
 fn check_references(
-    images: &[(Vec<Descriptor>, Image)],
+    images: &[Walked],
     size_of: impl Fn(&Descriptor) -> Option<u64>,
     missing: impl Fn(&Descriptor) -> Error,
     location: &str,

@@ -189,6 +189,9 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// A blob to write, with its bytes when they are not in the store (a rewritten index).
+type PlannedBlob = (Descriptor, Option<Vec<u8>>);
+
 struct Request {
     entry: Descriptor,
     names: Vec<Reference>,
@@ -256,7 +259,7 @@ fn plan_image(
         .iter()
         .filter_map(|d| manifests.iter().find(|m| &m.desc.digest == d).copied())
         .collect();
-    let (top, blobs): (Descriptor, Vec<(Descriptor, Option<Vec<u8>>)>) = match shape {
+    let (top, blobs): (Descriptor, Vec<PlannedBlob>) = match shape {
         IndexShape::Keep => (
             req.entry.clone(),
             sel.blobs.iter().map(|d| (d.clone(), None)).collect(),

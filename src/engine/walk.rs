@@ -166,6 +166,7 @@ pub struct Image {
 
 /// One node of an image tree.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant, reason = "a tree built once per image; boxing buys nothing")]
 pub enum Node {
     /// An image index or manifest list, with its original bytes and its children in order.
     Index {

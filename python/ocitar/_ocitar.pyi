@@ -1,0 +1,42 @@
+"""The compiled engine. Use the wrappers in :mod:`ocitar`; these take already-normalised arguments."""
+
+from collections.abc import Callable
+from typing import IO, Any
+
+__all__ = ["__version__", "default_store", "inspect", "load", "normalize_platform", "save", "verify"]
+
+__version__: str
+
+_Progress = Callable[[int, int], object] | None
+
+def save(
+    store: str,
+    refs: list[str],
+    platforms: list[str],
+    output: str | IO[bytes] | None,
+    index: str,
+    prefer: str | None,
+    compression_name: str | None,
+    progress: _Progress,
+) -> tuple[dict[str, Any], bytes | None]:
+    """Save images; returns the report as a dict and the archive bytes when ``output`` is None."""
+
+def load(
+    archive: str | bytes | IO[bytes],
+    platforms: list[str],
+    store: str | None,
+    progress: _Progress,
+) -> dict[str, Any]:
+    """Load an archive into a store; returns the report as a dict."""
+
+def inspect(path: str) -> dict[str, Any]:
+    """The inventory of a store or archive, as a dict."""
+
+def verify(path: str, progress: _Progress) -> dict[str, Any]:
+    """Re-hash and check a store or archive; the inventory as a dict."""
+
+def default_store() -> str:
+    """The default store path."""
+
+def normalize_platform(spec: str) -> str:
+    """A platform specifier in containerd's normalized format."""
