@@ -146,8 +146,8 @@ fn summarize(
     let mut owners: HashMap<Digest, (u64, usize)> = HashMap::new();
     let mut out = Vec::new();
     for (entries, image) in images {
-        let sel = walk::select(image, &Matcher::all(), "", Error::InvalidArgument)
-            .unwrap_or_default();
+        let sel =
+            walk::select(image, &Matcher::all(), "", Error::InvalidArgument).unwrap_or_default();
         let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
         blobs.insert(image.top.digest.clone(), image.top.size);
         for d in &sel.blobs {
@@ -231,27 +231,6 @@ fn raw_platform(p: &super::platform::Platform) -> String {
     p.to_string()
 }
 
-fn descriptor_platform_text(d: &Descriptor) -> Option<String> {
-    let p = d.raw.get("platform")?;
-    let os = p.get("os")?.as_str()?;
-    let arch = p.get("architecture")?.as_str()?;
-    let mut s = os.to_string();
-    if let Some(v) = p.get("os.version").and_then(|v| v.as_str()) {
-        s.push_str(&format!("({v})"));
-    }
-    s.push('/');
-    s.push_str(arch);
-    if let Some(v) = p
-        .get("variant")
-        .and_then(|v| v.as_str())
-        .filter(|v| !v.is_empty())
-    {
-        s.push('/');
-        s.push_str(v);
-    }
-    Some(s)
-}
-
 fn fix_platform_names(inv: &mut Inventory, images: &[Walked]) {
     for (entry, (_, image)) in inv.images.iter_mut().zip(images) {
         let mut raw: HashMap<Digest, String> = HashMap::new();
@@ -277,23 +256,20 @@ fn collect_raw(n: &Node, out: &mut HashMap<Digest, String>, order: &mut Vec<Dige
         Node::Index { children, .. } => children.iter().for_each(|c| collect_raw(c, out, order)),
         Node::Manifest(m) => {
             order.push(m.desc.digest.clone());
-            if let Some(t) = descriptor_platform_text(&m.desc) {
+            if let Some(t) = m.desc.platform_text() {
                 out.insert(m.desc.digest.clone(), t);
             }
         }
         Node::Absent { desc } | Node::Blob { desc } => {
             order.push(desc.digest.clone());
-            if let Some(t) = descriptor_platform_text(desc) {
+            if let Some(t) = desc.platform_text() {
                 out.insert(desc.digest.clone(), t);
             }
         }
     }
 }
 
-fn walk_all(
-    source: &dyn BlobSource,
-    groups: Vec<Vec<Descriptor>>,
-) -> Result<Vec<Walked>> {
+fn walk_all(source: &dyn BlobSource, groups: Vec<Vec<Descriptor>>) -> Result<Vec<Walked>> {
     groups
         .into_iter()
         .map(|g| {
@@ -303,9 +279,7 @@ fn walk_all(
         .collect()
 }
 
-fn inspect_store(
-    path: &Path,
-) -> Result<(Store, IndexFile, Vec<Walked>, Inventory)> {
+fn inspect_store(path: &Path) -> Result<(Store, IndexFile, Vec<Walked>, Inventory)> {
     let store = Store::open(path)?;
     let index = store.read_index()?;
     let images = walk_all(&store, group(&index.entries))?;

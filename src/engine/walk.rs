@@ -133,6 +133,33 @@ impl Descriptor {
         self.size = size;
     }
 
+    /// The platform as the descriptor writes it, in containerd's format (`linux/arm64/v8` keeps its
+    /// variant), or `None` without a platform.
+    pub fn platform_text(&self) -> Option<String> {
+        let p = self.raw.get("platform")?;
+        let os = p.get("os")?.as_str()?;
+        let arch = p.get("architecture")?.as_str()?;
+        let mut s = os.to_string();
+        if let Some(v) = p
+            .get("os.version")
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+        {
+            s.push_str(&format!("({v})"));
+        }
+        s.push('/');
+        s.push_str(arch);
+        if let Some(v) = p
+            .get("variant")
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+        {
+            s.push('/');
+            s.push_str(v);
+        }
+        Some(s)
+    }
+
     /// Whether this is an attestation manifest (buildkit's `attestation-manifest` reference type).
     pub fn attestation_of(&self) -> Option<&str> {
         (self.annotation(ANNOTATION_REFERENCE_TYPE) == Some("attestation-manifest"))
@@ -166,7 +193,10 @@ pub struct Image {
 
 /// One node of an image tree.
 #[derive(Clone, Debug)]
-#[allow(clippy::large_enum_variant, reason = "a tree built once per image; boxing buys nothing")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a tree built once per image; boxing buys nothing"
+)]
 pub enum Node {
     /// An image index or manifest list, with its original bytes and its children in order.
     Index {
@@ -211,9 +241,10 @@ impl Manifest {
 
     /// The platform as shown to users.
     pub fn platform_name(&self) -> String {
-        self.platform
-            .as_ref()
-            .map_or_else(|| "unknown".to_string(), ToString::to_string)
+        self.desc
+            .platform_text()
+            .or_else(|| self.platform.as_ref().map(ToString::to_string))
+            .unwrap_or_else(|| "unknown".to_string())
     }
 }
 
@@ -537,7 +568,7 @@ pub fn select(
             && matcher.selects(p)
         {
             sel.absent
-                .push(p.map_or_else(|| d.digest.to_string(), ToString::to_string));
+                .push(d.platform_text().unwrap_or_else(|| d.digest.to_string()));
         }
     }
     for m in manifests
