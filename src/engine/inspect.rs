@@ -482,6 +482,7 @@ fn check_references(
 }
 
 fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
+    Store::open(path)?;
     let layout = path.join("oci-layout");
     let bytes = fs::read(&layout).at(&layout)?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)

@@ -1,0 +1,27 @@
+"""Type-checked with `mypy --strict` in CI (not a test module): the public API as a user types it."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import ocitar
+from ocitar.testing import Image, Layer, Platform, build_store
+
+
+def release(tmp: Path) -> list[str]:
+    store = build_store(tmp / "store", [Image(names=("app:1.0",), platforms=(Platform("linux/amd64", layers=(Layer(2048),)),))])
+    data: bytes = ocitar.save(store.path, "app:1.0")
+    report: ocitar.SaveReport = ocitar.save(store.path, ["app:1.0"], ["linux/amd64"], output=tmp / "a.tar", index="subset")
+    buf = io.BytesIO()
+    ocitar.save(store.path, "app:1.0", output=buf, compression="zstd", progress=lambda done, total: None)
+    loaded: ocitar.LoadReport = ocitar.load(data, store=tmp / "s")
+    inv: ocitar.Inventory = ocitar.inspect(tmp / "a.tar")
+    checked: ocitar.Inventory = ocitar.verify(tmp / "s", progress=True)
+    platforms: list[str] = [p.platform for i in inv.images for p in i.platforms if p.present]
+    assert report.images[0].original_digest is not None and loaded.blobs_written >= 0 and checked.verified
+    try:
+        ocitar.load(tmp / "a.tar", platforms=["linux/arm64"], store=tmp / "s")
+    except ocitar.PlatformNotFoundError as e:
+        platforms.append(str(e))
+    return platforms
