@@ -218,32 +218,90 @@ pub fn copy_verified<R: Read, W: Write>(
     tick: &mut dyn FnMut(u64) -> io::Result<()>,
 ) -> Result<()> {
     let mut reader = reader.take(size.saturating_add(1));
-    let mut hasher = expected.algorithm().hasher();
-    let mut buf =
-        vec![0u8; COPY_BUFFER.min(usize::try_from(size).unwrap_or(COPY_BUFFER).max(8192))];
-    let mut total: u64 = 0;
+    let too_long = || Error::SizeMismatch {
+        digest: expected.to_string(),
+        location: location.to_string(),
+        expected: size,
+        found: format!("more than {size}"),
+    };
+    if size < PARALLEL_HASH_MIN {
+        let mut hasher = expected.algorithm().hasher();
+        let mut buf =
+            vec![0u8; COPY_BUFFER.min(usize::try_from(size).unwrap_or(COPY_BUFFER).max(8192))];
+        let mut total: u64 = 0;
+        loop {
+            let n = read_some(&mut reader, &mut buf, location)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > size {
+                return Err(too_long());
+            }
+            hasher.update(&buf[..n]);
+            writer
+                .write_all(&buf[..n])
+                .map_err(|e| Error::io(dest, e))?;
+            tick(n as u64).map_err(|e| Error::io(dest, e))?;
+        }
+        return check(expected, size, &hasher.finish(), total, location);
+    }
+    // Large blobs: a second thread hashes each chunk while this one writes it, so a copy costs about
+    // the slower of hashing and copying, not their sum. Buffers go round between the two threads.
+    let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(PIPELINE_DEPTH);
+    let (to_reader, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+    let algorithm = expected.algorithm();
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || {
+            let mut h = algorithm.hasher();
+            for (buf, n) in chunks {
+                h.update(&buf[..n]);
+                // The reader may be gone already (an error); then the buffer is simply dropped.
+                let _ = to_reader.send(buf);
+            }
+            h.finish()
+        });
+        let mut total: u64 = 0;
+        let result = (|| loop {
+            let mut buf = spare.try_recv().unwrap_or_else(|_| vec![0u8; COPY_BUFFER]);
+            let n = read_some(&mut reader, &mut buf, location)?;
+            if n == 0 {
+                return Ok(());
+            }
+            total += n as u64;
+            if total > size {
+                return Err(too_long());
+            }
+            writer
+                .write_all(&buf[..n])
+                .map_err(|e| Error::io(dest, e))?;
+            if to_hasher.send((buf, n)).is_err() {
+                return Err(Error::io(dest, io::Error::other("hashing thread stopped")));
+            }
+            tick(n as u64).map_err(|e| Error::io(dest, e))?;
+        })();
+        drop(to_hasher);
+        let found = hasher
+            .join()
+            .map_err(|_| Error::io(dest, io::Error::other("hashing thread panicked")))?;
+        result?;
+        check(expected, size, &found, total, location)
+    })
+}
+
+/// Blobs at least this large are hashed on a second thread while they are copied.
+const PARALLEL_HASH_MIN: u64 = 4 << 20;
+/// Chunks in flight between the copying and the hashing thread.
+const PIPELINE_DEPTH: usize = 8;
+
+fn read_some<R: Read>(reader: &mut R, buf: &mut [u8], location: &str) -> Result<usize> {
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
+        match reader.read(buf) {
+            Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted && e.get_ref().is_none() => continue,
             Err(e) => return Err(Error::io(location, e)),
-        };
-        let chunk = &buf[..n];
-        total += n as u64;
-        if total > size {
-            return Err(Error::SizeMismatch {
-                digest: expected.to_string(),
-                location: location.to_string(),
-                expected: size,
-                found: format!("more than {size}"),
-            });
         }
-        hasher.update(chunk);
-        writer.write_all(chunk).map_err(|e| Error::io(dest, e))?;
-        tick(n as u64).map_err(|e| Error::io(dest, e))?;
     }
-    check(expected, size, &hasher.finish(), total, location)
 }
 
 /// Hash and count everything `reader` yields, copying it to `writer`. For content whose digest is not

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::archive::read::{blob_digest, Archive, Entry, Input, Kind, Loc, Spool};
 use super::digest::{self, Digest};
-use super::error::{Error, IoContext, Result};
+use super::error::{Error, Result};
 use super::platform::{Matcher, Platform};
 use super::reference::{self, Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use super::store::{IndexFile, Ingest, Store};
@@ -125,7 +125,6 @@ impl<'a> ArchiveSource<'a> {
         if let Loc::Spooled(p, found) = &e.loc {
             if found.algorithm() == desc.digest.algorithm() {
                 digest::check(&desc.digest, desc.size, found, e.size, &loc)?;
-                std::fs::File::open(p).and_then(|f| f.sync_all()).at(p)?;
                 progress.advance(desc.size).map_err(|e| Error::io(p, e))?;
                 ingest.stage(desc.digest.clone(), p.clone());
                 return Ok(());
@@ -140,7 +139,7 @@ impl<'a> ArchiveSource<'a> {
         let f = w
             .into_inner()
             .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        f.sync_all().at(&tmp)?;
+        drop(f);
         ingest.stage(desc.digest.clone(), tmp);
         Ok(())
     }

@@ -102,6 +102,9 @@ struct Plan {
 /// An entry of Docker's `manifest.json`.
 #[derive(Serialize)]
 struct DockerEntry {
+    /// The image manifest the entry describes: one entry per distinct manifest.
+    #[serde(skip)]
+    manifest: Digest,
     #[serde(rename = "Config")]
     config: String,
     #[serde(rename = "RepoTags")]
@@ -172,7 +175,6 @@ pub fn save_to_path(
     let file = w
         .into_inner()
         .map_err(|e| Error::io(path, e.into_error()))?;
-    file.sync_all().at(path)?;
     drop(file);
     fs::rename(&tmp, path).at(path)?;
     std::mem::forget(guard);
@@ -354,11 +356,27 @@ fn plan_image(
             .as_ref()
             .filter(|c| walk::is_image_config(&c.media_type))
         {
-            plan.manifest_json.push(DockerEntry {
-                config: c.digest.blob_name(),
-                repo_tags: (!familiar.is_empty()).then(|| familiar.clone()),
-                layers: m.layers.iter().map(|l| l.digest.blob_name()).collect(),
-            });
+            // Images that share their described manifest share one entry, with all their names.
+            match plan
+                .manifest_json
+                .iter_mut()
+                .find(|e| e.manifest == m.desc.digest)
+            {
+                Some(e) => {
+                    for f in &familiar {
+                        let tags = e.repo_tags.get_or_insert_with(Vec::new);
+                        if !tags.contains(f) {
+                            tags.push(f.clone());
+                        }
+                    }
+                }
+                None => plan.manifest_json.push(DockerEntry {
+                    manifest: m.desc.digest.clone(),
+                    config: c.digest.blob_name(),
+                    repo_tags: (!familiar.is_empty()).then(|| familiar.clone()),
+                    layers: m.layers.iter().map(|l| l.digest.blob_name()).collect(),
+                }),
+            }
         }
     }
     plan.images.push(SavedImage {

@@ -3,14 +3,18 @@
 //!
 //! Durability contract (what is on disk when):
 //! 1. New blobs are written to files in a private staging directory inside the store
-//!    (`.ocitar-ingest-<pid>-<n>/`), hashed and counted while written, checked against their
-//!    descriptors, and `fsync`ed. A crash here leaves only the staging directory, which readers ignore and
-//!    the next ingest removes once its process is gone.
-//! 2. Only when every blob of the operation is verified are they renamed into `blobs/<alg>/<hex>` and the
-//!    blob directories `fsync`ed. A crash here leaves complete, unreferenced blobs: a valid store.
-//! 3. Under an exclusive `flock` on the store directory, `index.json` is re-read, updated, written to a
-//!    temporary file, `fsync`ed, renamed over the old one, and the store directory `fsync`ed. Readers see the
-//!    old or the new index, never a torn one, and concurrent writers lose no entry.
+//!    (`.ocitar-ingest-<pid>-<n>/`), hashed and counted while written, and checked against their
+//!    descriptors; writeback of each starts as soon as it is complete (`sync_file_range`). A crash here
+//!    leaves only the staging directory, which readers ignore and the next ingest removes once its process
+//!    is gone.
+//! 2. Only when every blob of the operation is verified are they all `fsync`ed; then, under an exclusive
+//!    `flock` on the store directory, `index.json` is re-read and updated in memory (a lock timeout, a
+//!    malformed index or a refused update stops here, the store untouched), the blobs are renamed into
+//!    `blobs/<alg>/<hex>`, and the blob directories `fsync`ed. A crash here leaves complete, unreferenced
+//!    blobs: a valid store.
+//! 3. Still under the lock, `index.json` is written to a temporary file, `fsync`ed, renamed over the old
+//!    one, and the store directory `fsync`ed. Readers see the old or the new index, never a torn one, and
+//!    concurrent writers lose no entry.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -423,8 +427,13 @@ impl Ingest {
         &self.dir
     }
 
-    /// Record a verified, fsynced temporary file as the content of `digest`.
+    /// Record a verified temporary file as the content of `digest`, and start writing it back to disk
+    /// (it is fsynced, with every other staged file, by [`Ingest::commit`]).
     pub fn stage(&mut self, digest: Digest, path: PathBuf) {
+        if let Ok(f) = File::open(&path) {
+            // SAFETY: sync_file_range on a descriptor we own; it only starts asynchronous writeback.
+            unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        }
         self.staged.insert(digest, path);
     }
 
@@ -443,19 +452,28 @@ impl Ingest {
         }
         let (p, mut f) = self.temp_file()?;
         f.write_all(bytes).at(&p)?;
-        f.sync_all().at(&p)?;
         self.stage(digest.clone(), p);
         Ok(())
     }
 
-    /// Move the staged blobs into `blobs/` (blobs already there are kept, not rewritten), then, under the
-    /// store lock, re-read `index.json`, let `update` change it, and replace it atomically.
+    /// Under the store lock: re-read `index.json` and let `update` change it, then move the staged blobs
+    /// into `blobs/` (blobs already there are kept, not rewritten) and replace `index.json` atomically.
+    /// Nothing is renamed into the store when the lock, the index or `update` fails.
     ///
     /// # Errors
     /// [`Error::Io`] on filesystem failures, [`Error::Store`] on lock timeout or a malformed index, and
     /// whatever `update` returns.
     pub fn commit<T>(mut self, update: impl FnOnce(&mut IndexFile) -> Result<T>) -> Result<T> {
         let root = self.store.root.clone();
+        // Durability first: every staged blob is on disk before any is named.
+        for tmp in self.staged.values() {
+            File::open(tmp).and_then(|f| f.sync_all()).at(tmp)?;
+        }
+        // Lock, read and update the index before any blob is named, so that a lock timeout, a malformed
+        // index or a refused update leaves the store as it was.
+        let _lock = self.store.lock()?;
+        let mut index = self.store.read_index()?;
+        let out = update(&mut index)?;
         let mut dirs = Vec::new();
         for (digest, tmp) in &self.staged {
             let dest = self.store.blob_path(digest);
@@ -478,12 +496,9 @@ impl Ingest {
         if blobs.exists() {
             File::open(&blobs).and_then(|f| f.sync_all()).at(&blobs)?;
         }
-        let _lock = self.store.lock()?;
         if !root.join("oci-layout").exists() {
             write_atomic(&root, "oci-layout", OCI_LAYOUT)?;
         }
-        let mut index = self.store.read_index()?;
-        let out = update(&mut index)?;
         write_atomic(&root, "index.json", &index.to_bytes())?;
         self.committed = true;
         Ok(out)
@@ -495,7 +510,18 @@ impl Drop for Ingest {
         let _ = fs::remove_dir_all(&self.dir);
         if !self.committed {
             if let Some(top) = &self.created_root {
-                let _ = fs::remove_dir_all(top);
+                // Remove the directories this ingest created only while they are empty: another process
+                // may have loaded into the new store meanwhile, and its content must survive.
+                let root = &self.store.root;
+                let _ = fs::remove_dir(root.join("blobs").join("sha256"));
+                let _ = fs::remove_dir(root.join("blobs"));
+                let mut dir = root.as_path();
+                while fs::remove_dir(dir).is_ok() && dir != top.as_path() {
+                    match dir.parent() {
+                        Some(p) => dir = p,
+                        None => break,
+                    }
+                }
             }
         }
     }

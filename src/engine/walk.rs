@@ -160,9 +160,13 @@ impl Descriptor {
         Some(s)
     }
 
-    /// Whether this is an attestation manifest (buildkit's `attestation-manifest` reference type).
+    /// The manifest this attestation manifest describes: its `vnd.docker.reference.digest`, when it is
+    /// marked as an attestation (buildkit's `attestation-manifest` reference type, or the `unknown/unknown`
+    /// platform that other writers give it with another reference type).
     pub fn attestation_of(&self) -> Option<&str> {
-        (self.annotation(ANNOTATION_REFERENCE_TYPE) == Some("attestation-manifest"))
+        let marked = self.annotation(ANNOTATION_REFERENCE_TYPE) == Some("attestation-manifest")
+            || self.platform.as_ref().is_some_and(Platform::is_unknown);
+        marked
             .then(|| self.annotation(ANNOTATION_REFERENCE_DIGEST))
             .flatten()
     }
@@ -650,5 +654,45 @@ fn gather(n: &Node, sel: &mut Selection, seen: &mut HashSet<Digest>, top: bool) 
             true
         }
         Node::Absent { .. } => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(v: Value) -> Descriptor {
+        Descriptor::from_json(&v).unwrap()
+    }
+
+    #[test]
+    fn attestations_by_type_or_unknown_platform() {
+        let subject = Digest::sha256_of(b"subject").to_string();
+        let base = |ty: &str, os: &str| {
+            desc(serde_json::json!({
+                "mediaType": MT_OCI_MANIFEST,
+                "digest": Digest::sha256_of(b"a").to_string(),
+                "size": 1,
+                "platform": {"os": os, "architecture": os},
+                "annotations": {
+                    ANNOTATION_REFERENCE_DIGEST: subject,
+                    ANNOTATION_REFERENCE_TYPE: ty,
+                },
+            }))
+        };
+        assert_eq!(
+            base("attestation-manifest", "unknown").attestation_of(),
+            Some(subject.as_str())
+        );
+        // regclient's test data marks them "builder"; the unknown/unknown platform still says what they are.
+        assert_eq!(
+            base("builder", "unknown").attestation_of(),
+            Some(subject.as_str())
+        );
+        assert_eq!(
+            base("attestation-manifest", "linux").attestation_of(),
+            Some(subject.as_str())
+        );
+        assert_eq!(base("builder", "linux").attestation_of(), None);
     }
 }

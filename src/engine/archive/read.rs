@@ -87,8 +87,24 @@ pub trait Spool {
 }
 
 fn bad(entry: &str, reason: impl Into<String>) -> Error {
-    Error::archive(entry, reason)
+    Error::archive(shorten(entry), reason)
 }
+
+/// An entry name for a message: names longer than 300 characters (a PAX name may hold a megabyte) keep
+/// their start and end.
+fn shorten(name: &str) -> String {
+    let chars = name.chars().count();
+    if chars <= 300 {
+        return name.to_string();
+    }
+    let head: String = name.chars().take(200).collect();
+    let tail: String = name.chars().skip(chars - 80).collect();
+    format!("{head}…({} characters)…{tail}", chars - 280)
+}
+
+/// Most memory a decompressor may use (xz and zstd choose their window from the stream's header; a
+/// hostile header could otherwise ask for gigabytes).
+pub const MAX_DECODER_MEMORY: u64 = 128 << 20;
 
 impl Archive {
     /// Read an archive's table of entries. Seekable uncompressed input is indexed by offset (data is
@@ -172,7 +188,7 @@ impl Archive {
         };
         let mut entries = BTreeMap::new();
         {
-            let mut ar = tar::Archive::new(&mut counted);
+            let mut ar = tar::Archive::new(TarGuard::new(&mut counted));
             let iter = ar.entries().map_err(|e| tar_error(&label, &e))?;
             for item in iter {
                 let mut e = item.map_err(|e| tar_error(&label, &e))?;
@@ -358,6 +374,221 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
+/// Largest PAX extended header or GNU long-name / long-link entry accepted. The tar reader keeps these
+/// in memory whole, so without a cap a compressed archive of a few kilobytes could claim gigabytes.
+pub const MAX_EXTENSION: u64 = 1 << 20;
+
+/// An entry the [`TarGuard`] refused, carried inside the `io::Error` the tar reader passes on.
+#[derive(Debug)]
+struct Refused {
+    entry: String,
+    reason: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.entry, self.reason)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+enum GuardState {
+    /// Collecting a 512-byte header block.
+    Header {
+        block: Box<[u8; 512]>,
+        filled: usize,
+    },
+    /// Inside an entry's data and padding; the next header starts at `next`. A PAX extended header's
+    /// records are collected (they are at most [`MAX_EXTENSION`] bytes) for the `size` they may set.
+    Data {
+        next: u64,
+        pax: Option<(Vec<u8>, usize)>,
+    },
+    /// After the end-of-archive block, or where the tar reader itself will fail: bytes pass unchecked.
+    Off,
+}
+
+/// A reader between the input and the tar reader that follows the tar framing as the bytes pass and
+/// refuses, before the tar reader buffers it, an extension entry (PAX `x`/`g`, GNU `L`/`K`) declaring
+/// more than [`MAX_EXTENSION`] bytes. It mirrors the tar reader's rules: a PAX `size` record sets the
+/// size of the next entry that is not an extension; seeks (skipping data) land on the next header.
+struct TarGuard<R> {
+    inner: R,
+    pos: u64,
+    state: GuardState,
+    pending_size: Option<u64>,
+}
+
+impl<R> TarGuard<R> {
+    fn new(inner: R) -> TarGuard<R> {
+        TarGuard {
+            inner,
+            pos: 0,
+            state: GuardState::Header {
+                block: Box::new([0u8; 512]),
+                filled: 0,
+            },
+            pending_size: None,
+        }
+    }
+
+    fn at_header(&mut self) {
+        self.state = GuardState::Header {
+            block: Box::new([0u8; 512]),
+            filled: 0,
+        };
+    }
+
+    /// Follow the framing over `data`, the bytes just read at `self.pos`.
+    fn observe(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            match &mut self.state {
+                GuardState::Off => {
+                    self.pos = self.pos.saturating_add(data.len() as u64);
+                    return Ok(());
+                }
+                GuardState::Header { block, filled } => {
+                    let k = (512 - *filled).min(data.len());
+                    block[*filled..*filled + k].copy_from_slice(&data[..k]);
+                    *filled += k;
+                    self.pos = self.pos.saturating_add(k as u64);
+                    data = &data[k..];
+                    if *filled == 512 {
+                        let block = std::mem::replace(block, Box::new([0u8; 512]));
+                        self.header(&block)?;
+                    }
+                }
+                GuardState::Data { next, pax } => {
+                    let left = next.saturating_sub(self.pos);
+                    let k = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+                    if let Some((buf, want)) = pax {
+                        let take = want.saturating_sub(buf.len()).min(k);
+                        buf.extend_from_slice(&data[..take]);
+                    }
+                    self.pos = self.pos.saturating_add(k as u64);
+                    data = &data[k..];
+                    if self.pos >= *next {
+                        self.data_done();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An entry's data ended: take a PAX header's `size` record, expect the next header.
+    fn data_done(&mut self) {
+        if let GuardState::Data {
+            pax: Some((buf, _)),
+            ..
+        } = &self.state
+        {
+            self.pending_size = pax_size(buf);
+        }
+        self.at_header();
+    }
+
+    /// A header block is complete.
+    fn header(&mut self, block: &[u8; 512]) -> io::Result<()> {
+        if block.iter().all(|&b| b == 0) {
+            // End of archive: the tar reader stops here.
+            self.state = GuardState::Off;
+            return Ok(());
+        }
+        let h = tar::Header::from_byte_slice(block);
+        let et = h.entry_type();
+        let Ok(header_size) = h.entry_size() else {
+            self.state = GuardState::Off;
+            return Ok(());
+        };
+        let extension = et.is_pax_local_extensions()
+            || et.is_pax_global_extensions()
+            || et.is_gnu_longname()
+            || et.is_gnu_longlink();
+        let size = if extension {
+            header_size
+        } else {
+            self.pending_size.take().unwrap_or(header_size)
+        };
+        if et.is_pax_global_extensions() {
+            self.pending_size = None;
+        }
+        if extension && size > MAX_EXTENSION {
+            let what = if et.is_gnu_longname() || et.is_gnu_longlink() {
+                "GNU long-name entry"
+            } else {
+                "PAX extended header"
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                Refused {
+                    entry: String::from_utf8_lossy(&h.path_bytes()).into_owned(),
+                    reason: format!(
+                        "{what} of {size} bytes is over the {MAX_EXTENSION}-byte limit"
+                    ),
+                },
+            ));
+        }
+        if et.is_gnu_sparse() {
+            // Refused by the entry checks; its extension blocks follow the header.
+            self.state = GuardState::Off;
+            return Ok(());
+        }
+        let Some(next) = size
+            .checked_add(511)
+            .map(|s| s & !511)
+            .and_then(|padded| self.pos.checked_add(padded))
+        else {
+            self.state = GuardState::Off;
+            return Ok(());
+        };
+        let pax = et.is_pax_local_extensions().then(|| {
+            let want = usize::try_from(size).unwrap_or(0);
+            (Vec::with_capacity(want), want)
+        });
+        self.state = GuardState::Data { next, pax };
+        if self.pos >= next {
+            self.data_done();
+        }
+        Ok(())
+    }
+}
+
+/// The `size` record of PAX extension records, as the tar reader reads it.
+fn pax_size(records: &[u8]) -> Option<u64> {
+    for ext in tar::PaxExtensions::new(records) {
+        let ext = ext.ok()?;
+        if ext.key() == Ok("size") {
+            return ext.value().ok()?.parse().ok();
+        }
+    }
+    None
+}
+
+impl<R: Read> Read for TarGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.observe(buf.get(..n).unwrap_or(buf))?;
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for TarGuard<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let pos = self.inner.seek(to)?;
+        self.pos = pos;
+        // The tar reader seeks only to skip an entry's data to the next header.
+        match &self.state {
+            GuardState::Data { next, .. } if pos == *next => self.data_done(),
+            GuardState::Data { next, pax: None } if pos < *next => {}
+            GuardState::Header { filled: 0, .. } | GuardState::Off => {}
+            _ => self.state = GuardState::Off,
+        }
+        Ok(pos)
+    }
+}
+
 fn read_head<R: Read>(r: &mut R, head: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < head.len() {
@@ -374,16 +605,30 @@ fn read_head<R: Read>(r: &mut R, head: &mut [u8]) -> io::Result<usize> {
 fn decoder(c: Compression, r: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
     Ok(match c {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(r)
-                .map_err(|e| bad("<archive>", format!("zstd: {e}")))?,
-        ),
-        Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(r)),
+        Compression::Zstd => {
+            let mut d = zstd::stream::read::Decoder::new(r)
+                .map_err(|e| bad("<archive>", format!("zstd: {e}")))?;
+            // 2^27 = MAX_DECODER_MEMORY: frames that need a larger window are refused.
+            d.window_log_max(27)
+                .map_err(|e| bad("<archive>", format!("zstd: {e}")))?;
+            Box::new(d)
+        }
+        Compression::Xz => {
+            let stream = xz2::stream::Stream::new_stream_decoder(
+                MAX_DECODER_MEMORY,
+                xz2::stream::CONCATENATED,
+            )
+            .map_err(|e| bad("<archive>", format!("xz: {e}")))?;
+            Box::new(xz2::read::XzDecoder::new_stream(r, stream))
+        }
         Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(r)),
     })
 }
 
 fn tar_error(label: &str, e: &io::Error) -> Error {
+    if let Some(r) = e.get_ref().and_then(|r| r.downcast_ref::<Refused>()) {
+        return bad(&r.entry, r.reason.clone());
+    }
     let msg = e.to_string();
     let reason = if e.kind() == io::ErrorKind::UnexpectedEof
         || msg.contains("unexpected EOF")
@@ -447,7 +692,7 @@ fn insert(entries: &mut BTreeMap<String, Entry>, name: String, e: Entry) -> Resu
 
 fn index_seekable<R: Read + Seek>(r: R, len: u64, label: &str) -> Result<BTreeMap<String, Entry>> {
     let mut entries = BTreeMap::new();
-    let mut ar = tar::Archive::new(r);
+    let mut ar = tar::Archive::new(TarGuard::new(r));
     let iter = ar.entries_with_seek().map_err(|e| tar_error(label, &e))?;
     for item in iter {
         let e = item.map_err(|e| tar_error(label, &e))?;
