@@ -212,3 +212,8 @@ def test_default_store_follows_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert ocitar.default_store() == str(tmp_path / "home" / ".local" / "share" / "ocitar" / "store")
+
+
+def test_extension_is_built_for_the_stable_abi() -> None:
+    # One abi3 wheel serves every CPython >= 3.9.
+    assert ocitar._ocitar.__file__ is not None and ocitar._ocitar.__file__.endswith(".abi3.so")
