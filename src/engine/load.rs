@@ -324,13 +324,18 @@ fn docker_images(source: &mut ArchiveSource<'_>, bytes: &[u8]) -> Result<Vec<Fou
         let md = Digest::sha256_of(&manifest_bytes);
         let mut top = Descriptor::new(MT_DOCKER_MANIFEST, md.clone(), manifest_bytes.len() as u64);
         if let Some(p) = Platform::from_json(&config_json) {
-            let mut pj = serde_json::json!({"os": p.os, "architecture": p.architecture});
-            if let Some(v) = &p.variant {
-                pj["variant"] = Value::String(v.clone());
+            // The descriptor's platform as the config writes it (an arm64 config keeps its `v8`).
+            let mut pj = serde_json::Map::new();
+            for key in ["architecture", "os", "os.version", "variant"] {
+                if let Some(v) = config_json
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .filter(|v| !v.is_empty())
+                {
+                    pj.insert(key.into(), Value::String(v.to_string()));
+                }
             }
-            if let Some(v) = &p.os_version {
-                pj["os.version"] = Value::String(v.clone());
-            }
+            let pj = Value::Object(pj);
             if let Some(o) = top.raw.as_object_mut() {
                 o.insert("platform".into(), pj);
             }

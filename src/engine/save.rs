@@ -162,7 +162,7 @@ pub fn save_to_path(
         .create_new(true)
         .mode(0o644)
         .open(&tmp)
-        .at(&tmp)?;
+        .at(path)?;
     let guard = RemoveOnDrop(Some(tmp.clone()));
     let (report, w) = write(
         &store,
