@@ -152,8 +152,10 @@ pub fn save_to_path(
     let name = path.file_name().ok_or_else(|| {
         Error::InvalidArgument(format!("output {} is not a file name", path.display()))
     })?;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(
-        ".{}.ocitar-{}.tmp",
+        ".{}.ocitar-{}-{n}.tmp",
         name.to_string_lossy(),
         std::process::id()
     ));
@@ -211,7 +213,19 @@ fn plan(store: &Store, opts: &SaveOptions) -> Result<Plan> {
     let index = store.read_index()?;
     let mut requests: Vec<Request> = Vec::new();
     for typed in &opts.refs {
-        let (r, entry) = store.resolve(&index, typed)?;
+        let (mut r, entry) = store.resolve(&index, typed)?;
+        // Matched only through a raw `ref.name` (`img0`): the image's own full name, when it has one, is
+        // the name to write.
+        if let Some(own) = entry.annotation(ANNOTATION_IMAGE_NAME) {
+            let matched_by_name = r.full_name().is_some_and(|full| {
+                crate::engine::reference::entry_names(Some(own), None).contains(&full)
+            });
+            if !matched_by_name && r.digest.is_none() {
+                if let Ok(own) = Reference::parse(own) {
+                    r = own;
+                }
+            }
+        }
         let pos = match requests.iter().position(|q| q.entry.digest == entry.digest) {
             Some(i) => i,
             None => {
