@@ -47,6 +47,9 @@ pub struct LoadReport {
 
 /// An image found in an archive: its top-level descriptors (one per name, or one unnamed).
 pub(crate) struct Found {
+    /// The first entry: the image's top-level descriptor.
+    pub top: Descriptor,
+    /// Every entry (the first included).
     pub entries: Vec<Descriptor>,
 }
 
@@ -212,9 +215,12 @@ pub(crate) fn find_images(source: &mut ArchiveSource<'_>) -> Result<Vec<Found>> 
         if !index.entries.is_empty() {
             let mut found: Vec<Found> = Vec::new();
             for d in index.entries {
-                match found.iter_mut().find(|f| f.entries[0].digest == d.digest) {
+                match found.iter_mut().find(|f| f.top.digest == d.digest) {
                     Some(f) => f.entries.push(d),
-                    None => found.push(Found { entries: vec![d] }),
+                    None => found.push(Found {
+                        top: d.clone(),
+                        entries: vec![d],
+                    }),
                 }
             }
             return Ok(found);
@@ -343,6 +349,7 @@ fn docker_images(source: &mut ArchiveSource<'_>, bytes: &[u8]) -> Result<Vec<Fou
         }
         source.synthesized.insert(md, manifest_bytes);
         let mut entries = Vec::new();
+        let untagged = top.clone();
         for tag in entry.repo_tags.iter().flatten() {
             let r = Reference::parse(tag)
                 .map_err(|e| Error::archive(what("RepoTags"), e.to_string()))?;
@@ -356,9 +363,12 @@ fn docker_images(source: &mut ArchiveSource<'_>, bytes: &[u8]) -> Result<Vec<Fou
             }
         }
         if entries.is_empty() {
-            entries.push(top);
+            entries.push(untagged);
         }
-        found.push(Found { entries });
+        found.push(Found {
+            top: entries.first().cloned().unwrap_or(top),
+            entries,
+        });
     }
     Ok(found)
 }
@@ -368,8 +378,8 @@ struct HeadCapture<'a>(&'a mut Vec<u8>);
 impl Write for HeadCapture<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.0.len() < 2 {
-            let need = (2 - self.0.len()).min(buf.len());
-            self.0.extend_from_slice(&buf[..need]);
+            let need = 2 - self.0.len();
+            self.0.extend(buf.iter().take(need));
         }
         Ok(buf.len())
     }
@@ -380,19 +390,12 @@ impl Write for HeadCapture<'_> {
 }
 
 fn head_is_gzip(ar: &Archive, e: &Entry) -> Result<bool> {
-    let mut head = [0u8; 2];
-    let mut r = ar.open(e)?.take(2);
-    let mut n = 0;
-    while n < 2 {
-        let k = r
-            .read(&mut head[n..])
-            .map_err(|err| Error::io(ar.label(), err))?;
-        if k == 0 {
-            break;
-        }
-        n += k;
-    }
-    Ok(n == 2 && head == [0x1f, 0x8b])
+    let mut head = Vec::with_capacity(2);
+    ar.open(e)?
+        .take(2)
+        .read_to_end(&mut head)
+        .map_err(|err| Error::io(ar.label(), err))?;
+    Ok(head == [0x1f, 0x8b])
 }
 
 /// Resolve a path named by `manifest.json` to a regular file inside the archive.
@@ -442,7 +445,7 @@ pub fn load(
     let found = find_images(&mut source)?;
     let mut plans = Vec::new();
     for f in &found {
-        let top = &f.entries[0];
+        let top = &f.top;
         let label = f
             .entries
             .iter()
@@ -491,7 +494,7 @@ pub fn load(
         let mut out = Vec::new();
         for (f, sel) in &plans {
             let moved = merge(index, &f.entries);
-            let top = &f.entries[0];
+            let top = &f.top;
             out.push(LoadedImage {
                 names: f
                     .entries
@@ -540,14 +543,13 @@ fn merge(index: &mut IndexFile, entries: &[Descriptor]) -> Vec<String> {
     for new in entries {
         let key = name_key(new);
         if let Some(key) = &key {
-            for i in 0..index.entries.len() {
-                let e = &index.entries[i];
+            for e in &mut index.entries {
                 if e.digest != new.digest && name_key(e).as_ref() == Some(key) {
                     moved.push(reference::familiar(key));
                     let mut a = e.annotations.clone();
                     a.remove(ANNOTATION_IMAGE_NAME);
                     a.remove(ANNOTATION_REF_NAME);
-                    index.entries[i].set_annotations(a);
+                    e.set_annotations(a);
                 }
             }
         }

@@ -65,7 +65,8 @@ impl Platform {
         if parts.len() > 3 {
             return Err(bad("too many parts (expected os/arch[/variant])"));
         }
-        let (first, version) = match parts[0].split_once('(') {
+        let (head, rest) = parts.split_first().ok_or_else(|| bad("empty specifier"))?;
+        let (first, version) = match head.split_once('(') {
             Some((os, rest)) => {
                 let v = rest
                     .strip_suffix(')')
@@ -73,10 +74,10 @@ impl Platform {
                 check_part(v, "os version").map_err(|r| bad(&r))?;
                 (os, Some(v))
             }
-            None => (parts[0], None),
+            None => (*head, None),
         };
         check_part(first, "os").map_err(|r| bad(&r))?;
-        for p in &parts[1..] {
+        for p in rest {
             check_part(p, "part").map_err(|r| bad(&r))?;
         }
         let host = Platform::host();
@@ -95,8 +96,11 @@ impl Platform {
                     Err(bad("unknown operating system or architecture"))
                 }
             }
-            2 => Ok(Platform::new(first, parts[1], None, version)),
-            _ => Ok(Platform::new(first, parts[1], Some(parts[2]), version)),
+            _ => match rest {
+                [arch] => Ok(Platform::new(first, arch, None, version)),
+                [arch, variant] => Ok(Platform::new(first, arch, Some(variant), version)),
+                _ => Err(bad("too many parts (expected os/arch[/variant])")),
+            },
         }
     }
 
@@ -136,6 +140,23 @@ impl Platform {
         let variant = v.get("variant").and_then(Value::as_str);
         let version = v.get("os.version").and_then(Value::as_str);
         Some(Platform::new(os, arch, variant, version))
+    }
+
+    /// The platform as descriptor JSON (`os`, `architecture`, `variant`, `os.version`).
+    pub fn to_json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "architecture".into(),
+            Value::String(self.architecture.clone()),
+        );
+        m.insert("os".into(), Value::String(self.os.clone()));
+        if let Some(v) = &self.variant {
+            m.insert("variant".into(), Value::String(v.clone()));
+        }
+        if let Some(v) = &self.os_version {
+            m.insert("os.version".into(), Value::String(v.clone()));
+        }
+        Value::Object(m)
     }
 
     /// `unknown/unknown`: the platform buildkit gives attestation manifests. Never a real platform.

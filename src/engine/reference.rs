@@ -69,11 +69,12 @@ impl Reference {
         }
         let mut comps: Vec<&str> = repo.split('/').collect();
         let domain = if comps.len() > 1
-            && (comps[0].contains('.')
-                || comps[0].contains(':')
-                || comps[0] == "localhost"
-                || comps[0].chars().any(|c| c.is_ascii_uppercase()))
-        {
+            && comps.first().is_some_and(|c| {
+                c.contains('.')
+                    || c.contains(':')
+                    || *c == "localhost"
+                    || c.chars().any(|ch| ch.is_ascii_uppercase())
+            }) {
             let d = comps.remove(0);
             if !d
                 .chars()

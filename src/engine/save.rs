@@ -236,8 +236,11 @@ fn plan(store: &Store, opts: &SaveOptions) -> Result<Plan> {
                 requests.len() - 1
             }
         };
-        if r.tag.is_some() && !requests[pos].names.contains(&r) {
-            requests[pos].names.push(r);
+        if let Some(req) = requests
+            .get_mut(pos)
+            .filter(|q| r.tag.is_some() && !q.names.contains(&r))
+        {
+            req.names.push(r);
         }
     }
     let mut plan = Plan {
@@ -306,14 +309,7 @@ fn plan_image(
             top.set_annotations(req.entry.annotations.clone());
             if let (Some(p), Some(obj)) = (&m.platform, top.raw.as_object_mut()) {
                 if !obj.contains_key("platform") {
-                    let mut pj = serde_json::json!({"os": p.os, "architecture": p.architecture});
-                    if let Some(v) = &p.variant {
-                        pj["variant"] = Value::String(v.clone());
-                    }
-                    if let Some(v) = &p.os_version {
-                        pj["os.version"] = Value::String(v.clone());
-                    }
-                    obj.insert("platform".into(), pj);
+                    obj.insert("platform".into(), p.to_json());
                 }
             }
             let mut blobs = vec![(m.desc.clone(), None)];

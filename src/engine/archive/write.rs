@@ -66,8 +66,9 @@ impl<W: Write> TarWriter<W> {
         let mut h = tar::Header::new_ustar();
         let bytes = name.as_bytes();
         // Names here are ASCII and at most 100 bytes: write the name field directly.
-        let field = &mut h.as_old_mut().name;
-        field[..bytes.len()].copy_from_slice(bytes);
+        for (slot, b) in h.as_old_mut().name.iter_mut().zip(bytes) {
+            *slot = *b;
+        }
         h.set_size(size);
         h.set_mode(mode);
         h.set_uid(0);
@@ -81,7 +82,12 @@ impl<W: Write> TarWriter<W> {
     fn pad(&mut self, size: u64) -> Result<()> {
         let rem = (512 - (size % 512)) % 512;
         // rem < 512, so it fits in usize.
-        self.put(&[0u8; 512][..usize::try_from(rem).unwrap_or(0)])
+        let zeros = [0u8; 512];
+        self.put(
+            zeros
+                .get(..usize::try_from(rem).unwrap_or(0))
+                .unwrap_or_default(),
+        )
     }
 
     /// A directory entry (`name` ends with `/`).
