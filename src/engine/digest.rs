@@ -162,14 +162,13 @@ impl Hasher {
         };
         let mut hex = String::with_capacity(bytes.len() * 2);
         for b in bytes {
-            hex.push(char::from(HEX[usize::from(b >> 4)]));
-            hex.push(char::from(HEX[usize::from(b & 15)]));
+            for nibble in [b >> 4, b & 15] {
+                hex.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+            }
         }
         Digest { algorithm, hex }
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Check a digest and size that were measured against the ones expected.
 ///
@@ -238,10 +237,9 @@ pub fn copy_verified<R: Read, W: Write>(
             if total > size {
                 return Err(too_long());
             }
-            hasher.update(&buf[..n]);
-            writer
-                .write_all(&buf[..n])
-                .map_err(|e| Error::io(dest, e))?;
+            let chunk = buf.get(..n).unwrap_or_default();
+            hasher.update(chunk);
+            writer.write_all(chunk).map_err(|e| Error::io(dest, e))?;
             tick(n as u64).map_err(|e| Error::io(dest, e))?;
         }
         return check(expected, size, &hasher.finish(), total, location);
@@ -255,7 +253,7 @@ pub fn copy_verified<R: Read, W: Write>(
         let hasher = scope.spawn(move || {
             let mut h = algorithm.hasher();
             for (buf, n) in chunks {
-                h.update(&buf[..n]);
+                h.update(buf.get(..n).unwrap_or_default());
                 // The reader may be gone already (an error); then the buffer is simply dropped.
                 let _ = to_reader.send(buf);
             }
@@ -273,7 +271,7 @@ pub fn copy_verified<R: Read, W: Write>(
                 return Err(too_long());
             }
             writer
-                .write_all(&buf[..n])
+                .write_all(buf.get(..n).unwrap_or_default())
                 .map_err(|e| Error::io(dest, e))?;
             if to_hasher.send((buf, n)).is_err() {
                 return Err(Error::io(dest, io::Error::other("hashing thread stopped")));
@@ -297,7 +295,8 @@ const PIPELINE_DEPTH: usize = 8;
 fn read_some<R: Read>(reader: &mut R, buf: &mut [u8], location: &str) -> Result<usize> {
     loop {
         match reader.read(buf) {
-            Ok(n) => return Ok(n),
+            // A reader that claims more than the buffer holds is taken at the buffer's length.
+            Ok(n) => return Ok(n.min(buf.len())),
             Err(e) if e.kind() == io::ErrorKind::Interrupted && e.get_ref().is_none() => continue,
             Err(e) => return Err(Error::io(location, e)),
         }
@@ -325,10 +324,9 @@ pub fn copy_hashing<R: Read, W: Write>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted && e.get_ref().is_none() => continue,
             Err(e) => return Err(Error::io(location, e)),
         };
-        hasher.update(&buf[..n]);
-        writer
-            .write_all(&buf[..n])
-            .map_err(|e| Error::io(dest, e))?;
+        let chunk = buf.get(..n).unwrap_or_default();
+        hasher.update(chunk);
+        writer.write_all(chunk).map_err(|e| Error::io(dest, e))?;
         total += n as u64;
     }
     Ok((hasher.finish(), total))

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -128,12 +129,20 @@ fn names_of(entries: &[Descriptor]) -> Vec<String> {
 fn group(entries: &[Descriptor]) -> Vec<Vec<Descriptor>> {
     let mut out: Vec<Vec<Descriptor>> = Vec::new();
     for d in entries {
-        match out.iter_mut().find(|g| g[0].digest == d.digest) {
+        match out
+            .iter_mut()
+            .find(|g| g.first().is_some_and(|f| f.digest == d.digest))
+        {
             Some(g) => g.push(d.clone()),
             None => out.push(vec![d.clone()]),
         }
     }
     out
+}
+
+/// The sum of sizes, saturating: descriptor sizes come from the input and may be anything up to 2^64-1.
+fn total(sizes: impl Iterator<Item = u64>) -> u64 {
+    sizes.fold(0, u64::saturating_add)
 }
 
 /// Build the inventory of walked images; `sizes` of blobs count only when `present(d)`.
@@ -161,12 +170,10 @@ fn summarize(
         let manifests = image.manifests();
         let mut platforms = Vec::new();
         for m in manifests.iter().filter(|m| !m.is_attestation()) {
-            let size = m.desc.size
-                + m.config
-                    .iter()
-                    .chain(m.layers.iter())
-                    .map(|b| b.size)
-                    .sum::<u64>();
+            let size = total(
+                std::iter::once(m.desc.size)
+                    .chain(m.config.iter().chain(m.layers.iter()).map(|b| b.size)),
+            );
             platforms.push(PlatformEntry {
                 platform: m
                     .desc
@@ -206,7 +213,7 @@ fn summarize(
             digest: image.top.digest.clone(),
             media_type: image.top.media_type.clone(),
             platforms,
-            size: blobs.values().sum(),
+            size: total(blobs.values().copied()),
         });
     }
     Inventory {
@@ -216,12 +223,8 @@ fn summarize(
         compression: None,
         images: out,
         blobs: owners.len(),
-        bytes: owners.values().map(|(s, _)| s).sum(),
-        shared_bytes: owners
-            .values()
-            .filter(|(_, n)| *n > 1)
-            .map(|(s, _)| s)
-            .sum(),
+        bytes: total(owners.values().map(|(s, _)| *s)),
+        shared_bytes: total(owners.values().filter(|(_, n)| *n > 1).map(|(s, _)| *s)),
         verified: false,
     }
 }
@@ -272,9 +275,9 @@ fn collect_raw(n: &Node, out: &mut HashMap<Digest, String>, order: &mut Vec<Dige
 fn walk_all(source: &dyn BlobSource, groups: Vec<Vec<Descriptor>>) -> Result<Vec<Walked>> {
     groups
         .into_iter()
-        .map(|g| {
-            let image = walk::walk(source, &g[0])?;
-            Ok((g, image))
+        .filter_map(|g| {
+            let top = g.first()?.clone();
+            Some(walk::walk(source, &top).map(|image| (g, image)))
         })
         .collect()
 }
@@ -316,7 +319,8 @@ fn archive_images<'a>(
     let found = find_images(&mut source)?;
     let docker = found
         .iter()
-        .any(|f| source.is_synthesized(&f.entries[0].digest));
+        .filter_map(|f| f.entries.first())
+        .any(|d| source.is_synthesized(&d.digest));
     let images = walk_all(&source, found.into_iter().map(|f| f.entries).collect())?;
     let mut inv = summarize(path, "archive", &images, &|d| source.has_blob(d));
     fix_platform_names(&mut inv, &images);
@@ -336,11 +340,15 @@ fn parallel<T: Sync>(
     let done = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
-    progress.start(items.iter().map(&size).sum());
+    progress.start(total(items.iter().map(&size)));
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(items.len().max(1));
+    // Workers wake the reporting thread when they end, so a small job does not wait out a poll interval.
+    let reporter = std::thread::current();
+    let ended = AtomicUsize::new(0);
     let worker = || {
+        let _wake = WakeOnDrop(&reporter, &ended);
         while !failed.load(Ordering::Relaxed) {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(item) = items.get(i) else { break };
@@ -356,11 +364,13 @@ fn parallel<T: Sync>(
     };
     let mut reported = 0;
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads).map(|_| s.spawn(worker)).collect();
-        while handles.iter().any(|h| !h.is_finished()) {
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        for _ in 0..threads {
+            s.spawn(worker);
+        }
+        while ended.load(Ordering::Acquire) < threads {
+            std::thread::park_timeout(std::time::Duration::from_millis(50));
             let now = done.load(Ordering::Relaxed);
-            if progress.advance(now - reported).is_err() {
+            if progress.advance(now.saturating_sub(reported)).is_err() {
                 failed.store(true, Ordering::Relaxed);
                 if let Ok(mut slot) = first_error.lock() {
                     slot.get_or_insert(Error::Cancelled);
@@ -373,6 +383,17 @@ fn parallel<T: Sync>(
         return Err(e);
     }
     progress.finish()
+}
+
+/// Counts a worker as ended and unparks the reporting thread when dropped (when the worker returns or
+/// unwinds).
+struct WakeOnDrop<'a>(&'a std::thread::Thread, &'a AtomicUsize);
+
+impl Drop for WakeOnDrop<'_> {
+    fn drop(&mut self) {
+        self.1.fetch_add(1, Ordering::Release);
+        self.0.unpark();
+    }
 }
 
 fn hash_file(path: &Path, expected: &Digest, size: u64) -> Result<()> {
@@ -404,6 +425,35 @@ pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
     let mut spool = TempSpool::new()?;
     let archive = Archive::read(Input::Path(path.to_path_buf()), &mut spool)?;
     let (source, images, mut inv) = archive_images(path, &archive)?;
+    // An OCI layout archive (one with index.json) has a valid oci-layout.
+    if archive.contains("index.json") {
+        let Some((name, e)) = archive.get("oci-layout")? else {
+            return Err(Error::archive(
+                "oci-layout",
+                format!(
+                    "missing: an archive with index.json is an OCI image layout and needs {}",
+                    String::from_utf8_lossy(OCI_LAYOUT)
+                ),
+            ));
+        };
+        let bytes = archive.read_small(name, e)?;
+        check_layout(&bytes).map_err(|r| Error::archive("oci-layout", r))?;
+    }
+    check_references(
+        &images,
+        |d| source.blob_size(d),
+        |d| {
+            Error::archive(
+                d.digest.blob_name(),
+                format!(
+                    "blob {} is listed by a manifest but missing from {}",
+                    d.digest,
+                    archive.label()
+                ),
+            )
+        },
+        archive.label(),
+    )?;
     // Every blob entry against its name (streams were hashed as they were read).
     let blobs: Vec<(String, Digest, &Entry)> = archive
         .names()
@@ -431,17 +481,6 @@ pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
             progress,
         )?;
     }
-    check_references(
-        &images,
-        |d| source.blob_size(d),
-        |d| {
-            Error::archive(
-                d.digest.blob_name(),
-                "listed by a manifest but missing from the archive",
-            )
-        },
-        archive.label(),
-    )?;
     inv.verified = true;
     Ok(inv)
 }
@@ -484,18 +523,11 @@ fn check_references(
 fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
     Store::open(path)?;
     let layout = path.join("oci-layout");
-    let bytes = fs::read(&layout).at(&layout)?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::store(&layout, format!("not valid JSON: {e}")))?;
-    if v.get("imageLayoutVersion")
-        .and_then(|x| x.as_str())
-        .is_none()
-    {
-        return Err(Error::store(
-            &layout,
-            format!("expected {}", String::from_utf8_lossy(OCI_LAYOUT)),
-        ));
-    }
+    let mut bytes = Vec::new();
+    File::open(&layout)
+        .and_then(|f| f.take(MAX_DOCUMENT).read_to_end(&mut bytes))
+        .at(&layout)?;
+    check_layout(&bytes).map_err(|r| Error::store(&layout, r))?;
     let (store, _, images, mut inv) = inspect_store(path)?;
     // Every file under blobs/<alg>/ is named by a digest and hashes to it.
     let mut files: Vec<(PathBuf, Digest, u64)> = Vec::new();
@@ -526,12 +558,7 @@ fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
         }
     }
     files.sort_by(|a, b| a.1.cmp(&b.1));
-    parallel(
-        &files,
-        |(_, _, s)| *s,
-        |(p, d, s)| hash_file(p, d, *s),
-        progress,
-    )?;
+    // Sizes first (a truncated blob is named with both sizes), then every byte.
     let sizes: HashMap<&Digest, u64> = files.iter().map(|(_, d, s)| (d, *s)).collect();
     check_references(
         &images,
@@ -544,6 +571,32 @@ fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
         },
         &path.display().to_string(),
     )?;
+    parallel(
+        &files,
+        |(_, _, s)| *s,
+        |(p, d, s)| hash_file(p, d, *s),
+        progress,
+    )?;
     inv.verified = true;
     Ok(inv)
+}
+
+/// Check an `oci-layout` document: a JSON object whose `imageLayoutVersion` is a 1.x version.
+///
+/// # Errors
+/// A reason naming what was expected and what was found.
+fn check_layout(bytes: &[u8]) -> std::result::Result<(), String> {
+    let expected = String::from_utf8_lossy(OCI_LAYOUT);
+    let v: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("not valid JSON ({e}); expected {expected}"))?;
+    match v.get("imageLayoutVersion").and_then(|x| x.as_str()) {
+        Some(version) if version.split('.').next() == Some("1") => Ok(()),
+        Some(version) => Err(format!(
+            "imageLayoutVersion {version:?} is not a 1.x layout; expected {expected}"
+        )),
+        None => Err(format!(
+            "found {}, expected {expected}",
+            String::from_utf8_lossy(bytes.get(..200).unwrap_or(bytes))
+        )),
+    }
 }

@@ -71,14 +71,6 @@ impl<'a> ArchiveSource<'a> {
         }
     }
 
-    /// The size of the entry holding `d`, if the archive has it.
-    pub fn blob_size(&self, d: &Descriptor) -> Option<u64> {
-        if let Some(b) = self.synthesized.get(&d.digest) {
-            return Some(b.len() as u64);
-        }
-        self.entry(&d.digest).ok().flatten().map(|(_, e)| e.size)
-    }
-
     /// Whether `d` is a document ocitar made (a Docker archive's manifest).
     pub fn is_synthesized(&self, d: &Digest) -> bool {
         self.synthesized.contains_key(d)
@@ -149,6 +141,13 @@ impl<'a> ArchiveSource<'a> {
 }
 
 impl BlobSource for ArchiveSource<'_> {
+    fn blob_size(&self, d: &Descriptor) -> Option<u64> {
+        if let Some(b) = self.synthesized.get(&d.digest) {
+            return Some(b.len() as u64);
+        }
+        self.entry(&d.digest).ok().flatten().map(|(_, e)| e.size)
+    }
+
     fn document(&self, desc: &Descriptor) -> Result<Option<Vec<u8>>> {
         if let Some(b) = self.synthesized.get(&desc.digest) {
             return Ok(Some(b.clone()));
@@ -284,9 +283,8 @@ fn docker_images(source: &mut ArchiveSource<'_>, bytes: &[u8]) -> Result<Vec<Fou
         let what = |field: &str| format!("manifest.json[{i}].{field}");
         let (config_name, config_entry) = docker_path(ar, &entry.config, &what("Config"))?;
         let config_bytes = ar.read_small(config_name, config_entry)?;
-        let config_json: Value = serde_json::from_slice(&config_bytes).map_err(|e| {
-            Error::archive(config_name, format!("image config is not valid JSON: {e}"))
-        })?;
+        let config_json = walk::parse_document(&config_bytes)
+            .map_err(|r| Error::archive(config_name, format!("image config: {r}")))?;
         let config_digest = Digest::sha256_of(&config_bytes);
         source
             .by_path
@@ -474,14 +472,22 @@ pub fn load(
             .collect()
     };
     let (mut written, mut present, mut bytes) = (0usize, 0usize, 0u64);
-    let missing: Vec<&Descriptor> = needed
-        .into_iter()
-        .filter(|d| {
-            let have = store.blob_path(&d.digest).is_file();
-            present += usize::from(have);
-            !have
-        })
-        .collect();
+    let mut missing: Vec<&Descriptor> = Vec::new();
+    for d in needed {
+        match store.blob_size(d) {
+            // A blob the store has already must be the size the archive's descriptor says.
+            Some(size) if size != d.size => {
+                return Err(Error::SizeMismatch {
+                    digest: d.digest.to_string(),
+                    location: store.blob_path(&d.digest).display().to_string(),
+                    expected: d.size,
+                    found: size.to_string(),
+                })
+            }
+            Some(_) => present += 1,
+            None => missing.push(d),
+        }
+    }
     progress.start(missing.iter().map(|d| d.size).sum());
     for d in missing {
         source.stage(d, &mut ingest, progress)?;

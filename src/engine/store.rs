@@ -3,7 +3,7 @@
 //!
 //! Durability contract (what is on disk when):
 //! 1. New blobs are written to files in a private staging directory inside the store
-//!    (`.ocitar-ingest-<pid>-<n>/`), hashed and counted while written, and checked against their
+//!    (`.ocitar-ingest-<pid>-<n>-<nanos>/`), hashed and counted while written, and checked against their
 //!    descriptors; writeback of each starts as soon as it is complete (`sync_file_range`). A crash here
 //!    leaves only the staging directory, which readers ignore and the next ingest removes once its process
 //!    is gone.
@@ -14,7 +14,12 @@
 //!    blobs: a valid store.
 //! 3. Still under the lock, `index.json` is written to a temporary file, `fsync`ed, renamed over the old
 //!    one, and the store directory `fsync`ed. Readers see the old or the new index, never a torn one, and
-//!    concurrent writers lose no entry.
+//!    concurrent writers lose no entry. A crash here leaves `.ocitar-ingest-<pid>-index.json.tmp` beside
+//!    the old index.
+//!
+//! Whatever a killed process left (staging directories, temporary index files, all named
+//! `.ocitar-ingest-<pid>-…`) is ignored by readers and `verify`, and removed by the next ingest once no
+//! process with that pid runs.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -350,7 +355,12 @@ impl Store {
                 && (unsafe { libc::kill(pid, 0) } == 0
                     || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
             if !alive {
-                let _ = fs::remove_dir_all(e.path());
+                // A staging directory, or the temporary index.json or oci-layout of write_atomic.
+                let path = e.path();
+                let _ = match e.file_type() {
+                    Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+                    _ => fs::remove_file(&path),
+                };
             }
         }
     }
@@ -362,6 +372,13 @@ impl Store {
 }
 
 impl BlobSource for Store {
+    fn blob_size(&self, desc: &Descriptor) -> Option<u64> {
+        fs::metadata(self.blob_path(&desc.digest))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    }
+
     fn document(&self, desc: &Descriptor) -> Result<Option<Vec<u8>>> {
         let p = self.blob_path(&desc.digest);
         if !p.exists() {
@@ -568,14 +585,22 @@ fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
+        let mut cur = Vec::with_capacity(b.len() + 1);
+        cur.push(i + 1);
         for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+            let (diag, up) = (prev.get(j).copied(), prev.get(j + 1).copied());
+            let left = cur.last().copied().unwrap_or(usize::MAX);
+            let sub = diag
+                .unwrap_or(usize::MAX)
+                .saturating_add(usize::from(ca != *cb));
+            cur.push(
+                sub.min(up.unwrap_or(usize::MAX).saturating_add(1))
+                    .min(left.saturating_add(1)),
+            );
         }
         prev = cur;
     }
-    prev[b.len()]
+    prev.last().copied().unwrap_or(0)
 }
 
 /// The default store: `$OCITAR_STORE`, else `$XDG_DATA_HOME/ocitar/store`, else

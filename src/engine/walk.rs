@@ -184,6 +184,9 @@ pub trait BlobSource {
     /// Whether the blob `desc` names is there (its content is verified when it is copied).
     fn has_blob(&self, desc: &Descriptor) -> bool;
 
+    /// The size of the blob `desc` names, when it is there.
+    fn blob_size(&self, desc: &Descriptor) -> Option<u64>;
+
     /// The error for a malformed document at `location` in this source.
     fn malformed(&self, location: &str, reason: String) -> Error;
 }
@@ -400,6 +403,9 @@ fn visit(
             Descriptor::from_json(c).map_err(|r| source.malformed(&loc, format!("config: {r}")))?,
         ),
     };
+    if config.is_none() {
+        return Err(source.malformed(&loc, "manifest has no config descriptor".into()));
+    }
     let layers = match json.get("layers") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a
@@ -428,19 +434,33 @@ fn visit(
             })?),
             None => None,
         };
+    // An image config is a document too: within the limits, a JSON object. It gives the platform when
+    // the descriptor does not.
     let mut platform = desc.platform.clone();
-    if platform.is_none() {
-        if let Some(c) = config
-            .as_ref()
-            .filter(|c| is_image_config(&c.media_type) && c.size <= MAX_DOCUMENT)
-        {
-            if let Some(bytes) = source.document(c)? {
-                let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                    source.malformed(
-                        &c.digest.to_string(),
-                        format!("config is not valid JSON: {e}"),
-                    )
-                })?;
+    if let Some(c) = config.as_ref().filter(|c| is_image_config(&c.media_type)) {
+        let cloc = c.digest.to_string();
+        if c.size > MAX_DOCUMENT {
+            // A descriptor claiming more than the blob holds is a size mismatch before it is a limit.
+            if let Some(found) = source.blob_size(c).filter(|s| *s != c.size) {
+                return Err(Error::SizeMismatch {
+                    digest: cloc,
+                    location: "image config".into(),
+                    expected: c.size,
+                    found: found.to_string(),
+                });
+            }
+            return Err(source.malformed(
+                &cloc,
+                format!(
+                    "image config of {} bytes is over the {MAX_DOCUMENT}-byte limit",
+                    c.size
+                ),
+            ));
+        }
+        if let Some(bytes) = source.document(c)? {
+            let v = parse_document(&bytes)
+                .map_err(|r| source.malformed(&cloc, format!("image config: {r}")))?;
+            if platform.is_none() {
                 platform = Platform::from_json(&v);
             }
         }
@@ -590,6 +610,10 @@ pub fn select(
     }
     let mut seen = HashSet::new();
     gather(&image.root, &mut sel, &mut seen, true);
+    // One digest, one size: descriptors that disagree cannot both be right.
+    let sizes: std::collections::HashMap<&Digest, u64> =
+        sel.blobs.iter().map(|d| (&d.digest, d.size)).collect();
+    check_sizes(&image.root, &sizes, image_name)?;
     let nothing = match &image.root {
         Node::Index { .. } => sel.blobs.len() <= 1,
         Node::Manifest(m) => !m.complete() || (sel.manifests.is_empty() && !m.is_attestation()),
@@ -606,6 +630,36 @@ pub fn select(
         )));
     }
     Ok(sel)
+}
+
+/// Every descriptor under `n` of a kept blob must give that blob's size.
+fn check_sizes(
+    n: &Node,
+    sizes: &std::collections::HashMap<&Digest, u64>,
+    image_name: &str,
+) -> Result<()> {
+    let check = |d: &Descriptor| match sizes.get(&d.digest) {
+        Some(&size) if size != d.size => Err(Error::SizeMismatch {
+            digest: d.digest.to_string(),
+            location: format!("descriptors of image {image_name}"),
+            expected: size,
+            found: d.size.to_string(),
+        }),
+        _ => Ok(()),
+    };
+    match n {
+        Node::Index { desc, children, .. } => {
+            check(desc)?;
+            children
+                .iter()
+                .try_for_each(|c| check_sizes(c, sizes, image_name))
+        }
+        Node::Manifest(m) => {
+            check(&m.desc)?;
+            m.config.iter().chain(m.layers.iter()).try_for_each(check)
+        }
+        Node::Absent { desc } | Node::Blob { desc } => check(desc),
+    }
 }
 
 fn push(sel: &mut Selection, seen: &mut HashSet<Digest>, d: &Descriptor) {

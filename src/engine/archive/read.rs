@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::Compression;
 use crate::engine::digest::{self, Digest};
 use crate::engine::error::{Error, IoContext, Result};
-use crate::engine::walk::MAX_DOCUMENT;
+use crate::engine::walk::{MAX_DEPTH, MAX_DOCUMENT};
 
 /// Where an archive comes from.
 pub enum Input {
@@ -41,6 +41,8 @@ pub enum Loc {
     Offset(u64),
     /// In this spooled file, with the sha256 of its content (verified against the name for blobs).
     Spooled(PathBuf, Digest),
+    /// Held in memory (a small entry of a stream), with the digest of its content as for `Spooled`.
+    Memory(Arc<[u8]>, Digest),
     /// Read from a stream, hashed (verified against the name for blobs) and dropped; whether it is gzip.
     Hashed(Digest, bool),
     /// No data (directories, links).
@@ -71,6 +73,13 @@ pub struct Archive {
     /// Bytes of the archive (uncompressed stream length for compressed input).
     pub bytes: u64,
 }
+
+/// Entries of a stream up to this size are held in memory rather than spooled to a file (JSON documents,
+/// empty files), within [`MEMORY_BUDGET`] in all.
+const MEMORY_ENTRY: u64 = 64 << 10;
+/// Bytes of a stream's entries held in memory, counting [`ENTRY_OVERHEAD`] for each.
+const MEMORY_BUDGET: u64 = 64 << 20;
+const ENTRY_OVERHEAD: u64 = 64;
 
 /// Where a stream's files are spooled.
 pub trait Spool {
@@ -121,7 +130,7 @@ impl Archive {
                 let n = read_head(&mut f, &mut head).at(&p)?;
                 f.seek(SeekFrom::Start(0)).at(&p)?;
                 let label = p.display().to_string();
-                match Compression::sniff(&head[..n]) {
+                match Compression::sniff(head.get(..n).unwrap_or_default()) {
                     Some(c) => Archive::from_stream(
                         decoder(c, Box::new(BufReader::with_capacity(1 << 20, f)))?,
                         Some(c),
@@ -143,7 +152,7 @@ impl Archive {
             }
             Input::Bytes(b) => {
                 let label = "<bytes>".to_string();
-                match Compression::sniff(&b[..b.len().min(6)]) {
+                match Compression::sniff(b.get(..b.len().min(6)).unwrap_or_default()) {
                     Some(c) => {
                         let r: Box<dyn Read + Send> = Box::new(io::Cursor::new(ArcBytes(b)));
                         Archive::from_stream(decoder(c, r)?, Some(c), label, spool)
@@ -165,8 +174,8 @@ impl Archive {
                 let mut head = [0u8; 6];
                 let n = read_head(&mut r, &mut head).map_err(|e| Error::io("<stream>", e))?;
                 let chained: Box<dyn Read + Send> =
-                    Box::new(io::Cursor::new(head[..n].to_vec()).chain(r));
-                let c = Compression::sniff(&head[..n]);
+                    Box::new(io::Cursor::new(head.get(..n).unwrap_or_default().to_vec()).chain(r));
+                let c = Compression::sniff(head.get(..n).unwrap_or_default());
                 let reader = match c {
                     Some(c) => decoder(c, chained)?,
                     None => chained,
@@ -189,12 +198,19 @@ impl Archive {
         let mut entries = BTreeMap::new();
         {
             let mut ar = tar::Archive::new(TarGuard::new(&mut counted));
-            let iter = ar.entries().map_err(|e| tar_error(&label, &e))?;
+            let iter = ar.entries().map_err(|e| tar_error(&label, None, &e))?;
+            let mut last: Option<String> = None;
+            let mut memory = 0u64;
+            let mut copy_buf = vec![0u8; digest::COPY_BUFFER];
             for item in iter {
-                let mut e = item.map_err(|e| tar_error(&label, &e))?;
+                let mut e = item.map_err(|e| tar_error(&label, last.as_deref(), &e))?;
                 let Some((name, kind, size)) = check_entry(&e)? else {
                     continue;
                 };
+                last = Some(name.clone());
+                if !admit(&entries, &name, &kind)? {
+                    continue;
+                }
                 let loc = if kind == Kind::File {
                     let expected = blob_digest(&name);
                     let alg = expected
@@ -202,9 +218,27 @@ impl Archive {
                         .map_or(digest::Algorithm::Sha256, Digest::algorithm);
                     let mut h = alg.hasher();
                     let keep = spool.keep(&name, size);
-                    let (path, n, gzip) = if keep {
+                    let in_memory = keep
+                        && size <= MEMORY_ENTRY
+                        && memory.saturating_add(size + ENTRY_OVERHEAD) <= MEMORY_BUDGET;
+                    let mut held = None;
+                    let (path, n, gzip) = if in_memory {
+                        memory += size + ENTRY_OVERHEAD;
+                        let mut held_buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+                        let (n, gzip) = copy_hash_into(
+                            &mut e,
+                            &mut held_buf,
+                            &mut h,
+                            &name,
+                            Path::new(&name),
+                            &mut copy_buf,
+                        )?;
+                        held = Some(held_buf);
+                        (None, n, gzip)
+                    } else if keep {
                         let (path, mut file) = spool.temp_file()?;
-                        let (n, gzip) = copy_hash_into(&mut e, &mut file, &mut h, &name, &path)?;
+                        let (n, gzip) =
+                            copy_hash_into(&mut e, &mut file, &mut h, &name, &path, &mut copy_buf)?;
                         (Some(path), n, gzip)
                     } else {
                         let (n, gzip) = copy_hash_into(
@@ -213,6 +247,7 @@ impl Archive {
                             &mut h,
                             &name,
                             Path::new(&name),
+                            &mut copy_buf,
                         )?;
                         (None, n, gzip)
                     };
@@ -224,20 +259,22 @@ impl Archive {
                         ));
                     }
                     if let Some(d) = &expected {
-                        digest::check(d, size, &found, n, &name)?;
+                        digest::check(d, size, &found, n, &format!("{label}:{name}"))?;
                     }
-                    match path {
-                        Some(p) => Loc::Spooled(p, found),
-                        None => Loc::Hashed(found, gzip),
+                    match (path, held) {
+                        (Some(p), _) => Loc::Spooled(p, found),
+                        (None, Some(buf)) => Loc::Memory(buf.into(), found),
+                        (None, None) => Loc::Hashed(found, gzip),
                     }
                 } else {
                     Loc::None
                 };
-                insert(&mut entries, name, Entry { kind, size, loc })?;
+                entries.insert(name, Entry { kind, size, loc });
             }
         }
-        // Drain what follows the end-of-archive marker so a pipe's writer is not cut off.
-        let _ = io::copy(&mut counted, &mut io::sink());
+        // Drain what follows the end-of-archive marker so a pipe's writer is not cut off; a bounded
+        // amount, since a decompressor can expand a few bytes of trailing garbage to terabytes.
+        let _ = io::copy(&mut (&mut counted).take(MAX_TRAILING), &mut io::sink());
         Ok(Archive {
             entries,
             data: Data::Spooled,
@@ -294,24 +331,28 @@ impl Archive {
             (Loc::Offset(off), Data::File(f)) => Ok(Box::new(At {
                 file: f,
                 pos: *off,
-                end: off + e.size,
+                end: off.saturating_add(e.size),
             })),
             (Loc::Offset(off), Data::Bytes(b)) => {
                 let start = usize::try_from(*off).unwrap_or(usize::MAX).min(b.len());
-                let end = usize::try_from(off + e.size)
+                let end = usize::try_from(off.saturating_add(e.size))
                     .unwrap_or(usize::MAX)
                     .min(b.len());
                 Ok(Box::new(b.get(start..end).unwrap_or(&[])))
             }
             (Loc::Spooled(p, _), _) => Ok(Box::new(File::open(p).at(p)?)),
+            (Loc::Memory(b, _), _) => Ok(Box::new(io::Cursor::new(Arc::clone(b)))),
             _ => Ok(Box::new(io::empty())),
         }
     }
 
-    /// An entry's bytes, refused when over [`MAX_DOCUMENT`].
+    /// A JSON document's bytes (`index.json`, `manifest.json`, an index, manifest or config), refused
+    /// when over [`MAX_DOCUMENT`] bytes, nested deeper than [`MAX_DEPTH`] or holding more than
+    /// [`MAX_JSON_VALUES`] values or [`MAX_JSON_OBJECTS`] objects, so that parsing it stays within
+    /// bounded memory.
     ///
     /// # Errors
-    /// [`Error::InvalidArchive`] over the limit or when short; [`Error::Io`].
+    /// [`Error::InvalidArchive`] over a limit or when short; [`Error::Io`].
     pub fn read_small(&self, name: &str, e: &Entry) -> Result<Vec<u8>> {
         if e.size > MAX_DOCUMENT {
             return Err(bad(
@@ -330,8 +371,59 @@ impl Archive {
         if out.len() as u64 != e.size {
             return Err(bad(name, "truncated"));
         }
+        let (depth, values, objects) = json_shape(&out);
+        if depth > MAX_DEPTH {
+            return Err(bad(
+                name,
+                format!("JSON nested deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        if values > MAX_JSON_VALUES || objects > MAX_JSON_OBJECTS {
+            return Err(bad(
+                name,
+                format!("JSON document holds more than {MAX_JSON_VALUES} values or {MAX_JSON_OBJECTS} objects"),
+            ));
+        }
         Ok(out)
     }
+}
+
+/// Most values (array elements, object keys and values) a JSON document may hold: a parsed value takes
+/// 32 bytes or more, so 20 MiB of `[0,0,…]` would otherwise take over 300 MiB.
+pub const MAX_JSON_VALUES: usize = 1_000_000;
+/// Most objects a JSON document may hold: a parsed non-empty object takes about 700 bytes.
+pub const MAX_JSON_OBJECTS: usize = 100_000;
+
+/// The shape of a JSON text, strings skipped: its deepest nesting, (an upper bound of) the number of
+/// values and keys it holds, and the number of objects.
+fn json_shape(bytes: &[u8]) -> (usize, usize, usize) {
+    let (mut depth, mut max, mut values, mut objects) = (0usize, 0usize, 1usize, 0usize);
+    let (mut in_str, mut esc) = (false, false);
+    for &b in bytes {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+                values += 1;
+                objects += usize::from(b == b'{');
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' | b':' => values += 1,
+            _ => {}
+        }
+    }
+    (max, values, objects)
 }
 
 struct ArcBytes(Arc<Vec<u8>>);
@@ -355,7 +447,9 @@ impl Read for At<'_> {
             return Ok(0);
         }
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        let n = self
+            .file
+            .read_at(buf.get_mut(..want).unwrap_or_default(), self.pos)?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -449,11 +543,14 @@ impl<R> TarGuard<R> {
                     return Ok(());
                 }
                 GuardState::Header { block, filled } => {
-                    let k = (512 - *filled).min(data.len());
-                    block[*filled..*filled + k].copy_from_slice(&data[..k]);
+                    let k = 512usize.saturating_sub(*filled).min(data.len());
+                    let (now, rest) = data.split_at(k);
+                    if let Some(dst) = block.get_mut(*filled..*filled + k) {
+                        dst.copy_from_slice(now);
+                    }
                     *filled += k;
                     self.pos = self.pos.saturating_add(k as u64);
-                    data = &data[k..];
+                    data = rest;
                     if *filled == 512 {
                         let block = std::mem::replace(block, Box::new([0u8; 512]));
                         self.header(&block)?;
@@ -462,12 +559,13 @@ impl<R> TarGuard<R> {
                 GuardState::Data { next, pax } => {
                     let left = next.saturating_sub(self.pos);
                     let k = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+                    let (now, rest) = data.split_at(k);
                     if let Some((buf, want)) = pax {
                         let take = want.saturating_sub(buf.len()).min(k);
-                        buf.extend_from_slice(&data[..take]);
+                        buf.extend_from_slice(now.get(..take).unwrap_or_default());
                     }
                     self.pos = self.pos.saturating_add(k as u64);
-                    data = &data[k..];
+                    data = rest;
                     if self.pos >= *next {
                         self.data_done();
                     }
@@ -523,7 +621,12 @@ impl<R> TarGuard<R> {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 Refused {
-                    entry: String::from_utf8_lossy(&h.path_bytes()).into_owned(),
+                    entry: match String::from_utf8_lossy(&h.path_bytes()) {
+                        n if n.is_empty() => {
+                            format!("<header at byte {}>", self.pos.saturating_sub(512))
+                        }
+                        n => n.into_owned(),
+                    },
                     reason: format!(
                         "{what} of {size} bytes is over the {MAX_EXTENSION}-byte limit"
                     ),
@@ -592,7 +695,7 @@ impl<R: Seek> Seek for TarGuard<R> {
 fn read_head<R: Read>(r: &mut R, head: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < head.len() {
-        match r.read(&mut head[n..]) {
+        match r.read(head.get_mut(n..).unwrap_or_default()) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -625,7 +728,18 @@ fn decoder(c: Compression, r: Box<dyn Read + Send>) -> Result<Box<dyn Read + Sen
     })
 }
 
-fn tar_error(label: &str, e: &io::Error) -> Error {
+/// The error for a failure of the tar reader (or the decompressor below it) in `label`, after the entry
+/// `last` (`None`: at the first header).
+fn tar_error(label: &str, last: Option<&str>, e: &io::Error) -> Error {
+    let at = match last {
+        Some(name) => format!("after entry {:?}", shorten(name)),
+        None => "at its first header".to_string(),
+    };
+    read_error(label, &at, e)
+}
+
+/// The error for a read failure in `label` (an archive or an entry) at the place `at` describes.
+fn read_error(label: &str, at: &str, e: &io::Error) -> Error {
     if let Some(r) = e.get_ref().and_then(|r| r.downcast_ref::<Refused>()) {
         return bad(&r.entry, r.reason.clone());
     }
@@ -633,10 +747,11 @@ fn tar_error(label: &str, e: &io::Error) -> Error {
     let reason = if e.kind() == io::ErrorKind::UnexpectedEof
         || msg.contains("unexpected EOF")
         || msg.contains("failed to fill whole buffer")
+        || msg.contains("failed to read entire block")
     {
-        format!("truncated archive ({msg})")
+        format!("truncated archive {at} ({msg})")
     } else {
-        format!("not a readable tar archive ({msg})")
+        format!("not a readable tar archive {at} ({msg})")
     };
     bad(label, reason)
 }
@@ -648,22 +763,23 @@ fn copy_hash_into<R: Read, W: io::Write>(
     h: &mut digest::Hasher,
     name: &str,
     path: &Path,
+    buf: &mut [u8],
 ) -> Result<(u64, bool)> {
-    let mut buf = vec![0u8; digest::COPY_BUFFER];
     let mut n = 0u64;
     let mut head = Vec::with_capacity(2);
     loop {
-        let k = match r.read(&mut buf) {
+        let k = match r.read(buf) {
             Ok(0) => break,
             Ok(k) => k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(tar_error(name, &e)),
+            Err(e) => return Err(read_error(name, "inside the entry's data", &e)),
         };
+        let chunk = buf.get(..k).unwrap_or_default();
         if head.len() < 2 {
-            head.extend_from_slice(&buf[..k.min(2 - head.len())]);
+            head.extend_from_slice(chunk.get(..k.min(2 - head.len())).unwrap_or_default());
         }
-        h.update(&buf[..k]);
-        w.write_all(&buf[..k]).at(path)?;
+        h.update(chunk);
+        w.write_all(chunk).at(path)?;
         n += k as u64;
     }
     Ok((n, head == [0x1f, 0x8b]))
@@ -676,29 +792,51 @@ pub fn blob_digest(name: &str) -> Option<Digest> {
     Digest::from_parts(alg, hex).ok()
 }
 
-fn insert(entries: &mut BTreeMap<String, Entry>, name: String, e: Entry) -> Result<()> {
-    if let Some(prev) = entries.get(&name) {
-        if prev.kind == Kind::Dir && e.kind == Kind::Dir {
-            return Ok(());
+/// Most entries an archive may hold (an image archive holds a few per blob): beyond it the table of
+/// entries, and a stream's spooled files, would grow without bound.
+pub const MAX_ENTRIES: usize = 100_000;
+/// Most bytes read (decompressed) after the end-of-archive marker of a stream.
+const MAX_TRAILING: u64 = 16 << 20;
+
+/// Whether a new entry goes into the table: `false` for a directory listed again.
+///
+/// # Errors
+/// [`Error::InvalidArchive`] for a name listed twice (other than a directory) and past [`MAX_ENTRIES`].
+fn admit(entries: &BTreeMap<String, Entry>, name: &str, kind: &Kind) -> Result<bool> {
+    if let Some(prev) = entries.get(name) {
+        if prev.kind == Kind::Dir && *kind == Kind::Dir {
+            return Ok(false);
         }
         return Err(bad(
-            &name,
+            name,
             "duplicate entry (the archive holds this name twice)",
         ));
     }
-    entries.insert(name, e);
-    Ok(())
+    if entries.len() >= MAX_ENTRIES {
+        return Err(bad(
+            name,
+            format!("the archive holds more than {MAX_ENTRIES} entries"),
+        ));
+    }
+    Ok(true)
 }
 
 fn index_seekable<R: Read + Seek>(r: R, len: u64, label: &str) -> Result<BTreeMap<String, Entry>> {
     let mut entries = BTreeMap::new();
     let mut ar = tar::Archive::new(TarGuard::new(r));
-    let iter = ar.entries_with_seek().map_err(|e| tar_error(label, &e))?;
+    let iter = ar
+        .entries_with_seek()
+        .map_err(|e| tar_error(label, None, &e))?;
+    let mut last: Option<String> = None;
     for item in iter {
-        let e = item.map_err(|e| tar_error(label, &e))?;
+        let e = item.map_err(|e| tar_error(label, last.as_deref(), &e))?;
         let Some((name, kind, size)) = check_entry(&e)? else {
             continue;
         };
+        last = Some(name.clone());
+        if !admit(&entries, &name, &kind)? {
+            continue;
+        }
         let loc = if kind == Kind::File {
             let off = e.raw_file_position();
             if off.checked_add(size).is_none_or(|end| end > len) {
@@ -711,7 +849,7 @@ fn index_seekable<R: Read + Seek>(r: R, len: u64, label: &str) -> Result<BTreeMa
         } else {
             Loc::None
         };
-        insert(&mut entries, name, Entry { kind, size, loc })?;
+        entries.insert(name, Entry { kind, size, loc });
     }
     Ok(entries)
 }
@@ -801,7 +939,13 @@ fn check_entry<R: Read>(e: &tar::Entry<'_, R>) -> Result<Option<(String, Kind, u
         let target = e
             .link_name_bytes()
             .ok_or_else(|| bad(&name, "hard link without a target"))?;
-        let t = normalize(&target, "hard link target")?
+        let t = normalize(&target, "hard link target")
+            .map_err(|err| match err {
+                Error::InvalidArchive { entry, reason } => {
+                    bad(&name, format!("{reason} ({entry:?})"))
+                }
+                other => other,
+            })?
             .ok_or_else(|| bad(&name, "hard link to the archive root"))?;
         Kind::Link(t)
     } else if et.is_character_special() || et.is_block_special() || et.is_fifo() {
@@ -810,29 +954,32 @@ fn check_entry<R: Read>(e: &tar::Entry<'_, R>) -> Result<Option<(String, Kind, u
             "device or fifo entries are not allowed in an image archive",
         ));
     } else {
-        return Err(bad(&name, format!("unsupported entry type {:?}", et)));
+        return Err(bad(
+            &name,
+            format!(
+                "unsupported entry type {:?} (only files, directories and links are allowed)",
+                char::from(et.as_byte())
+            ),
+        ));
     };
     let parts: Vec<&str> = name.split('/').collect();
-    if parts[0] == "blobs" {
-        match parts.len() {
-            1 | 2 if kind != Kind::Dir => return Err(bad(&name, "expected a directory")),
-            2 if !matches!(parts[1], "sha256" | "sha512") => {
+    if parts.first() == Some(&"blobs") {
+        match parts.as_slice() {
+            [_] | [_, _] if kind != Kind::Dir => return Err(bad(&name, "expected a directory")),
+            [_, alg] if !matches!(*alg, "sha256" | "sha512") => {
                 return Err(bad(
                     &name,
-                    format!(
-                        "unknown digest algorithm {:?} (sha256 and sha512 are supported)",
-                        parts[1]
-                    ),
+                    format!("unknown digest algorithm {alg:?} (sha256 and sha512 are supported)"),
                 ))
             }
-            3 => {
+            [_, alg, hex] => {
                 if kind != Kind::File {
                     return Err(bad(&name, "a blob must be a regular file (links, directories and devices are refused)"));
                 }
-                Digest::from_parts(parts[1], parts[2])
+                Digest::from_parts(alg, hex)
                     .map_err(|err| bad(&name, format!("not a blob name: {err}")))?;
             }
-            n if n > 3 => return Err(bad(&name, "unexpected path below blobs/<alg>/")),
+            [_, _, _, _, ..] => return Err(bad(&name, "unexpected path below blobs/<alg>/")),
             _ => {}
         }
     }
@@ -877,5 +1024,73 @@ mod tests {
         );
         assert!(resolve_link("b/layer.tar", b"../../x").is_err());
         assert!(resolve_link("b/layer.tar", b"/etc/passwd").is_err());
+    }
+
+    #[test]
+    fn json_shape_counts_outside_strings() {
+        assert_eq!(json_shape(br#"{"a":[1,2,{"b":"[{,:"}]}"#), (3, 8, 2));
+        assert_eq!(json_shape(br#""\"[""#), (0, 1, 0));
+        assert_eq!(json_shape(b"[[[]]]"), (3, 4, 0));
+    }
+
+    struct NoSpool;
+
+    impl Spool for NoSpool {
+        fn temp_file(&mut self) -> Result<(PathBuf, File)> {
+            Err(Error::InvalidArgument("no spool".into()))
+        }
+
+        fn keep(&self, _name: &str, _size: u64) -> bool {
+            false
+        }
+    }
+
+    fn tar_with_pax(records: &[(&str, &[u8])], name: &str, data: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions(records.iter().copied()).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    fn read(bytes: Vec<u8>, stream: bool) -> Result<Archive> {
+        let input = if stream {
+            Input::Reader(Box::new(io::Cursor::new(bytes)))
+        } else {
+            Input::Bytes(Arc::new(bytes))
+        };
+        Archive::read(input, &mut NoSpool)
+    }
+
+    #[test]
+    fn guard_follows_pax_size_records_and_long_names() {
+        let long = "d/".repeat(200) + "file";
+        let bytes = tar_with_pax(
+            &[("path", long.as_bytes()), ("size", b"5")],
+            "short",
+            b"hello",
+        );
+        for stream in [false, true] {
+            let ar = read(bytes.clone(), stream).unwrap();
+            let (_, e) = ar.get(&long).unwrap().unwrap();
+            assert_eq!(e.size, 5);
+        }
+    }
+
+    #[test]
+    fn guard_refuses_an_oversized_extension_header_before_reading_it() {
+        let huge = vec![b'x'; usize::try_from(MAX_EXTENSION).unwrap() + 1];
+        let bytes = tar_with_pax(&[("comment", &huge)], "f", b"x");
+        for stream in [false, true] {
+            let r = read(bytes.clone(), stream);
+            let Err(Error::InvalidArchive { entry, reason }) = r else {
+                panic!("an oversized PAX header was not refused: {:?}", r.err());
+            };
+            assert!(!entry.is_empty());
+            assert!(reason.contains("limit"), "{reason}");
+        }
     }
 }
