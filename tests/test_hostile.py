@@ -44,12 +44,6 @@ MEMORY_LIMIT = 256 << 20
 G = 1 << 30
 
 
-ACROSS_IMAGES = (
-    "load.rs checks one digest, one size within an image and against stored blobs, but not across two images "
-    "of one archive: the store it writes fails verify (fuzz/known.txt)"
-)
-
-
 @dataclass(frozen=True)
 class Hostile:
     """A hostile archive: its bytes, the error it must raise and what the message must name."""
@@ -383,7 +377,6 @@ def _cases() -> dict[str, Callable[[], Hostile]]:
                 dig,
                 (A.sha256(A._layer("same")),),
             ),
-            marks=pytest.mark.xfail(strict=True, reason=ACROSS_IMAGES),
         ),
         "content-duplicate-entry-different-content": lambda: Hostile(
             _add(A.file(ARM_LAYER, b"other bytes")), arc, (ARM_LAYER, "duplicate")
@@ -925,14 +918,8 @@ def _regression_files() -> list[Path]:
     return sorted(p for p in REGRESSIONS.iterdir() if p.is_file() and p.name != "README.md")
 
 
-DUAL_ROLE = (
-    "a digest used both as an index's manifest and as a layer: load keeps it as a layer while the manifest "
-    "stays unselected and incomplete, and verify then refuses the store (fuzz/known.txt)"
-)
 #: Regression inputs of bugs found and not fixed yet (the file names the fuzzer gave them).
-KNOWN_REGRESSIONS = {
-    "archive-crash-070a1cead0f2fea0.bin": DUAL_ROLE,
-}
+KNOWN_REGRESSIONS: dict[str, str] = {}
 
 
 def _regression_params() -> list:

@@ -463,6 +463,19 @@ pub fn load(
         plans.push((f, sel));
     }
     // Stage every needed blob that the store does not have, verified.
+    // One digest, one size, across every image of the archive.
+    let mut sizes: HashMap<&Digest, u64> = HashMap::new();
+    for d in plans.iter().flat_map(|(_, s)| s.blobs.iter()) {
+        if let Some(&size) = sizes.get(&d.digest).filter(|&&s| s != d.size) {
+            return Err(Error::SizeMismatch {
+                digest: d.digest.to_string(),
+                location: format!("descriptors in {}", archive.label()),
+                expected: size,
+                found: d.size.to_string(),
+            });
+        }
+        sizes.insert(&d.digest, d.size);
+    }
     let needed: Vec<&Descriptor> = {
         let mut seen = HashSet::new();
         plans
@@ -488,11 +501,11 @@ pub fn load(
             None => missing.push(d),
         }
     }
-    progress.start(missing.iter().map(|d| d.size).sum());
+    progress.start(missing.iter().fold(0u64, |t, d| t.saturating_add(d.size)));
     for d in missing {
         source.stage(d, &mut ingest, progress)?;
         written += 1;
-        bytes += d.size;
+        bytes = bytes.saturating_add(d.size);
     }
     progress.finish()?;
     // Commit: blobs into place, then index.json under the lock.

@@ -1,6 +1,20 @@
 //! The ocitar engine: plain Rust, no Python. `save` and `load` are the operations; `walk` and `platform`
 //! are the one walker and the one platform matcher they share; `store` and `archive` hold the bytes.
 
+// Input-derived data never panics the engine: no unwrap, expect, panicking index or panic outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 pub mod archive;
 pub mod digest;
 pub mod error;

@@ -325,10 +325,29 @@ pub fn walk(source: &dyn BlobSource, top: &Descriptor) -> Result<Image> {
             "the top-level image blob is absent".into(),
         ));
     }
-    Ok(Image {
+    let image = Image {
         top: top.clone(),
         root,
-    })
+    };
+    // One role per digest: content walked as an index or manifest is not also a config or layer.
+    let documents: HashSet<&Digest> = image.manifests().iter().map(|m| &m.desc.digest).collect();
+    for m in image.manifests() {
+        if let Some(b) = m
+            .config
+            .iter()
+            .chain(m.layers.iter())
+            .find(|b| documents.contains(&b.digest))
+        {
+            return Err(source.malformed(
+                &b.digest.to_string(),
+                format!(
+                    "used both as a manifest and as a config or layer (by manifest {})",
+                    m.desc.digest
+                ),
+            ));
+        }
+    }
+    Ok(image)
 }
 
 fn visit(
