@@ -422,6 +422,17 @@ def cases(work: Path, store: Path, full: Path, full_gz: Path, skopeo: str | None
             check=expect_store(want),
         ),
     ]
+    if skopeo:  # skopeo reads a compressed oci-archive from a file (not from a pipe)
+        pre = f"{skopeo} copy --multi-arch all"
+        script = " && ".join(f'{pre} "oci-archive:$0:{r}" "oci:$1:{r}"' for r in SKOPEO_REFS)
+        impls.append(
+            Impl(
+                "skopeo",
+                f"skopeo copy --multi-arch all, from the .tar.gz file (x{len(SKOPEO_REFS)} images)",
+                ["sh", "-c", script, str(full_gz), str(dest)],
+                check=expect_exists(dest / "index.json"),
+            )
+        )
     result.append(Case("load-gzip", "load, all platforms, gzip archive from a pipe", n, impls, out))
     return result
 
@@ -470,14 +481,38 @@ def machine() -> dict[str, str]:
         "python": pyplatform.python_version(),
         "ocitar": ocitar.__version__,
         "skopeo": out(["skopeo", "--version"]) if shutil.which("skopeo") else "not installed",
-        "engine": revision(ocitar.__file__),
+        "engine": revision(PKG_DIR or Path(ocitar.__file__).parent),
     }
 
 
-def revision(module_file: str) -> str:
+PKG_DIR: Path | None = None  # the ocitar package as installed, when the run uses a pinned copy of it
+
+
+def package_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("ocitar")
+    if spec is None or not spec.submodule_search_locations:
+        raise BenchError("ocitar is not importable: pip install . (or -e .) first")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def pin(work: Path) -> None:
+    """Copy the installed ocitar package (Python files and compiled module) into the work dir and use that
+    copy here and in every measured process, so that a rebuild during the run cannot mix two builds."""
+    global PKG_DIR
+    PKG_DIR = package_dir()
+    dst = work / "pinned"
+    rm(dst)
+    shutil.copytree(PKG_DIR, dst / "ocitar", ignore=shutil.ignore_patterns("__pycache__"))
+    sys.path.insert(0, str(dst))
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(dst) + (os.pathsep + old if old else "")
+
+
+def revision(pkg: Path) -> str:
     """The git commit of the ocitar checkout (when run from one), ``+dirty`` with uncommitted src/ changes,
     and the build time of the compiled module."""
-    pkg = Path(module_file).parent
     so = next(iter(sorted(pkg.glob("_ocitar*.so"))), None)
     built = time.strftime("%Y-%m-%d %H:%M", time.gmtime(so.stat().st_mtime)) + " UTC" if so else "?"
     try:
@@ -507,11 +542,11 @@ def table(all_cases: list[Case]) -> str:
             med = i.eff()
             vs_floor = f"{med / floor.eff():.2f}" if floor and floor.samples else "-"
             vs_oc = f"{med / oc.eff():.2f}" if oc and oc.samples else "-"
+            busy = " ⚠ busy" if any(x.busy for x in i.samples) else ""
             rows.append(
-                f"| {c.key} ({c.nbytes / MIB:.0f} MiB) | {i.name}: {i.label} | {fmt_s(med)} | "
+                f"| {c.key} ({c.nbytes / MIB:.0f} MiB) | {i.name}: {i.label.replace('|', chr(92) + '|')}{busy} | {fmt_s(med)} | "
                 f"{fmt_s(min(eff))}–{fmt_s(max(eff))} | {fmt_s(i.med())} | {c.nbytes / MIB / med:.0f} | "
                 f"{i.rss_mib():.0f} MiB | {vs_floor} | {vs_oc} |"
-                + (" ⚠ busy" if any(x.busy for x in i.samples) else "")
             )
     return "\n".join(rows)
 
@@ -594,6 +629,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-skopeo", action="store_true", help="skip skopeo even when installed")
     ap.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="measure the installed ocitar in place (default: a copy taken at the start, immune to rebuilds)",
+    )
+    ap.add_argument(
         "--cases",
         default="",
         help="comma-separated subset: save-all,save-one,load-all,load-one,load-gzip,import,inspect",
@@ -628,6 +668,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     try:
+        if not a.no_pin:
+            pin(work)
         return _run(a, work, size, reps, only, skopeo, t_start)
     except BenchError as e:
         print(f"\nrun.py: FAILED: {e}", file=sys.stderr)
@@ -636,11 +678,12 @@ def main(argv: list[str] | None = None) -> int:
         if a.keep:
             shutil.rmtree(work / "out", ignore_errors=True)
             shutil.rmtree(work / "tmp", ignore_errors=True)
+            shutil.rmtree(work / "pinned", ignore_errors=True)
             print(f"work dir kept: {work}")
         elif created:
             shutil.rmtree(work, ignore_errors=True)
         else:
-            for n in ("out", "tmp", "full.tar", "full.tar.gz", "archives.params"):
+            for n in ("out", "tmp", "pinned", "full.tar", "full.tar.gz", "archives.params"):
                 rm(work / n)
 
 
@@ -764,6 +807,11 @@ def _run(
         print(f"  {'PASS' if ok else ('n/a ' if ok is None else 'MISS')}  {name}: {detail}")
     total = time.perf_counter() - t_start
     print(f"\ntotal {total:.0f} s")
+    now = revision(PKG_DIR or Path(ocitar.__file__).parent)
+    if now != info["engine"] and PKG_DIR is not None:
+        print(f"note: the installed ocitar changed during the run ({now}); this run measured its copy from the start")
+    elif now != info["engine"]:
+        print(f"WARNING: the ocitar module changed during the run ({info['engine']} -> {now}): samples mix two builds")
     if a.json:
         a.json.write_text(
             json.dumps(
