@@ -270,7 +270,14 @@ pub fn is_image_config(mt: &str) -> bool {
 
 /// The deepest nesting of arrays and objects in a JSON text (strings skipped).
 pub fn json_depth(bytes: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    json_shape(bytes).0
+}
+
+/// The shape of a JSON text, strings skipped: its deepest nesting, (an upper bound of) the number of
+/// values and keys it holds, and the number of objects.
+pub fn json_shape(bytes: &[u8]) -> (usize, usize, usize) {
+    let (mut depth, mut max, mut values, mut objects) = (0usize, 0usize, 1usize, 0usize);
+    let (mut in_str, mut esc) = (false, false);
     for &b in bytes {
         if in_str {
             if esc {
@@ -287,12 +294,15 @@ pub fn json_depth(bytes: &[u8]) -> usize {
             b'[' | b'{' => {
                 depth += 1;
                 max = max.max(depth);
+                values += 1;
+                objects += usize::from(b == b'{');
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' | b':' => values += 1,
             _ => {}
         }
     }
-    max
+    (max, values, objects)
 }
 
 /// Parse a JSON document that must be an object, refusing nesting deeper than [`MAX_DEPTH`].

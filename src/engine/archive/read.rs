@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::Compression;
 use crate::engine::digest::{self, Digest};
 use crate::engine::error::{Error, IoContext, Result};
-use crate::engine::walk::{MAX_DEPTH, MAX_DOCUMENT};
+use crate::engine::walk::{json_shape, MAX_DEPTH, MAX_DOCUMENT};
 
 /// Where an archive comes from.
 pub enum Input {
@@ -393,38 +393,6 @@ impl Archive {
 pub const MAX_JSON_VALUES: usize = 1_000_000;
 /// Most objects a JSON document may hold: a parsed non-empty object takes about 700 bytes.
 pub const MAX_JSON_OBJECTS: usize = 100_000;
-
-/// The shape of a JSON text, strings skipped: its deepest nesting, (an upper bound of) the number of
-/// values and keys it holds, and the number of objects.
-fn json_shape(bytes: &[u8]) -> (usize, usize, usize) {
-    let (mut depth, mut max, mut values, mut objects) = (0usize, 0usize, 1usize, 0usize);
-    let (mut in_str, mut esc) = (false, false);
-    for &b in bytes {
-        if in_str {
-            if esc {
-                esc = false;
-            } else if b == b'\\' {
-                esc = true;
-            } else if b == b'"' {
-                in_str = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-                values += 1;
-                objects += usize::from(b == b'{');
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            b',' | b':' => values += 1,
-            _ => {}
-        }
-    }
-    (max, values, objects)
-}
 
 struct ArcBytes(Arc<Vec<u8>>);
 
