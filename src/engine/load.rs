@@ -126,7 +126,7 @@ impl<'a> ArchiveSource<'a> {
             }
         }
         let (tmp, file) = ingest.temp_file()?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut w = std::io::BufWriter::with_capacity(digest::COPY_BUFFER, file);
         let r = self.archive.open(e)?;
         digest::copy_verified(r, &mut w, &desc.digest, desc.size, &loc, &tmp, &mut |k| {
             progress.advance(k)
