@@ -813,8 +813,10 @@ def test_one_platform_of_four_from_a_seekable_archive(four_platforms, tmp_path: 
     assert report.blobs_written == len(want) == 5
     assert report.bytes_written == sum(big.blobs[d] for d in want)
     assert report.images[0].absent == ()
-    # About a quarter of the archive is read, never the whole of it.
-    assert read < 0.4 * size, f"read {read} of {size} bytes for one platform of four"
+    # About a quarter of the archive is read, never the whole of it. Each needed byte is read twice:
+    # copied out of the archive (copy_file_range counts as a read) and read back from the staged copy,
+    # to hash what was written.
+    assert read < 2 * report.bytes_written + 0.1 * size < size, f"read {read} of {size} bytes for one platform of four"
     assert read >= report.bytes_written
 
     before = _rchar()

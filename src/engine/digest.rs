@@ -218,78 +218,168 @@ pub fn copy_verified<R: Read, W: Write>(
     tick: &mut dyn FnMut(u64) -> io::Result<()>,
 ) -> Result<()> {
     let mut reader = reader.take(size.saturating_add(1));
-    let too_long = || Error::SizeMismatch {
-        digest: expected.to_string(),
-        location: location.to_string(),
-        expected: size,
-        found: format!("more than {size}"),
-    };
-    if size < PARALLEL_HASH_MIN {
-        let mut hasher = expected.algorithm().hasher();
-        let mut buf =
-            vec![0u8; COPY_BUFFER.min(usize::try_from(size).unwrap_or(COPY_BUFFER).max(8192))];
-        let mut total: u64 = 0;
-        loop {
-            let n = read_some(&mut reader, &mut buf, location)?;
-            if n == 0 {
-                break;
-            }
-            total += n as u64;
-            if total > size {
-                return Err(too_long());
-            }
-            let chunk = buf.get(..n).unwrap_or_default();
-            hasher.update(chunk);
-            writer.write_all(chunk).map_err(|e| Error::io(dest, e))?;
-            tick(n as u64).map_err(|e| Error::io(dest, e))?;
+    let mut hashing = Hashing::new(expected.algorithm().hasher(), size, dest);
+    let mut total: u64 = 0;
+    loop {
+        let n = hashing.step(
+            |buf| read_some(&mut reader, buf, location),
+            |chunk| {
+                total += chunk.len() as u64;
+                if total > size {
+                    return Err(Error::SizeMismatch {
+                        digest: expected.to_string(),
+                        location: location.to_string(),
+                        expected: size,
+                        found: format!("more than {size}"),
+                    });
+                }
+                writer.write_all(chunk).map_err(|e| Error::io(dest, e))?;
+                tick(chunk.len() as u64).map_err(|e| Error::io(dest, e))
+            },
+        )?;
+        if n == 0 {
+            break;
         }
-        return check(expected, size, &hasher.finish(), total, location);
     }
-    // Large blobs: a second thread hashes each chunk while this one writes it, so a copy costs about
-    // the slower of hashing and copying, not their sum. Buffers go round between the two threads.
-    let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(PIPELINE_DEPTH);
-    let (to_reader, spare) = std::sync::mpsc::channel::<Vec<u8>>();
-    let algorithm = expected.algorithm();
-    std::thread::scope(|scope| {
-        let hasher = scope.spawn(move || {
-            let mut h = algorithm.hasher();
+    check(expected, size, &hashing.finish()?.finish(), total, location)
+}
+
+/// Hashes content as it passes through in chunks: on the calling thread for small content, on a
+/// second thread ([`HashPipe`]) for content of at least [`PARALLEL_HASH_MIN`] bytes, so that copying
+/// large blobs costs about the slower of hashing and copying, not their sum.
+pub struct Hashing<'p> {
+    hasher: Hasher,
+    pipe: Option<HashPipe>,
+    buf: Vec<u8>,
+    dest: &'p std::path::Path,
+}
+
+impl<'p> Hashing<'p> {
+    /// Hash into `hasher` content expected to be `size` bytes; `dest` names the output in errors.
+    pub fn new(hasher: Hasher, size: u64, dest: &'p std::path::Path) -> Hashing<'p> {
+        let large = size >= PARALLEL_HASH_MIN;
+        let small = usize::try_from(size)
+            .unwrap_or(COPY_BUFFER)
+            .clamp(8192, COPY_BUFFER);
+        Hashing {
+            pipe: large.then(|| HashPipe::new(hasher.clone())),
+            hasher,
+            buf: if large { Vec::new() } else { vec![0u8; small] },
+            dest,
+        }
+    }
+
+    /// Fill a buffer with `read`, pass the bytes read to `consume`, then hash them. Returns the number
+    /// of bytes (0 at the end).
+    ///
+    /// # Errors
+    /// Those of `read` and `consume`; [`Error::Io`] naming `dest` when the hashing thread stopped.
+    pub fn step(
+        &mut self,
+        read: impl FnOnce(&mut [u8]) -> Result<usize>,
+        consume: impl FnOnce(&[u8]) -> Result<()>,
+    ) -> Result<usize> {
+        let mut owned = self.pipe.as_ref().map(HashPipe::buffer);
+        let buf = match owned.as_mut() {
+            Some(o) => o.as_mut_slice(),
+            None => self.buf.as_mut_slice(),
+        };
+        let n = read(buf)?.min(buf.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        consume(buf.get(..n).unwrap_or_default())?;
+        match (self.pipe.as_mut(), owned) {
+            (Some(p), Some(o)) => p.hash(o, n).map_err(|e| Error::io(self.dest, e))?,
+            _ => self.hasher.update(self.buf.get(..n).unwrap_or_default()),
+        }
+        Ok(n)
+    }
+
+    /// The hasher, once everything passed has been hashed.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `dest` when the hashing thread panicked.
+    pub fn finish(self) -> Result<Hasher> {
+        match self.pipe {
+            Some(p) => p.finish().map_err(|e| Error::io(self.dest, e)),
+            None => Ok(self.hasher),
+        }
+    }
+}
+
+/// A hasher on a second thread: the caller hands it filled buffers (which come back as spares) and
+/// goes on reading and writing while it hashes. At most [`PIPELINE_DEPTH`] buffers wait.
+pub struct HashPipe {
+    to_hasher: Option<std::sync::mpsc::SyncSender<(Vec<u8>, usize)>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<Hasher>>,
+}
+
+impl HashPipe {
+    /// Start hashing into `hasher` on a new thread.
+    pub fn new(hasher: Hasher) -> HashPipe {
+        let (to_hasher, chunks) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(PIPELINE_DEPTH);
+        let (to_reader, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+        let thread = std::thread::spawn(move || {
+            let mut h = hasher;
             for (buf, n) in chunks {
                 h.update(buf.get(..n).unwrap_or_default());
-                // The reader may be gone already (an error); then the buffer is simply dropped.
+                // The caller may be gone already (an error); then the buffer is simply dropped.
                 let _ = to_reader.send(buf);
             }
-            h.finish()
+            h
         });
-        let mut total: u64 = 0;
-        let result = (|| loop {
-            let mut buf = spare.try_recv().unwrap_or_else(|_| vec![0u8; COPY_BUFFER]);
-            let n = read_some(&mut reader, &mut buf, location)?;
-            if n == 0 {
-                return Ok(());
-            }
-            total += n as u64;
-            if total > size {
-                return Err(too_long());
-            }
-            writer
-                .write_all(buf.get(..n).unwrap_or_default())
-                .map_err(|e| Error::io(dest, e))?;
-            if to_hasher.send((buf, n)).is_err() {
-                return Err(Error::io(dest, io::Error::other("hashing thread stopped")));
-            }
-            tick(n as u64).map_err(|e| Error::io(dest, e))?;
-        })();
-        drop(to_hasher);
-        let found = hasher
-            .join()
-            .map_err(|_| Error::io(dest, io::Error::other("hashing thread panicked")))?;
-        result?;
-        check(expected, size, &found, total, location)
-    })
+        HashPipe {
+            to_hasher: Some(to_hasher),
+            spare,
+            thread: Some(thread),
+        }
+    }
+
+    /// A buffer of [`COPY_BUFFER`] bytes to fill: a returned one when there is one.
+    pub fn buffer(&self) -> Vec<u8> {
+        self.spare
+            .try_recv()
+            .unwrap_or_else(|_| vec![0u8; COPY_BUFFER])
+    }
+
+    /// Hash the first `n` bytes of `buf` (after everything handed over before).
+    ///
+    /// # Errors
+    /// When the hashing thread has stopped (it panicked).
+    pub fn hash(&mut self, buf: Vec<u8>, n: usize) -> io::Result<()> {
+        match &self.to_hasher {
+            Some(tx) if tx.send((buf, n)).is_ok() => Ok(()),
+            _ => Err(io::Error::other("hashing thread stopped")),
+        }
+    }
+
+    /// Wait for the hashing to finish and return the hasher.
+    ///
+    /// # Errors
+    /// When the hashing thread panicked.
+    pub fn finish(mut self) -> io::Result<Hasher> {
+        self.to_hasher = None;
+        self.thread
+            .take()
+            .map(std::thread::JoinHandle::join)
+            .and_then(std::result::Result::ok)
+            .ok_or_else(|| io::Error::other("hashing thread panicked"))
+    }
+}
+
+impl Drop for HashPipe {
+    fn drop(&mut self) {
+        self.to_hasher = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Blobs at least this large are hashed on a second thread while they are copied.
-const PARALLEL_HASH_MIN: u64 = 4 << 20;
+pub const PARALLEL_HASH_MIN: u64 = 4 << 20;
 /// Chunks in flight between the copying and the hashing thread.
 const PIPELINE_DEPTH: usize = 8;
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::archive::read::{blob_digest, Archive, Entry, Input, Kind, Loc, Spool};
+use super::copy;
 use super::digest::{self, Digest};
 use super::error::{Error, Result};
 use super::platform::{Matcher, Platform};
@@ -20,6 +21,9 @@ use super::walk::{
     MT_DOCKER_MANIFEST,
 };
 use super::Progress;
+
+/// Staging files open at once while blobs are copied from a seekable archive.
+const OPEN_BLOBS: usize = 128;
 
 /// One image load wrote (or found already there).
 #[derive(Clone, Debug, Serialize)]
@@ -98,6 +102,29 @@ impl<'a> ArchiveSource<'a> {
             });
         }
         Ok(())
+    }
+
+    /// Where `desc`'s bytes can be copied from by the kernel: its range of a seekable, uncompressed
+    /// archive file (and the name of that range in errors). `None` for blobs staged otherwise.
+    ///
+    /// # Errors
+    /// As [`ArchiveSource::stage`] for a blob that is missing or of the wrong size.
+    fn file_range(
+        &self,
+        desc: &Descriptor,
+        ingest: &Ingest,
+    ) -> Result<Option<(&std::fs::File, u64, String)>> {
+        if ingest.is_staged(&desc.digest) || self.synthesized.contains_key(&desc.digest) {
+            return Ok(None);
+        }
+        let Some((name, e)) = self.entry(&desc.digest)? else {
+            return Ok(None);
+        };
+        self.check_size(name, e, desc)?;
+        Ok(self
+            .archive
+            .file_range(e)
+            .map(|(f, off)| (f, off, format!("{}:{name}", self.archive.label()))))
     }
 
     /// Copy blob `desc` into the ingest (verified), unless it is staged already.
@@ -502,10 +529,41 @@ pub fn load(
         }
     }
     progress.start(missing.iter().fold(0u64, |t, d| t.saturating_add(d.size)));
+    // Blobs in a seekable archive file are copied by the kernel on every core (`copy`); the rest
+    // (documents, spooled streams, in-memory archives) one by one.
+    let mut ranged = Vec::new();
     for d in missing {
-        source.stage(d, &mut ingest, progress)?;
+        match source.file_range(d, &ingest)? {
+            Some((file, offset, location)) => ranged.push((d, file, offset, location)),
+            None => source.stage(d, &mut ingest, progress)?,
+        }
         written += 1;
         bytes = bytes.saturating_add(d.size);
+    }
+    for batch in ranged.chunks(OPEN_BLOBS) {
+        let mut staging = Vec::with_capacity(batch.len());
+        for _ in batch {
+            staging.push(ingest.temp_file()?);
+        }
+        let jobs: Vec<copy::Job<'_>> = batch
+            .iter()
+            .zip(&staging)
+            .map(|((d, file, offset, location), (tmp, dst))| copy::Job {
+                src: file,
+                src_offset: *offset,
+                dst,
+                dst_offset: 0,
+                size: d.size,
+                digest: &d.digest,
+                location,
+                dest: tmp,
+            })
+            .collect();
+        copy::copy_verified_all(&jobs, true, progress)?;
+        drop(jobs);
+        for ((d, ..), (tmp, _)) in batch.iter().zip(staging) {
+            ingest.stage(d.digest.clone(), tmp);
+        }
     }
     progress.finish()?;
     // Commit: blobs into place, then index.json under the lock.

@@ -16,6 +16,7 @@
 )]
 
 pub mod archive;
+pub mod copy;
 pub mod digest;
 pub mod error;
 pub mod inspect;

@@ -5,15 +5,16 @@
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::archive::write::{TarWriter, MODE_BLOB, MODE_JSON};
+use super::archive::write::{header_bytes, padding, TarWriter, MODE_BLOB, MODE_DIR, MODE_JSON};
 use super::archive::Compression;
-use super::digest::Digest;
+use super::copy;
+use super::digest::{self, Digest};
 use super::error::{Error, IoContext, Result};
 use super::platform::{Matcher, Platform};
 use super::reference::{Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
@@ -160,24 +161,29 @@ pub fn save_to_path(
         std::process::id()
     ));
     let file = OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(0o644)
         .open(&tmp)
         .at(path)?;
     let guard = RemoveOnDrop(Some(tmp.clone()));
-    let (report, w) = write(
-        &store,
-        plan,
-        opts.compression,
-        BufWriter::with_capacity(1 << 20, file),
-        path,
-        progress,
-    )?;
-    let file = w
-        .into_inner()
-        .map_err(|e| Error::io(path, e.into_error()))?;
-    drop(file);
+    let report = match opts.compression {
+        None => write_file(&store, plan, &file, path, progress)?,
+        Some(_) => {
+            let (report, w) = write(
+                &store,
+                plan,
+                opts.compression,
+                BufWriter::with_capacity(digest::COPY_BUFFER, file),
+                path,
+                progress,
+            )?;
+            w.into_inner()
+                .map_err(|e| Error::io(path, e.into_error()))?;
+            report
+        }
+    };
     fs::rename(&tmp, path).at(path)?;
     std::mem::forget(guard);
     Ok(report)
@@ -506,6 +512,82 @@ impl<W: Write> Sink<W> {
     }
 }
 
+/// One archive entry, in write order.
+enum Item<'p> {
+    Dir(&'p str),
+    File(&'p str, u32, &'p [u8]),
+    Blob(&'p Digest, u64, &'p Content),
+}
+
+/// The top-level documents of an archive.
+struct Documents {
+    dirs: Vec<String>,
+    index: Vec<u8>,
+    manifest: Vec<u8>,
+}
+
+fn documents(plan: &Plan) -> Result<Documents> {
+    let mut dirs: Vec<String> = vec!["blobs/".into()];
+    for (d, _, _) in plan.blobs.values() {
+        let dir = format!("blobs/{}/", d.algorithm().name());
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_OCI_INDEX,
+        "manifests": plan.index_entries,
+    }))
+    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let manifest = serde_json::to_vec(&plan.manifest_json)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    Ok(Documents {
+        dirs,
+        index,
+        manifest,
+    })
+}
+
+/// Every entry, names sorted bytewise: directories, blobs, then the three top-level files.
+fn items<'p>(plan: &'p Plan, docs: &'p Documents) -> Vec<Item<'p>> {
+    let mut names: Vec<&str> = docs
+        .dirs
+        .iter()
+        .map(String::as_str)
+        .chain(plan.blobs.keys().map(String::as_str))
+        .collect();
+    names.extend(["index.json", "manifest.json", "oci-layout"]);
+    names.sort_unstable();
+    names
+        .into_iter()
+        .filter_map(|name| match name {
+            "index.json" => Some(Item::File(name, MODE_JSON, docs.index.as_slice())),
+            "manifest.json" => Some(Item::File(name, MODE_JSON, docs.manifest.as_slice())),
+            "oci-layout" => Some(Item::File(name, MODE_BLOB, OCI_LAYOUT)),
+            n if n.ends_with('/') => Some(Item::Dir(n)),
+            n => plan
+                .blobs
+                .get(n)
+                .map(|(digest, size, content)| Item::Blob(digest, *size, content)),
+        })
+        .collect()
+}
+
+/// Where a rewritten index's bytes come from, in errors.
+const MEMORY_LOCATION: &str = "a rewritten index";
+
+fn report(plan: Plan, archive_bytes: u64) -> SaveReport {
+    SaveReport {
+        blobs: plan.blobs.len(),
+        blob_bytes: plan.blobs.values().map(|(_, s, _)| *s).sum(),
+        images: plan.images,
+        archive_bytes,
+    }
+}
+
+/// Write the archive to `out` as a stream (compressed or not): each blob is read, hashed and written
+/// in one pass, with the hashing on a second thread for large blobs.
 fn write<W: Write>(
     store: &Store,
     plan: Plan,
@@ -528,73 +610,123 @@ fn write<W: Write>(
             )))
         }
     };
-    let total: u64 = plan.blobs.values().map(|(_, s, _)| *s).sum();
-    progress.start(total);
+    let docs = documents(&plan)?;
+    progress.start(plan.blobs.values().map(|(_, s, _)| *s).sum());
     let mut tar = TarWriter::new(sink, dest);
-    let mut dirs: Vec<String> = vec!["blobs/".into()];
-    for (d, _, _) in plan.blobs.values() {
-        let dir = format!("blobs/{}/", d.algorithm().name());
-        if !dirs.contains(&dir) {
-            dirs.push(dir);
-        }
-    }
-    let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": MT_OCI_INDEX,
-        "manifests": plan.index_entries,
-    }))
-    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    let manifest = serde_json::to_vec(&plan.manifest_json)
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    // Every entry name, sorted bytewise: directories, blobs, then the three top-level files.
-    let mut names: Vec<&str> = dirs
-        .iter()
-        .map(String::as_str)
-        .chain(plan.blobs.keys().map(String::as_str))
-        .collect();
-    names.extend(["index.json", "manifest.json", "oci-layout"]);
-    names.sort_unstable();
-    let mut blob_bytes = 0u64;
-    for name in names {
-        match name {
-            "index.json" => tar.file(name, MODE_JSON, &index)?,
-            "manifest.json" => tar.file(name, MODE_JSON, &manifest)?,
-            "oci-layout" => tar.file(name, MODE_BLOB, OCI_LAYOUT)?,
-            n if n.ends_with('/') => tar.dir(n)?,
-            n => {
-                let Some((digest, size, content)) = plan.blobs.get(n) else {
-                    continue;
-                };
-                blob_bytes += size;
+    for item in items(&plan, &docs) {
+        match item {
+            Item::Dir(n) => tar.dir(n)?,
+            Item::File(n, mode, bytes) => tar.file(n, mode, bytes)?,
+            Item::Blob(digest, size, content) => {
                 let mut tick = |k: u64| progress.advance(k);
                 match content {
-                    Content::Memory(bytes) => tar.blob(
-                        digest,
-                        *size,
-                        bytes.as_slice(),
-                        "a rewritten index",
-                        &mut tick,
-                    )?,
+                    Content::Memory(bytes) => {
+                        tar.blob(digest, size, bytes.as_slice(), MEMORY_LOCATION, &mut tick)?;
+                    }
                     Content::Store(desc) => {
                         let f = store.open_blob(desc)?;
                         let loc = store.blob_path(digest).display().to_string();
-                        tar.blob(digest, *size, f, &loc, &mut tick)?;
+                        tar.blob(digest, size, f, &loc, &mut tick)?;
                     }
                 }
             }
         }
     }
-    let archive_bytes = tar.written();
+    let archive_bytes = tar.written() + 1024;
     let sink = tar.finish()?;
     let out = sink.finish().at(dest)?;
     progress.finish()?;
-    Ok((
-        SaveReport {
-            images: plan.images,
-            blobs: plan.blobs.len(),
-            blob_bytes,
-            archive_bytes: archive_bytes + 1024,
-        },
-        out,
-    ))
+    Ok((report(plan, archive_bytes), out))
+}
+
+/// Store blobs opened at once by [`write_file`] (each is an open file until its batch is copied).
+const OPEN_BLOBS: usize = 128;
+
+/// Write the uncompressed archive into the regular file `file` (opened for reading and writing): every
+/// entry's offset is known in advance, so headers and documents are written in place and the blobs are
+/// copied by [`copy::copy_verified_all`] (kernel copies, hashed as written, on every core). The bytes are
+/// those [`write`] produces.
+fn write_file(
+    store: &Store,
+    plan: Plan,
+    file: &fs::File,
+    dest: &Path,
+    progress: &mut Progress,
+) -> Result<SaveReport> {
+    let docs = documents(&plan)?;
+    progress.start(plan.blobs.values().map(|(_, s, _)| *s).sum());
+    // Bytes between blobs (headers, documents, padding), written at `pos` before the next blob.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut pos = 0u64;
+    let mut blobs: Vec<(&Descriptor, u64)> = Vec::new();
+    let flush = |pending: &mut Vec<u8>, pos: &mut u64| -> Result<()> {
+        file.write_all_at(pending, *pos).at(dest)?;
+        *pos = pos.saturating_add(pending.len() as u64);
+        pending.clear();
+        Ok(())
+    };
+    for item in items(&plan, &docs) {
+        match item {
+            Item::Dir(n) => pending.extend(header_bytes(n, 0, MODE_DIR, tar::EntryType::Directory)),
+            Item::File(n, mode, bytes) => {
+                let len = bytes.len() as u64;
+                pending.extend(header_bytes(n, len, mode, tar::EntryType::Regular));
+                pending.extend_from_slice(bytes);
+                pending.extend_from_slice(padding(len));
+            }
+            Item::Blob(digest, size, Content::Memory(bytes)) => {
+                let mut h = digest.algorithm().hasher();
+                h.update(bytes);
+                let len = bytes.len() as u64;
+                digest::check(digest, size, &h.finish(), len, MEMORY_LOCATION)?;
+                pending.extend(header_bytes(
+                    &digest.blob_name(),
+                    size,
+                    MODE_BLOB,
+                    tar::EntryType::Regular,
+                ));
+                pending.extend_from_slice(bytes);
+                pending.extend_from_slice(padding(len));
+                progress.advance(len).at(dest)?;
+            }
+            Item::Blob(digest, size, Content::Store(desc)) => {
+                pending.extend(header_bytes(
+                    &digest.blob_name(),
+                    size,
+                    MODE_BLOB,
+                    tar::EntryType::Regular,
+                ));
+                flush(&mut pending, &mut pos)?;
+                blobs.push((desc, pos));
+                pos = pos.saturating_add(size);
+                pending.extend_from_slice(padding(size));
+            }
+        }
+    }
+    pending.extend_from_slice(&[0u8; 1024]);
+    flush(&mut pending, &mut pos)?;
+    for batch in blobs.chunks(OPEN_BLOBS) {
+        let mut opened = Vec::with_capacity(batch.len());
+        for (desc, offset) in batch {
+            let f = store.open_blob(desc)?;
+            let loc = store.blob_path(&desc.digest).display().to_string();
+            opened.push((f, loc, *desc, *offset));
+        }
+        let jobs: Vec<copy::Job<'_>> = opened
+            .iter()
+            .map(|(f, loc, desc, offset)| copy::Job {
+                src: f,
+                src_offset: 0,
+                dst: file,
+                dst_offset: *offset,
+                size: desc.size,
+                digest: &desc.digest,
+                location: loc,
+                dest,
+            })
+            .collect();
+        copy::copy_verified_all(&jobs, false, progress)?;
+    }
+    progress.finish()?;
+    Ok(report(plan, pos))
 }

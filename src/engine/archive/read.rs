@@ -201,7 +201,6 @@ impl Archive {
             let iter = ar.entries().map_err(|e| tar_error(&label, None, &e))?;
             let mut last: Option<String> = None;
             let mut memory = 0u64;
-            let mut copy_buf = vec![0u8; digest::COPY_BUFFER];
             for item in iter {
                 let mut e = item.map_err(|e| tar_error(&label, last.as_deref(), &e))?;
                 let Some((name, kind, size)) = check_entry(&e)? else {
@@ -229,25 +228,23 @@ impl Archive {
                             &mut e,
                             &mut held_buf,
                             &mut h,
-                            &name,
-                            Path::new(&name),
-                            &mut copy_buf,
+                            size,
+                            (&name, Path::new(&name)),
                         )?;
                         held = Some(held_buf);
                         (None, n, gzip)
                     } else if keep {
                         let (path, mut file) = spool.temp_file()?;
                         let (n, gzip) =
-                            copy_hash_into(&mut e, &mut file, &mut h, &name, &path, &mut copy_buf)?;
+                            copy_hash_into(&mut e, &mut file, &mut h, size, (&name, &path))?;
                         (Some(path), n, gzip)
                     } else {
                         let (n, gzip) = copy_hash_into(
                             &mut e,
                             &mut io::sink(),
                             &mut h,
-                            &name,
-                            Path::new(&name),
-                            &mut copy_buf,
+                            size,
+                            (&name, Path::new(&name)),
                         )?;
                         (None, n, gzip)
                     };
@@ -282,6 +279,14 @@ impl Archive {
             compression,
             bytes: counted.n,
         })
+    }
+
+    /// The file and offset holding `e`'s data, when the archive is a seekable, uncompressed file.
+    pub fn file_range(&self, e: &Entry) -> Option<(&File, u64)> {
+        match (&e.loc, &self.data) {
+            (Loc::Offset(off), Data::File(f)) => Some((f, *off)),
+            _ => None,
+        }
     }
 
     /// A human label for messages: the path, `<bytes>` or `<stream>`.
@@ -724,32 +729,41 @@ fn read_error(label: &str, at: &str, e: &io::Error) -> Error {
     bad(label, reason)
 }
 
-/// Copy `r` into `w`, hashing; returns the byte count and whether the content starts like gzip.
+/// Copy `r` (an entry whose header says `size` bytes) into `w`, hashing; returns the byte count and
+/// whether the content starts like gzip. Large entries are hashed on a second thread while copied.
 fn copy_hash_into<R: Read, W: io::Write>(
     r: &mut R,
     w: &mut W,
     h: &mut digest::Hasher,
-    name: &str,
-    path: &Path,
-    buf: &mut [u8],
+    size: u64,
+    (name, path): (&str, &Path),
 ) -> Result<(u64, bool)> {
     let mut n = 0u64;
-    let mut head = Vec::with_capacity(2);
+    let mut head: Vec<u8> = Vec::with_capacity(2);
+    let fresh = h.clone();
+    let mut hashing = digest::Hashing::new(std::mem::replace(h, fresh), size, path);
     loop {
-        let k = match r.read(buf) {
-            Ok(0) => break,
-            Ok(k) => k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_error(name, "inside the entry's data", &e)),
-        };
-        let chunk = buf.get(..k).unwrap_or_default();
-        if head.len() < 2 {
-            head.extend_from_slice(chunk.get(..k.min(2 - head.len())).unwrap_or_default());
+        let k = hashing.step(
+            |b| loop {
+                match r.read(b) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(read_error(name, "inside the entry's data", &e)),
+                    Ok(k) => return Ok(k),
+                }
+            },
+            |chunk| {
+                if head.len() < 2 {
+                    head.extend(chunk.iter().take(2 - head.len()));
+                }
+                w.write_all(chunk).at(path)
+            },
+        )?;
+        if k == 0 {
+            break;
         }
-        h.update(chunk);
-        w.write_all(chunk).at(path)?;
         n += k as u64;
     }
+    *h = hashing.finish()?;
     Ok((n, head == [0x1f, 0x8b]))
 }
 

@@ -14,6 +14,53 @@ pub const MODE_JSON: u32 = 0o644;
 /// Mode of directories.
 pub const MODE_DIR: u32 = 0o755;
 
+/// The header record(s) of an entry: a GNU long-name record first when `name` is over 100 bytes.
+pub fn header_bytes(name: &str, size: u64, mode: u32, kind: tar::EntryType) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    if name.len() > 100 {
+        let mut long = name.as_bytes().to_vec();
+        long.push(0);
+        let n = long.len() as u64;
+        out.extend_from_slice(&raw_header(
+            "././@LongLink",
+            n,
+            0o644,
+            tar::EntryType::GNULongName,
+        ));
+        out.extend_from_slice(&long);
+        out.extend_from_slice(padding(n));
+        let short: String = name.chars().take(100).collect();
+        out.extend_from_slice(&raw_header(&short, size, mode, kind));
+    } else {
+        out.extend_from_slice(&raw_header(name, size, mode, kind));
+    }
+    out
+}
+
+fn raw_header(name: &str, size: u64, mode: u32, kind: tar::EntryType) -> [u8; 512] {
+    let mut h = tar::Header::new_ustar();
+    // Names here are ASCII and at most 100 bytes: write the name field directly.
+    for (slot, b) in h.as_old_mut().name.iter_mut().zip(name.as_bytes()) {
+        *slot = *b;
+    }
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_entry_type(kind);
+    h.set_cksum();
+    *h.as_bytes()
+}
+
+/// The zeros that pad `size` bytes of data to a whole 512-byte record.
+pub fn padding(size: u64) -> &'static [u8] {
+    static ZEROS: [u8; 512] = [0u8; 512];
+    // The remainder is below 512, so it fits in usize.
+    let rem = usize::try_from((512 - (size % 512)) % 512).unwrap_or(0);
+    ZEROS.get(..rem).unwrap_or_default()
+}
+
 /// Writes tar entries to `W` in the order given, counting the bytes written.
 pub struct TarWriter<W: Write> {
     out: W,
@@ -45,49 +92,11 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn header(&mut self, name: &str, size: u64, mode: u32, kind: tar::EntryType) -> Result<()> {
-        if name.len() > 100 {
-            let mut long = name.as_bytes().to_vec();
-            long.push(0);
-            self.raw_header(
-                "././@LongLink",
-                long.len() as u64,
-                0o644,
-                tar::EntryType::GNULongName,
-            )?;
-            self.put(&long)?;
-            self.pad(long.len() as u64)?;
-            let short: String = name.chars().take(100).collect();
-            return self.raw_header(&short, size, mode, kind);
-        }
-        self.raw_header(name, size, mode, kind)
-    }
-
-    fn raw_header(&mut self, name: &str, size: u64, mode: u32, kind: tar::EntryType) -> Result<()> {
-        let mut h = tar::Header::new_ustar();
-        let bytes = name.as_bytes();
-        // Names here are ASCII and at most 100 bytes: write the name field directly.
-        for (slot, b) in h.as_old_mut().name.iter_mut().zip(bytes) {
-            *slot = *b;
-        }
-        h.set_size(size);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_entry_type(kind);
-        h.set_cksum();
-        self.put(h.as_bytes())
+        self.put(&header_bytes(name, size, mode, kind))
     }
 
     fn pad(&mut self, size: u64) -> Result<()> {
-        let rem = (512 - (size % 512)) % 512;
-        // rem < 512, so it fits in usize.
-        let zeros = [0u8; 512];
-        self.put(
-            zeros
-                .get(..usize::try_from(rem).unwrap_or(0))
-                .unwrap_or_default(),
-        )
+        self.put(padding(size))
     }
 
     /// A directory entry (`name` ends with `/`).

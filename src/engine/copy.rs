@@ -1,0 +1,578 @@
+//! Verified copies between files, on every core.
+//!
+//! Save (store blobs into an archive file) and load (archive ranges into staging files) move blobs from
+//! one regular file to another. Here each blob is copied by the kernel (`copy_file_range`: no user-space
+//! copy, a reflink where the filesystem shares extents) in 8 MiB segments, and the bytes that landed in
+//! the destination are read back and hashed: the digest is checked on exactly what was written. Copying
+//! and hashing are tasks for a pool of worker threads, so while one worker hashes a large blob another
+//! copies ahead of it (at most [`LOOKAHEAD`] bytes copied and not yet hashed) or hashes the next blob.
+//! Hashing a blob is sequential, so one blob costs at least its SHA-256 time; many blobs spread over
+//! every core (measured in benches/README.md).
+//!
+//! Errors are deterministic: when blob `i` fails, blobs after it are abandoned and blobs before it are
+//! finished, so the error reported is always that of the first failing blob in job order.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::digest::{self, Digest, Hasher, COPY_BUFFER};
+use super::error::{Error, Result};
+use super::Progress;
+
+/// One blob to copy: `size` bytes from `src` at `src_offset` to `dst` at `dst_offset`, which must then
+/// hash to `digest`. `location` names the source and `dest` the destination in errors.
+pub struct Job<'a> {
+    pub src: &'a File,
+    pub src_offset: u64,
+    pub dst: &'a File,
+    pub dst_offset: u64,
+    pub size: u64,
+    pub digest: &'a Digest,
+    pub location: &'a str,
+    pub dest: &'a Path,
+}
+
+/// Bytes copied per task.
+const SEGMENT: u64 = 8 << 20;
+/// At most this many bytes copied ahead of the hashing (they are still in the page cache when hashed).
+const LOOKAHEAD: u64 = 64 << 20;
+/// Below this many bytes in all, the copies run on the calling thread.
+const INLINE_MAX: u64 = 8 << 20;
+
+/// Worker threads: `OCITAR_THREADS` when set to a positive number, else one per CPU (at most 16).
+pub fn threads() -> usize {
+    std::env::var("OCITAR_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(std::num::NonZeroUsize::get)
+                .unwrap_or(1)
+        })
+        .min(16)
+}
+
+/// Copy and verify every job, calling `progress.advance` with the bytes verified (from the calling
+/// thread). With `writeback`, writeback of each copied segment to disk starts at once
+/// (`sync_file_range`), for destinations that are fsynced later.
+///
+/// # Errors
+/// The first failing job's [`Error::DigestMismatch`], [`Error::SizeMismatch`] (a source shorter than
+/// `size`) or [`Error::Io`]; [`Error::Cancelled`] (or the callback's error) when `progress` fails.
+pub fn copy_verified_all(jobs: &[Job<'_>], writeback: bool, progress: &mut Progress) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let total = jobs.iter().fold(0u64, |t, j| t.saturating_add(j.size));
+    let pool = Pool::new(jobs, writeback);
+    if total <= INLINE_MAX {
+        pool.lock().running = 1;
+        pool.work();
+        progress
+            .advance(total)
+            .map_err(|e| Error::io("<progress>", e))?;
+        return pool.result();
+    }
+    let workers = threads().min(jobs.len()).max(1);
+    let mut cancel: Option<Error> = None;
+    pool.lock().running = workers;
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| pool.work());
+        }
+        let mut reported = 0u64;
+        loop {
+            let (verified, running) = {
+                let st = pool.lock();
+                let st = if st.running == 0 {
+                    st
+                } else {
+                    pool.changed
+                        .wait_timeout(st, Duration::from_millis(50))
+                        .map_or_else(|e| e.into_inner().0, |(g, _)| g)
+                };
+                (st.verified, st.running)
+            };
+            let step = verified.saturating_sub(reported);
+            reported = verified;
+            if cancel.is_none() {
+                if let Err(e) = progress.advance(step) {
+                    cancel = Some(Error::io("<progress>", e));
+                    pool.cancel();
+                }
+            }
+            if running == 0 {
+                break;
+            }
+        }
+    });
+    match cancel {
+        Some(e) => Err(e),
+        None => pool.result(),
+    }
+}
+
+struct Blob {
+    segments: u64,
+    copied: Vec<bool>,
+    /// Segments copied without a gap from the start.
+    copied_prefix: u64,
+    hashed: u64,
+    /// Taken by the worker hashing the blob.
+    hasher: Option<Box<Hasher>>,
+    done: bool,
+}
+
+struct State {
+    blobs: Vec<Blob>,
+    /// The next segment to copy.
+    next: (usize, u64),
+    /// Bytes copied and not yet hashed.
+    ahead: u64,
+    /// Jobs from this index on are abandoned (the first failure).
+    limit: usize,
+    error: Option<Error>,
+    verified: u64,
+    /// Workers still running.
+    running: usize,
+}
+
+enum Task {
+    Copy(usize, u64),
+    Hash(usize, u64, u64, Box<Hasher>),
+}
+
+struct Pool<'a> {
+    jobs: &'a [Job<'a>],
+    writeback: bool,
+    state: Mutex<State>,
+    changed: Condvar,
+    cancelled: AtomicBool,
+}
+
+fn segments(size: u64) -> u64 {
+    size.div_ceil(SEGMENT)
+}
+
+/// The byte range `[start, end)` of segment `seg` of a blob of `size` bytes.
+fn range(size: u64, seg: u64) -> (u64, u64) {
+    let start = seg.saturating_mul(SEGMENT).min(size);
+    (start, start.saturating_add(SEGMENT).min(size))
+}
+
+impl<'a> Pool<'a> {
+    fn new(jobs: &'a [Job<'a>], writeback: bool) -> Pool<'a> {
+        let blobs = jobs
+            .iter()
+            .map(|j| {
+                let n = segments(j.size);
+                Blob {
+                    segments: n,
+                    copied: vec![false; usize::try_from(n).unwrap_or(0)],
+                    copied_prefix: 0,
+                    hashed: 0,
+                    hasher: Some(Box::new(j.digest.algorithm().hasher())),
+                    done: false,
+                }
+            })
+            .collect();
+        Pool {
+            jobs,
+            writeback,
+            state: Mutex::new(State {
+                blobs,
+                next: (0, 0),
+                ahead: 0,
+                limit: jobs.len(),
+                error: None,
+                verified: 0,
+                running: 0,
+            }),
+            changed: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A worker that panicked left consistent state (every update is made under one lock).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.changed.notify_all();
+    }
+
+    fn result(&self) -> Result<()> {
+        match self.lock().error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// A worker: take tasks until every job before the first failure is done, or the pool is cancelled.
+    /// The caller counts the worker in (`State::running`) before starting it.
+    fn work(&self) {
+        // Counted out even if a task panics, so the calling thread never waits for a dead worker.
+        let _out = Leave(self);
+        let mut buf = vec![0u8; COPY_BUFFER];
+        loop {
+            let task = {
+                let mut st = self.lock();
+                loop {
+                    if self.cancelled.load(Ordering::SeqCst) || finished(&st) {
+                        return;
+                    }
+                    if let Some(t) = next_task(&mut st) {
+                        break t;
+                    }
+                    st = self
+                        .changed
+                        .wait(st)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+            };
+            match task {
+                Task::Copy(i, seg) => self.copy(i, seg, &mut buf),
+                Task::Hash(i, from, to, hasher) => self.hash(i, from, to, hasher, &mut buf),
+            }
+            self.changed.notify_all();
+        }
+    }
+
+    fn fail(&self, st: &mut State, i: usize, e: Error) {
+        if i < st.limit {
+            st.limit = i;
+            st.error = Some(e);
+        }
+        if let Some(b) = st.blobs.get_mut(i) {
+            b.done = true;
+        }
+    }
+
+    fn copy(&self, i: usize, seg: u64, buf: &mut [u8]) {
+        let Some(job) = self.jobs.get(i) else { return };
+        let (start, end) = range(job.size, seg);
+        let result = copy_range(job, start, end, buf);
+        if result.is_ok() && self.writeback {
+            // SAFETY: sync_file_range on a descriptor borrowed for the call; it only starts writeback.
+            unsafe {
+                libc::sync_file_range(
+                    job.dst.as_raw_fd(),
+                    i64::try_from(job.dst_offset.saturating_add(start)).unwrap_or(0),
+                    i64::try_from(end - start).unwrap_or(0),
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+        }
+        let mut st = self.lock();
+        match result {
+            Ok(()) => {
+                st.ahead = st.ahead.saturating_add(end - start);
+                if let Some(b) = st.blobs.get_mut(i) {
+                    if let Some(c) = b.copied.get_mut(usize::try_from(seg).unwrap_or(usize::MAX)) {
+                        *c = true;
+                    }
+                    while b
+                        .copied
+                        .get(usize::try_from(b.copied_prefix).unwrap_or(usize::MAX))
+                        .copied()
+                        .unwrap_or(false)
+                    {
+                        b.copied_prefix += 1;
+                    }
+                }
+            }
+            Err(e) => self.fail(&mut st, i, e),
+        }
+    }
+
+    fn hash(&self, i: usize, from: u64, to: u64, mut hasher: Box<Hasher>, buf: &mut [u8]) {
+        let Some(job) = self.jobs.get(i) else { return };
+        let (start, end) = (range(job.size, from).0, range(job.size, to).0);
+        let result = hash_range(job, start, end, &mut hasher, buf, &self.cancelled);
+        let mut st = self.lock();
+        st.ahead = st.ahead.saturating_sub(end - start);
+        let Err(e) = result else {
+            st.verified = st.verified.saturating_add(end - start);
+            let Some(b) = st.blobs.get_mut(i) else { return };
+            b.hashed = to;
+            if to < b.segments {
+                b.hasher = Some(hasher);
+                return;
+            }
+            b.done = true;
+            let found = hasher.finish();
+            if let Err(e) = digest::check(job.digest, job.size, &found, job.size, job.location) {
+                self.fail(&mut st, i, e);
+            }
+            return;
+        };
+        self.fail(&mut st, i, e);
+    }
+}
+
+struct Leave<'p, 'a>(&'p Pool<'a>);
+
+impl Drop for Leave<'_, '_> {
+    fn drop(&mut self) {
+        self.0.lock().running -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
+/// Every job before the first failure is done.
+fn finished(st: &State) -> bool {
+    st.blobs.iter().take(st.limit).all(|b| b.done)
+}
+
+/// Hashing first (it is the slower half), then copying ahead within [`LOOKAHEAD`].
+fn next_task(st: &mut State) -> Option<Task> {
+    let limit = st.limit;
+    for (i, b) in st.blobs.iter_mut().enumerate().take(limit) {
+        if b.done || (b.segments > 0 && b.hashed >= b.copied_prefix) {
+            continue;
+        }
+        if let Some(h) = b.hasher.take() {
+            return Some(Task::Hash(i, b.hashed, b.copied_prefix, h));
+        }
+    }
+    if st.ahead >= LOOKAHEAD {
+        return None;
+    }
+    loop {
+        let (i, seg) = st.next;
+        if i >= limit {
+            return None;
+        }
+        let n = st.blobs.get(i).map_or(0, |b| b.segments);
+        if seg >= n {
+            st.next = (i + 1, 0);
+            continue;
+        }
+        st.next = (i, seg + 1);
+        return Some(Task::Copy(i, seg));
+    }
+}
+
+/// Copy `[start, end)` of the job's blob by `copy_file_range`, or by `pread`/`pwrite` where the kernel
+/// cannot (across filesystems, special files).
+fn copy_range(job: &Job<'_>, start: u64, end: u64, buf: &mut [u8]) -> Result<()> {
+    let io_err = |e: io::Error| Error::io(job.dest, e);
+    let short = |at: u64| Error::SizeMismatch {
+        digest: job.digest.to_string(),
+        location: job.location.to_string(),
+        expected: job.size,
+        found: at.to_string(),
+    };
+    let mut pos = start;
+    let mut kernel = true;
+    while pos < end {
+        let left = end - pos;
+        if kernel {
+            let mut off_in =
+                i64::try_from(job.src_offset.saturating_add(pos)).map_err(|_| short(pos))?;
+            let mut off_out =
+                i64::try_from(job.dst_offset.saturating_add(pos)).map_err(|_| short(pos))?;
+            let want = usize::try_from(left).unwrap_or(usize::MAX);
+            // SAFETY: both descriptors are open for the call; the offsets are plain integers the kernel
+            // updates; no user memory is passed.
+            let n = unsafe {
+                libc::copy_file_range(
+                    job.src.as_raw_fd(),
+                    &mut off_in,
+                    job.dst.as_raw_fd(),
+                    &mut off_out,
+                    want,
+                    0,
+                )
+            };
+            if n > 0 {
+                pos = pos.saturating_add(u64::try_from(n).unwrap_or(0));
+                continue;
+            }
+            if n == 0 {
+                return Err(short(pos));
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(
+                    libc::EXDEV
+                    | libc::EINVAL
+                    | libc::ENOSYS
+                    | libc::EOPNOTSUPP
+                    | libc::EBADF
+                    | libc::EPERM
+                    | libc::ETXTBSY,
+                ) => kernel = false,
+                _ => return Err(io_err(e)),
+            }
+            continue;
+        }
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let chunk = buf.get_mut(..want).unwrap_or_default();
+        let n = match job.src.read_at(chunk, job.src_offset.saturating_add(pos)) {
+            Ok(0) => return Err(short(pos)),
+            Ok(n) => n.min(want),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(job.location, e)),
+        };
+        job.dst
+            .write_all_at(
+                chunk.get(..n).unwrap_or_default(),
+                job.dst_offset.saturating_add(pos),
+            )
+            .map_err(io_err)?;
+        pos = pos.saturating_add(n as u64);
+    }
+    Ok(())
+}
+
+/// Hash `[start, end)` of the job's blob as written in the destination.
+fn hash_range(
+    job: &Job<'_>,
+    start: u64,
+    end: u64,
+    hasher: &mut Hasher,
+    buf: &mut [u8],
+    cancelled: &AtomicBool,
+) -> Result<()> {
+    let mut pos = start;
+    while pos < end {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        let want = usize::try_from(end - pos)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let chunk = buf.get_mut(..want).unwrap_or_default();
+        let n = match job.dst.read_at(chunk, job.dst_offset.saturating_add(pos)) {
+            Ok(0) => {
+                return Err(Error::io(
+                    job.dest,
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "shorter than written"),
+                ))
+            }
+            Ok(n) => n.min(want),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(job.dest, e)),
+        };
+        hasher.update(chunk.get(..n).unwrap_or_default());
+        pos = pos.saturating_add(n as u64);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn temp(name: &str, bytes: &[u8]) -> (std::path::PathBuf, File) {
+        let p = std::env::temp_dir().join(format!("ocitar-copy-{}-{name}", std::process::id()));
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        f.write_all(bytes).unwrap();
+        (p, f)
+    }
+
+    #[test]
+    fn segments_cover_the_blob() {
+        assert_eq!(segments(0), 0);
+        assert_eq!(segments(1), 1);
+        assert_eq!(segments(SEGMENT), 1);
+        assert_eq!(segments(SEGMENT + 1), 2);
+        assert_eq!(range(SEGMENT + 5, 1), (SEGMENT, SEGMENT + 5));
+        assert_eq!(range(10, 3), (10, 10));
+    }
+
+    #[test]
+    fn hashing_comes_first_and_copying_stays_within_the_lookahead() {
+        let mut st = State {
+            blobs: (0..3)
+                .map(|_| Blob {
+                    segments: 20,
+                    copied: vec![false; 20],
+                    copied_prefix: 0,
+                    hashed: 0,
+                    hasher: Some(Box::new(crate::engine::digest::Algorithm::Sha256.hasher())),
+                    done: false,
+                })
+                .collect(),
+            next: (0, 0),
+            ahead: 0,
+            limit: 3,
+            error: None,
+            verified: 0,
+            running: 0,
+        };
+        assert!(matches!(next_task(&mut st), Some(Task::Copy(0, 0))));
+        assert!(matches!(next_task(&mut st), Some(Task::Copy(0, 1))));
+        st.blobs[0].copied_prefix = 2;
+        assert!(matches!(next_task(&mut st), Some(Task::Hash(0, 0, 2, _))));
+        // Blob 0 is being hashed (its hasher is out); nothing else to hash: copy on.
+        assert!(matches!(next_task(&mut st), Some(Task::Copy(0, 2))));
+        st.ahead = LOOKAHEAD;
+        assert!(next_task(&mut st).is_none());
+        st.ahead = 0;
+        st.limit = 0;
+        assert!(
+            next_task(&mut st).is_none(),
+            "nothing after the first failure"
+        );
+    }
+
+    #[test]
+    fn copies_and_reports_the_first_bad_blob() {
+        let data: Vec<u8> = (0..2 * SEGMENT + 77).map(|i| (i % 251) as u8).collect();
+        let (sp, src) = temp("src", &data);
+        let (dp, dst) = temp("dst", b"");
+        let good = Digest::sha256_of(&data);
+        let bad = Digest::sha256_of(b"other");
+        let job = |digest: &'static Digest, dst_offset: u64| Job {
+            src: &src,
+            src_offset: 0,
+            dst: &dst,
+            dst_offset,
+            size: data.len() as u64,
+            digest,
+            location: "src",
+            dest: &dp,
+        };
+        let good: &'static Digest = Box::leak(Box::new(good));
+        let bad: &'static Digest = Box::leak(Box::new(bad));
+        let n = data.len() as u64;
+        let jobs = [job(good, 0), job(bad, n), job(good, 2 * n), job(bad, 3 * n)];
+        let e = copy_verified_all(&jobs, false, &mut Progress::none()).unwrap_err();
+        assert!(e.to_string().contains(&bad.to_string()), "{e}");
+        dst.set_len(0).unwrap();
+        let jobs = [job(good, 0), job(good, n)];
+        copy_verified_all(&jobs, true, &mut Progress::none()).unwrap();
+        assert_eq!(
+            std::fs::read(&dp).unwrap(),
+            [data.as_slice(), data.as_slice()].concat()
+        );
+        // A source shorter than the job says.
+        let short = Job {
+            size: n + 1,
+            ..job(good, 0)
+        };
+        let e = copy_verified_all(&[short], false, &mut Progress::none()).unwrap_err();
+        assert!(matches!(e, Error::SizeMismatch { .. }), "{e}");
+        std::fs::remove_file(sp).unwrap();
+        std::fs::remove_file(dp).unwrap();
+    }
+}
