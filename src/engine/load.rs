@@ -638,20 +638,84 @@ fn merge(index: &mut IndexFile, entries: &[Descriptor]) -> Vec<String> {
             index.entries.push(new.clone());
         }
     }
-    // An unnamed entry is redundant when another entry (named or not) has the same digest.
-    let mut keep = Vec::new();
-    for (i, e) in index.entries.iter().enumerate() {
-        let unnamed = name_key(e).is_none();
-        let twin = index.entries.iter().enumerate().any(|(j, o)| {
-            j != i
-                && o.digest == e.digest
-                && (name_key(o).is_some() || (j < i && name_key(o).is_none()))
-        });
-        keep.push(!(unnamed && twin));
+    // An unnamed entry is redundant when another entry (named or not) has the same digest: keep it only
+    // when its digest has no named entry and it is the first unnamed one (one pass, not one per entry).
+    let mut named: HashSet<&Digest> = HashSet::new();
+    for e in &index.entries {
+        if name_key(e).is_some() {
+            named.insert(&e.digest);
+        }
     }
+    let mut first_unnamed: HashSet<&Digest> = HashSet::new();
+    let keep: Vec<bool> = index
+        .entries
+        .iter()
+        .map(|e| {
+            name_key(e).is_some() || (!named.contains(&e.digest) && first_unnamed.insert(&e.digest))
+        })
+        .collect();
     let mut it = keep.into_iter();
     index.entries.retain(|_| it.next().unwrap_or(true));
     moved.sort();
     moved.dedup();
     moved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seed: &str, name: Option<&str>) -> Descriptor {
+        let mut d = Descriptor::new(walk::MT_OCI_INDEX, Digest::sha256_of(seed.as_bytes()), 1);
+        if let Some(n) = name {
+            d.set_annotations(BTreeMap::from([
+                (
+                    ANNOTATION_IMAGE_NAME.to_string(),
+                    format!("docker.io/library/{n}"),
+                ),
+                (ANNOTATION_REF_NAME.to_string(), "1".to_string()),
+            ]));
+        }
+        d
+    }
+
+    fn names(index: &IndexFile) -> Vec<(String, Option<String>)> {
+        index
+            .entries
+            .iter()
+            .map(|e| (e.digest.hex()[..6].to_string(), name_key(e)))
+            .collect()
+    }
+
+    #[test]
+    fn merge_moves_names_and_drops_redundant_unnamed_entries() {
+        let mut index = IndexFile::empty();
+        index.entries = vec![
+            entry("a", None),
+            entry("b", Some("app:1")),
+            entry("c", None),
+            entry("c", None),
+            entry("d", None),
+        ];
+        // `app:1` moves from b to c; b stays unnamed; c's unnamed entries go (c is named now); d stays.
+        let moved = merge(&mut index, &[entry("c", Some("app:1"))]);
+        assert_eq!(moved, ["app:1"]);
+        let hex = |s: &str| Digest::sha256_of(s.as_bytes()).hex()[..6].to_string();
+        assert_eq!(
+            names(&index),
+            [
+                (hex("a"), None),
+                (hex("b"), None),
+                (hex("d"), None),
+                (hex("c"), Some("docker.io/library/app:1".to_string())),
+            ]
+        );
+        // Loading the same again changes nothing.
+        let before = names(&index);
+        assert!(merge(&mut index, &[entry("c", Some("app:1"))]).is_empty());
+        assert_eq!(names(&index), before);
+        // An unnamed image already present is not listed twice.
+        merge(&mut index, &[entry("a", None)]);
+        assert_eq!(names(&index), before);
+    }
 }
