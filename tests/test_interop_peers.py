@@ -368,3 +368,22 @@ def test_oci_image_tool_rejects_a_corrupted_copy(oci_store_factory, tmp_path, oc
     result = run(oci_image_tool, "validate", "--type", "image", corrupt, check=False)
     assert result.returncode != 0
     assert "layer validation failed: digest mismatch" in result.stderr
+
+
+def test_skopeo_reads_a_gzip_archive_of_many_members(oci_store_factory, tmp_path, skopeo):
+    """Saves gzip in 1 MiB members (compressed on every core); Go's gzip reader takes them as one stream."""
+    from ocitar.testing import Image, Layer, Platform
+
+    name = "example.test/interop/members:1"
+    layer = Layer(size=5 << 20, seed="m", compression="none")
+    store = oci_store_factory(Image(names=(name,), platforms=(Platform("linux/amd64", layers=(layer,)),)))
+    archive = tmp_path / "members.tar.gz"
+    ocitar.save(store.path, name, output=archive, compression="gzip")
+    assert archive.read_bytes().count(b"\x1f\x8b\x08\x00\x00\x00\x00\x00") >= 5
+    source = f"oci-archive:{archive}:1"
+    out = tmp_path / "copy"
+    sk(skopeo, tmp_path, "copy", "-q", "--multi-arch", "all", "--preserve-digests", source, f"oci:{out}:x")
+    assert top_descriptor(out)["digest"] == store.image(name).digest
+    (digest,) = store.image(name).layers["linux/amd64"]
+    copied = out / "blobs" / "sha256" / digest.split(":", 1)[1]
+    assert copied.read_bytes() == store.blob_path(digest).read_bytes()

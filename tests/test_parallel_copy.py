@@ -230,3 +230,29 @@ def test_a_progress_callback_that_raises_cancels_the_workers(big: BuiltStore, tm
     with pytest.raises(Stop):
         ocitar.load(archive, store=store, progress=stop)
     assert not store.exists()
+
+
+def _gzip_members(data: bytes) -> list[bytes]:
+    import zlib
+
+    members = []
+    while data:
+        d = zlib.decompressobj(31)
+        members.append(d.decompress(data))
+        assert d.eof, "truncated gzip member"
+        data = d.unused_data
+    return members
+
+
+def test_gzip_is_cut_into_members_that_do_not_depend_on_threads(big: BuiltStore, threads) -> None:
+    import gzip
+
+    threads(1)
+    one = ocitar.save(big.path, "big:1", compression="gzip")
+    threads(3)
+    assert ocitar.save(big.path, "big:1", compression="gzip") == one
+    plain = ocitar.save(big.path, "big:1")
+    assert gzip.decompress(one) == plain
+    members = _gzip_members(one)
+    assert len(members) == -(-len(plain) // MiB), "one member per MiB of the tar"
+    assert all(len(m) == MiB for m in members[:-1])

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::archive::gzip::ParallelGzip;
 use super::archive::write::{header_bytes, padding, TarWriter, MODE_BLOB, MODE_DIR, MODE_JSON};
 use super::archive::Compression;
 use super::copy;
@@ -480,7 +481,7 @@ fn node_digest(n: &Node) -> Option<&Digest> {
 /// The output stream, compressed or not.
 enum Sink<W: Write> {
     Plain(W),
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(ParallelGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -598,10 +599,8 @@ fn write<W: Write>(
 ) -> Result<(SaveReport, W)> {
     let sink = match compression {
         None => Sink::Plain(out),
-        // GzBuilder writes mtime 0 and no file name: deterministic.
-        Some(Compression::Gzip) => {
-            Sink::Gzip(flate2::GzBuilder::new().write(out, flate2::Compression::new(6)))
-        }
+        // Members with mtime 0 and no file name, cut at fixed offsets: deterministic.
+        Some(Compression::Gzip) => Sink::Gzip(ParallelGzip::new(out, 6, copy::threads())),
         Some(Compression::Zstd) => Sink::Zstd(zstd::stream::write::Encoder::new(out, 3).at(dest)?),
         Some(other) => {
             return Err(Error::InvalidArgument(format!(
