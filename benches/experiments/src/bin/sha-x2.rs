@@ -46,200 +46,31 @@ unsafe fn compress_x2(sa: &mut [u32; 8], a: &[[u8; 64]], sb: &mut [u32; 8], b: &
                 bswap,
             )
         };
-        let (mut wa0, mut wa1, mut wa2, mut wa3) = (ld(ba, 0), ld(ba, 1), ld(ba, 2), ld(ba, 3));
-        let (mut wb0, mut wb1, mut wb2, mut wb3) = (ld(bb, 0), ld(bb, 1), ld(bb, 2), ld(bb, 3));
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(0) as *const __m128i);
-            let ta = _mm_add_epi32(wa0, k);
-            let tb = _mm_add_epi32(wb0, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
+        let mut wa = [ld(ba, 0), ld(ba, 1), ld(ba, 2), ld(ba, 3)];
+        let mut wb = [ld(bb, 0), ld(bb, 1), ld(bb, 2), ld(bb, 3)];
+        // Four rounds per step, both streams side by side; every index is a constant after expansion, so
+        // the message words stay in registers.
+        macro_rules! steps {
+            ($($r:literal)*) => {$(
+                let k = _mm_loadu_si128(K.as_ptr().add(4 * $r) as *const __m128i);
+                if $r >= 4 {
+                    for w in [&mut wa, &mut wb] {
+                        let t = _mm_add_epi32(
+                            _mm_sha256msg1_epu32(w[$r % 4], w[($r + 1) % 4]),
+                            _mm_alignr_epi8(w[($r + 3) % 4], w[($r + 2) % 4], 4),
+                        );
+                        w[$r % 4] = _mm_sha256msg2_epu32(t, w[($r + 3) % 4]);
+                    }
+                }
+                let ta = _mm_add_epi32(wa[$r % 4], k);
+                let tb = _mm_add_epi32(wb[$r % 4], k);
+                a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
+                b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
+                a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
+                b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
+            )*};
         }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(4) as *const __m128i);
-            let ta = _mm_add_epi32(wa1, k);
-            let tb = _mm_add_epi32(wb1, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(8) as *const __m128i);
-            let ta = _mm_add_epi32(wa2, k);
-            let tb = _mm_add_epi32(wb2, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(12) as *const __m128i);
-            let ta = _mm_add_epi32(wa3, k);
-            let tb = _mm_add_epi32(wb3, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(16) as *const __m128i);
-            let na = _mm_add_epi32(_mm_sha256msg1_epu32(wa0, wa1), _mm_alignr_epi8(wa3, wa2, 4));
-            let nb = _mm_add_epi32(_mm_sha256msg1_epu32(wb0, wb1), _mm_alignr_epi8(wb3, wb2, 4));
-            wa0 = _mm_sha256msg2_epu32(na, wa3);
-            wb0 = _mm_sha256msg2_epu32(nb, wb3);
-            let ta = _mm_add_epi32(wa0, k);
-            let tb = _mm_add_epi32(wb0, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(20) as *const __m128i);
-            let na = _mm_add_epi32(_mm_sha256msg1_epu32(wa1, wa2), _mm_alignr_epi8(wa0, wa3, 4));
-            let nb = _mm_add_epi32(_mm_sha256msg1_epu32(wb1, wb2), _mm_alignr_epi8(wb0, wb3, 4));
-            wa1 = _mm_sha256msg2_epu32(na, wa0);
-            wb1 = _mm_sha256msg2_epu32(nb, wb0);
-            let ta = _mm_add_epi32(wa1, k);
-            let tb = _mm_add_epi32(wb1, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(24) as *const __m128i);
-            let na = _mm_add_epi32(_mm_sha256msg1_epu32(wa2, wa3), _mm_alignr_epi8(wa1, wa0, 4));
-            let nb = _mm_add_epi32(_mm_sha256msg1_epu32(wb2, wb3), _mm_alignr_epi8(wb1, wb0, 4));
-            wa2 = _mm_sha256msg2_epu32(na, wa1);
-            wb2 = _mm_sha256msg2_epu32(nb, wb1);
-            let ta = _mm_add_epi32(wa2, k);
-            let tb = _mm_add_epi32(wb2, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(28) as *const __m128i);
-            let na = _mm_add_epi32(_mm_sha256msg1_epu32(wa3, wa0), _mm_alignr_epi8(wa2, wa1, 4));
-            let nb = _mm_add_epi32(_mm_sha256msg1_epu32(wb3, wb0), _mm_alignr_epi8(wb2, wb1, 4));
-            wa3 = _mm_sha256msg2_epu32(na, wa2);
-            wb3 = _mm_sha256msg2_epu32(nb, wb2);
-            let ta = _mm_add_epi32(wa3, k);
-            let tb = _mm_add_epi32(wb3, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(32) as *const __m128i);
-            let na = _mm_add_epi32(_mm_sha256msg1_epu32(wa0, wa1), _mm_alignr_epi8(wa3, wa2, 4));
-            let nb = _mm_add_epi32(_mm_sha256msg1_epu32(wb0, wb1), _mm_alignr_epi8(wb3, wb2, 4));
-            wa0 = _mm_sha256msg2_epu32(na, wa3);
-            wb0 = _mm_sha256msg2_epu32(nb, wb3);
-            let ta = _mm_add_epi32(wa0, k);
-            let tb = _mm_add_epi32(wb0, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(36) as *const __m128i);
-            let na = _mm_add_epi32(_mm_sha256msg1_epu32(wa1, wa2), _mm_alignr_epi8(wa0, wa3, 4));
-            let nb = _mm_add_epi32(_mm_sha256msg1_epu32(wb1, wb2), _mm_alignr_epi8(wb0, wb3, 4));
-            wa1 = _mm_sha256msg2_epu32(na, wa0);
-            wb1 = _mm_sha256msg2_epu32(nb, wb0);
-            let ta = _mm_add_epi32(wa1, k);
-            let tb = _mm_add_epi32(wb1, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(40) as *const __m128i);
-            let na = _mm_add_epi32(_mm_sha256msg1_epu32(wa2, wa3), _mm_alignr_epi8(wa1, wa0, 4));
-            let nb = _mm_add_epi32(_mm_sha256msg1_epu32(wb2, wb3), _mm_alignr_epi8(wb1, wb0, 4));
-            wa2 = _mm_sha256msg2_epu32(na, wa1);
-            wb2 = _mm_sha256msg2_epu32(nb, wb1);
-            let ta = _mm_add_epi32(wa2, k);
-            let tb = _mm_add_epi32(wb2, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(44) as *const __m128i);
-            let na = _mm_add_epi32(_mm_sha256msg1_epu32(wa3, wa0), _mm_alignr_epi8(wa2, wa1, 4));
-            let nb = _mm_add_epi32(_mm_sha256msg1_epu32(wb3, wb0), _mm_alignr_epi8(wb2, wb1, 4));
-            wa3 = _mm_sha256msg2_epu32(na, wa2);
-            wb3 = _mm_sha256msg2_epu32(nb, wb2);
-            let ta = _mm_add_epi32(wa3, k);
-            let tb = _mm_add_epi32(wb3, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(48) as *const __m128i);
-            let na = _mm_add_epi32(_mm_sha256msg1_epu32(wa0, wa1), _mm_alignr_epi8(wa3, wa2, 4));
-            let nb = _mm_add_epi32(_mm_sha256msg1_epu32(wb0, wb1), _mm_alignr_epi8(wb3, wb2, 4));
-            wa0 = _mm_sha256msg2_epu32(na, wa3);
-            wb0 = _mm_sha256msg2_epu32(nb, wb3);
-            let ta = _mm_add_epi32(wa0, k);
-            let tb = _mm_add_epi32(wb0, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(52) as *const __m128i);
-            let na = _mm_add_epi32(_mm_sha256msg1_epu32(wa1, wa2), _mm_alignr_epi8(wa0, wa3, 4));
-            let nb = _mm_add_epi32(_mm_sha256msg1_epu32(wb1, wb2), _mm_alignr_epi8(wb0, wb3, 4));
-            wa1 = _mm_sha256msg2_epu32(na, wa0);
-            wb1 = _mm_sha256msg2_epu32(nb, wb0);
-            let ta = _mm_add_epi32(wa1, k);
-            let tb = _mm_add_epi32(wb1, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(56) as *const __m128i);
-            let na = _mm_add_epi32(_mm_sha256msg1_epu32(wa2, wa3), _mm_alignr_epi8(wa1, wa0, 4));
-            let nb = _mm_add_epi32(_mm_sha256msg1_epu32(wb2, wb3), _mm_alignr_epi8(wb1, wb0, 4));
-            wa2 = _mm_sha256msg2_epu32(na, wa1);
-            wb2 = _mm_sha256msg2_epu32(nb, wb1);
-            let ta = _mm_add_epi32(wa2, k);
-            let tb = _mm_add_epi32(wb2, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
-        {
-            let k = _mm_loadu_si128(K.as_ptr().add(60) as *const __m128i);
-            let na = _mm_add_epi32(_mm_sha256msg1_epu32(wa3, wa0), _mm_alignr_epi8(wa2, wa1, 4));
-            let nb = _mm_add_epi32(_mm_sha256msg1_epu32(wb3, wb0), _mm_alignr_epi8(wb2, wb1, 4));
-            wa3 = _mm_sha256msg2_epu32(na, wa2);
-            wb3 = _mm_sha256msg2_epu32(nb, wb2);
-            let ta = _mm_add_epi32(wa3, k);
-            let tb = _mm_add_epi32(wb3, k);
-            a1 = _mm_sha256rnds2_epu32(a1, a0, ta);
-            b1 = _mm_sha256rnds2_epu32(b1, b0, tb);
-            a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ta, 0x0E));
-            b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(tb, 0x0E));
-        }
+        steps!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
         a0 = _mm_add_epi32(a0, sa0);
         a1 = _mm_add_epi32(a1, sa1);
         b0 = _mm_add_epi32(b0, sb0);
