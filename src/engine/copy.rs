@@ -41,7 +41,7 @@ pub struct Job<'a> {
 /// Bytes copied per task.
 const SEGMENT: u64 = 8 << 20;
 /// At most this many bytes copied ahead of the hashing (they are still in the page cache when hashed).
-const LOOKAHEAD: u64 = 64 << 20;
+const LOOKAHEAD: u64 = 128 << 20;
 /// Below this many bytes in all, the copies run on the calling thread.
 const INLINE_MAX: u64 = 8 << 20;
 
@@ -132,7 +132,9 @@ struct Blob {
 
 struct State {
     blobs: Vec<Blob>,
-    /// The next segment to copy.
+    /// Blobs hashed side by side, largest first: the two largest, the next two, and so on.
+    pairs: Vec<(usize, Option<usize>)>,
+    /// The next copy: pair, and step within it (even steps the first blob, odd the second).
     next: (usize, u64),
     /// Bytes copied and not yet hashed.
     ahead: u64,
@@ -144,9 +146,18 @@ struct State {
     running: usize,
 }
 
+/// Segments `[from, to)` of blob `blob` to hash, with the blob's hasher.
+struct Part {
+    blob: usize,
+    from: u64,
+    to: u64,
+    hasher: Box<Hasher>,
+}
+
 enum Task {
     Copy(usize, u64),
-    Hash(usize, u64, u64, Box<Hasher>),
+    /// One blob, or two hashed side by side ([`Hasher::update_pair`]).
+    Hash(Part, Option<Part>),
 }
 
 struct Pool<'a> {
@@ -155,6 +166,16 @@ struct Pool<'a> {
     state: Mutex<State>,
     changed: Condvar,
     cancelled: AtomicBool,
+}
+
+/// Jobs in pairs of similar sizes (largest first), hashed side by side.
+fn pairs(jobs: &[Job<'_>]) -> Vec<(usize, Option<usize>)> {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(jobs.get(i).map_or(0, |j| j.size)));
+    order
+        .chunks(2)
+        .filter_map(|c| Some((*c.first()?, c.get(1).copied())))
+        .collect()
 }
 
 fn segments(size: u64) -> u64 {
@@ -188,6 +209,7 @@ impl<'a> Pool<'a> {
             writeback,
             state: Mutex::new(State {
                 blobs,
+                pairs: pairs(jobs),
                 next: (0, 0),
                 ahead: 0,
                 limit: jobs.len(),
@@ -223,6 +245,7 @@ impl<'a> Pool<'a> {
         // Counted out even if a task panics, so the calling thread never waits for a dead worker.
         let _out = Leave(self);
         let mut buf = vec![0u8; COPY_BUFFER];
+        let mut second = Vec::new();
         loop {
             let task = {
                 let mut st = self.lock();
@@ -241,7 +264,7 @@ impl<'a> Pool<'a> {
             };
             match task {
                 Task::Copy(i, seg) => self.copy(i, seg, &mut buf),
-                Task::Hash(i, from, to, hasher) => self.hash(i, from, to, hasher, &mut buf),
+                Task::Hash(a, b) => self.hash(a, b, &mut buf, &mut second),
             }
             self.changed.notify_all();
         }
@@ -294,28 +317,98 @@ impl<'a> Pool<'a> {
         }
     }
 
-    fn hash(&self, i: usize, from: u64, to: u64, mut hasher: Box<Hasher>, buf: &mut [u8]) {
-        let Some(job) = self.jobs.get(i) else { return };
-        let (start, end) = (range(job.size, from).0, range(job.size, to).0);
-        let result = hash_range(job, start, end, &mut hasher, buf, &self.cancelled);
+    /// Hash one part, or two side by side until one ends and then the other alone.
+    fn hash(&self, a: Part, b: Option<Part>, buf: &mut [u8], second: &mut Vec<u8>) {
+        let mut parts = [Some(a), b];
+        // Per part: the byte range, how far it got, and its error.
+        let mut spans: [(u64, u64, u64, Option<Error>); 2] = [(0, 0, 0, None), (0, 0, 0, None)];
+        for (part, span) in parts.iter().zip(spans.iter_mut()) {
+            if let Some((p, job)) = part
+                .as_ref()
+                .and_then(|p| Some((p, self.jobs.get(p.blob)?)))
+            {
+                let (start, end) = (range(job.size, p.from).0, range(job.size, p.to).0);
+                *span = (start, end, start, None);
+            }
+        }
+        if parts[1].is_some() && second.len() < buf.len() {
+            second.resize(buf.len(), 0);
+        }
+        loop {
+            let mut chunks: [Option<usize>; 2] = [None, None];
+            for (k, ((part, span), chunk)) in parts
+                .iter()
+                .zip(spans.iter_mut())
+                .zip(chunks.iter_mut())
+                .enumerate()
+            {
+                let (Some(p), (_, end, pos, err)) = (part, span) else {
+                    continue;
+                };
+                if err.is_some() || *pos >= *end {
+                    continue;
+                }
+                let Some(job) = self.jobs.get(p.blob) else {
+                    continue;
+                };
+                let into: &mut [u8] = if k == 0 { buf } else { second };
+                match read_chunk(job, *pos, *end, into, &self.cancelled) {
+                    Ok(n) => *chunk = Some(n),
+                    Err(e) => *err = Some(e),
+                }
+            }
+            let [pa, pb] = &mut parts;
+            match (chunks, pa.as_mut(), pb.as_mut()) {
+                ([Some(na), Some(nb)], Some(pa), Some(pb)) => Hasher::update_pair(
+                    &mut pa.hasher,
+                    buf.get(..na).unwrap_or_default(),
+                    &mut pb.hasher,
+                    second.get(..nb).unwrap_or_default(),
+                ),
+                ([Some(na), None], Some(pa), _) => {
+                    pa.hasher.update(buf.get(..na).unwrap_or_default());
+                }
+                ([None, Some(nb)], _, Some(pb)) => {
+                    pb.hasher.update(second.get(..nb).unwrap_or_default());
+                }
+                _ => break,
+            }
+            for (chunk, span) in chunks.iter().zip(spans.iter_mut()) {
+                if let Some(n) = chunk {
+                    span.2 = span.2.saturating_add(*n as u64);
+                }
+            }
+        }
         let mut st = self.lock();
-        st.ahead = st.ahead.saturating_sub(end - start);
-        let Err(e) = result else {
-            st.verified = st.verified.saturating_add(end - start);
-            let Some(b) = st.blobs.get_mut(i) else { return };
-            b.hashed = to;
-            if to < b.segments {
-                b.hasher = Some(hasher);
-                return;
+        for (part, (start, end, _, err)) in parts.into_iter().zip(spans) {
+            let Some(part) = part else { continue };
+            st.ahead = st.ahead.saturating_sub(end - start);
+            match err {
+                None => self.hashed(&mut st, part, end - start),
+                Some(e) => self.fail(&mut st, part.blob, e),
             }
-            b.done = true;
-            let found = hasher.finish();
-            if let Err(e) = digest::check(job.digest, job.size, &found, job.size, job.location) {
-                self.fail(&mut st, i, e);
-            }
+        }
+    }
+
+    /// Record that `part` was hashed (`bytes` of it); check the digest when it was the blob's last.
+    fn hashed(&self, st: &mut State, part: Part, bytes: u64) {
+        let Some(job) = self.jobs.get(part.blob) else {
             return;
         };
-        self.fail(&mut st, i, e);
+        st.verified = st.verified.saturating_add(bytes);
+        let Some(b) = st.blobs.get_mut(part.blob) else {
+            return;
+        };
+        b.hashed = part.to;
+        if part.to < b.segments {
+            b.hasher = Some(part.hasher);
+            return;
+        }
+        b.done = true;
+        let found = part.hasher.finish();
+        if let Err(e) = digest::check(job.digest, job.size, &found, job.size, job.location) {
+            self.fail(st, part.blob, e);
+        }
     }
 }
 
@@ -335,30 +428,84 @@ fn finished(st: &State) -> bool {
 
 /// Hashing first (it is the slower half), then copying ahead within [`LOOKAHEAD`].
 fn next_task(st: &mut State) -> Option<Task> {
+    // A pair is hashed side by side once both of its blobs have bytes to hash; one alone only when
+    // nothing can be copied (the lookahead is full, or everything is copied).
+    if let Some(t) = hash_task(st, true) {
+        return Some(t);
+    }
+    if st.ahead < LOOKAHEAD {
+        if let Some(t) = copy_task(st) {
+            return Some(t);
+        }
+    }
+    hash_task(st, false)
+}
+
+/// Whether blob `i` has bytes to hash now (its hasher is free).
+fn hashable(st: &State, i: usize) -> bool {
+    st.blobs.get(i).is_some_and(|b| {
+        i < st.limit
+            && !b.done
+            && b.hasher.is_some()
+            && (b.segments == 0 || b.hashed < b.copied_prefix)
+    })
+}
+
+/// Whether blob `i` still needs hashing (within the limit, not done).
+fn pending(st: &State, i: usize) -> bool {
+    st.blobs.get(i).is_some_and(|b| i < st.limit && !b.done)
+}
+
+/// The first pair with bytes to hash; with `both`, only a pair whose every pending blob has some.
+fn hash_task(st: &mut State, both: bool) -> Option<Task> {
+    let g = st.pairs.iter().position(|&(x, y)| {
+        let members = [Some(x), y];
+        let mut live = members.iter().flatten().filter(|&&i| pending(st, i));
+        let ready = |i: &usize| hashable(st, *i);
+        if both {
+            live.clone().next().is_some() && live.all(ready)
+        } else {
+            live.any(ready)
+        }
+    })?;
+    let &(x, y) = st.pairs.get(g)?;
+    let ready: Vec<usize> = [Some(x), y]
+        .into_iter()
+        .flatten()
+        .filter(|&i| hashable(st, i))
+        .collect();
+    let mut parts = ready.into_iter().filter_map(|i| {
+        let b = st.blobs.get_mut(i)?;
+        Some(Part {
+            blob: i,
+            from: b.hashed,
+            to: b.copied_prefix,
+            hasher: b.hasher.take()?,
+        })
+    });
+    let first = parts.next()?;
+    Some(Task::Hash(first, parts.next()))
+}
+
+/// The next segment to copy.
+fn copy_task(st: &mut State) -> Option<Task> {
     let limit = st.limit;
-    for (i, b) in st.blobs.iter_mut().enumerate().take(limit) {
-        if b.done || (b.segments > 0 && b.hashed >= b.copied_prefix) {
-            continue;
-        }
-        if let Some(h) = b.hasher.take() {
-            return Some(Task::Hash(i, b.hashed, b.copied_prefix, h));
-        }
-    }
-    if st.ahead >= LOOKAHEAD {
-        return None;
-    }
+    // Copy the two blobs of a pair segment by segment, alternately, so both have bytes to hash.
     loop {
-        let (i, seg) = st.next;
-        if i >= limit {
-            return None;
-        }
-        let n = st.blobs.get(i).map_or(0, |b| b.segments);
-        if seg >= n {
-            st.next = (i + 1, 0);
+        let (g, t) = st.next;
+        let &(x, y) = st.pairs.get(g)?;
+        let segs = |i: usize| st.blobs.get(i).map_or(0, |b| b.segments);
+        let most = segs(x).max(y.map_or(0, segs));
+        if t >= most.saturating_mul(2) {
+            st.next = (g + 1, 0);
             continue;
         }
-        st.next = (i, seg + 1);
-        return Some(Task::Copy(i, seg));
+        st.next = (g, t + 1);
+        let (blob, seg) = (if t % 2 == 0 { Some(x) } else { y }, t / 2);
+        match blob {
+            Some(i) if i < limit && seg < segs(i) => return Some(Task::Copy(i, seg)),
+            _ => continue,
+        }
     }
 }
 
@@ -436,39 +583,33 @@ fn copy_range(job: &Job<'_>, start: u64, end: u64, buf: &mut [u8]) -> Result<()>
     Ok(())
 }
 
-/// Hash `[start, end)` of the job's blob as written in the destination.
-fn hash_range(
+/// Read the next chunk of `[pos, end)` of the job's blob as written in the destination: at most
+/// `buf.len()` bytes, at least one.
+fn read_chunk(
     job: &Job<'_>,
-    start: u64,
+    pos: u64,
     end: u64,
-    hasher: &mut Hasher,
     buf: &mut [u8],
     cancelled: &AtomicBool,
-) -> Result<()> {
-    let mut pos = start;
-    while pos < end {
+) -> Result<usize> {
+    loop {
         if cancelled.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
         }
-        let want = usize::try_from(end - pos)
+        let want = usize::try_from(end.saturating_sub(pos))
             .unwrap_or(usize::MAX)
             .min(buf.len());
         let chunk = buf.get_mut(..want).unwrap_or_default();
-        let n = match job.dst.read_at(chunk, job.dst_offset.saturating_add(pos)) {
-            Ok(0) => {
-                return Err(Error::io(
-                    job.dest,
-                    io::Error::new(io::ErrorKind::UnexpectedEof, "shorter than written"),
-                ))
-            }
-            Ok(n) => n.min(want),
+        return match job.dst.read_at(chunk, job.dst_offset.saturating_add(pos)) {
+            Ok(0) => Err(Error::io(
+                job.dest,
+                io::Error::new(io::ErrorKind::UnexpectedEof, "shorter than written"),
+            )),
+            Ok(n) => Ok(n.min(want)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(job.dest, e)),
+            Err(e) => Err(Error::io(job.dest, e)),
         };
-        hasher.update(chunk.get(..n).unwrap_or_default());
-        pos = pos.saturating_add(n as u64);
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -500,7 +641,7 @@ mod tests {
     }
 
     #[test]
-    fn hashing_comes_first_and_copying_stays_within_the_lookahead() {
+    fn pairs_are_copied_alternately_hashed_together_and_copying_stays_within_the_lookahead() {
         let mut st = State {
             blobs: (0..3)
                 .map(|_| Blob {
@@ -512,6 +653,7 @@ mod tests {
                     done: false,
                 })
                 .collect(),
+            pairs: vec![(0, Some(1)), (2, None)],
             next: (0, 0),
             ahead: 0,
             limit: 3,
@@ -520,11 +662,28 @@ mod tests {
             running: 0,
         };
         assert!(matches!(next_task(&mut st), Some(Task::Copy(0, 0))));
-        assert!(matches!(next_task(&mut st), Some(Task::Copy(0, 1))));
+        assert!(matches!(next_task(&mut st), Some(Task::Copy(1, 0))));
         st.blobs[0].copied_prefix = 2;
-        assert!(matches!(next_task(&mut st), Some(Task::Hash(0, 0, 2, _))));
-        // Blob 0 is being hashed (its hasher is out); nothing else to hash: copy on.
-        assert!(matches!(next_task(&mut st), Some(Task::Copy(0, 2))));
+        st.blobs[1].copied_prefix = 1;
+        assert!(matches!(
+            next_task(&mut st),
+            Some(Task::Hash(
+                Part {
+                    blob: 0,
+                    from: 0,
+                    to: 2,
+                    ..
+                },
+                Some(Part {
+                    blob: 1,
+                    from: 0,
+                    to: 1,
+                    ..
+                })
+            ))
+        ));
+        // The pair is being hashed (its hashers are out); nothing else to hash: copy on.
+        assert!(matches!(next_task(&mut st), Some(Task::Copy(0, 1))));
         st.ahead = LOOKAHEAD;
         assert!(next_task(&mut st).is_none());
         st.ahead = 0;
@@ -533,6 +692,25 @@ mod tests {
             next_task(&mut st).is_none(),
             "nothing after the first failure"
         );
+    }
+
+    #[test]
+    fn pairs_are_of_similar_sizes() {
+        let f = File::open("/dev/null").unwrap();
+        let d = Digest::sha256_of(b"");
+        let p = std::path::Path::new("x");
+        let job = |size| Job {
+            src: &f,
+            src_offset: 0,
+            dst: &f,
+            dst_offset: 0,
+            size,
+            digest: &d,
+            location: "x",
+            dest: p,
+        };
+        let jobs = [job(5), job(100), job(7), job(90), job(1)];
+        assert_eq!(pairs(&jobs), [(1, Some(3)), (2, Some(0)), (4, None)]);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod load;
 pub mod platform;
 pub mod reference;
 pub mod save;
+pub mod sha256;
 pub mod store;
 pub mod walk;
 
