@@ -370,8 +370,8 @@ def test_oci_image_tool_rejects_a_corrupted_copy(oci_store_factory, tmp_path, oc
     assert "layer validation failed: digest mismatch" in result.stderr
 
 
-def test_skopeo_reads_a_gzip_archive_of_many_members(oci_store_factory, tmp_path, skopeo):
-    """Saves gzip in 1 MiB members (compressed on every core); Go's gzip reader takes them as one stream."""
+def test_skopeo_reads_a_gzip_archive_deflated_in_pieces(oci_store_factory, tmp_path, skopeo):
+    """gzip is deflated in 1 MiB pieces on every core and joined into one stream; skopeo copies it."""
     from ocitar.testing import Image, Layer, Platform
 
     name = "example.test/interop/members:1"
@@ -379,7 +379,6 @@ def test_skopeo_reads_a_gzip_archive_of_many_members(oci_store_factory, tmp_path
     store = oci_store_factory(Image(names=(name,), platforms=(Platform("linux/amd64", layers=(layer,)),)))
     archive = tmp_path / "members.tar.gz"
     ocitar.save(store.path, name, output=archive, compression="gzip")
-    assert archive.read_bytes().count(b"\x1f\x8b\x08\x00\x00\x00\x00\x00") >= 5
     source = f"oci-archive:{archive}:1"
     out = tmp_path / "copy"
     sk(skopeo, tmp_path, "copy", "-q", "--multi-arch", "all", "--preserve-digests", source, f"oci:{out}:x")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -17,6 +20,31 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 
     out: dict[str, Any] = conv(obj)
     return out
+
+
+_T = TypeVar("_T")
+
+
+def _build(cls: type[_T], d: Mapping[str, Any]) -> _T:
+    """Build the frozen dataclass ``cls`` from the engine's dict: lists become tuples, and lists of
+    dataclasses (``images``, ``platforms``) are built the same way."""
+    ctor: Any = cls
+    hints = _hints(ctor)
+    return cast(_T, ctor(**{f.name: _field(hints[f.name], d[f.name]) for f in dataclasses.fields(ctor)}))
+
+
+@functools.cache
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _field(tp: Any, value: Any) -> Any:
+    if typing.get_origin(tp) is tuple:
+        item = typing.get_args(tp)[0]
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
+            return tuple(_build(item, v) for v in value)
+        return tuple(value)
+    return value
 
 
 def _size(n: int) -> str:
@@ -61,19 +89,7 @@ class SaveReport:
 
     @classmethod
     def _from_dict(cls, d: dict[str, Any]) -> SaveReport:
-        images = tuple(
-            SavedImage(
-                names=tuple(i["names"]),
-                digest=i["digest"],
-                original_digest=i["original_digest"],
-                media_type=i["media_type"],
-                platforms=tuple(i["platforms"]),
-                absent=tuple(i["absent"]),
-                attestations=i["attestations"],
-            )
-            for i in d["images"]
-        )
-        return cls(images, d["blobs"], d["blob_bytes"], d["archive_bytes"])
+        return _build(cls, d)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of the report."""
@@ -126,19 +142,7 @@ class LoadReport:
 
     @classmethod
     def _from_dict(cls, d: dict[str, Any]) -> LoadReport:
-        images = tuple(
-            LoadedImage(
-                names=tuple(i["names"]),
-                digest=i["digest"],
-                media_type=i["media_type"],
-                platforms=tuple(i["platforms"]),
-                absent=tuple(i["absent"]),
-                attestations=i["attestations"],
-                moved=tuple(i["moved"]),
-            )
-            for i in d["images"]
-        )
-        return cls(images, d["blobs_written"], d["blobs_present"], d["bytes_written"])
+        return _build(cls, d)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of the report."""
@@ -216,37 +220,7 @@ class Inventory:
 
     @classmethod
     def _from_dict(cls, d: dict[str, Any]) -> Inventory:
-        images = tuple(
-            ImageInfo(
-                names=tuple(i["names"]),
-                digest=i["digest"],
-                media_type=i["media_type"],
-                platforms=tuple(
-                    PlatformInfo(
-                        platform=p["platform"],
-                        digest=p["digest"],
-                        present=p["present"],
-                        size=p["size"],
-                        layers=p["layers"],
-                        attestations=tuple(p["attestations"]),
-                    )
-                    for p in i["platforms"]
-                ),
-                size=i["size"],
-            )
-            for i in d["images"]
-        )
-        return cls(
-            d["path"],
-            d["kind"],
-            d["format"],
-            d["compression"],
-            images,
-            d["blobs"],
-            d["bytes"],
-            d["shared_bytes"],
-            d["verified"],
-        )
+        return _build(cls, d)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict with stable keys (see the stub for the layout)."""

@@ -3,9 +3,10 @@
 //! One message is hashed by `sha2`'s block function (SHA-NI where the CPU has it). Two independent
 //! messages can also be hashed side by side ([`Sha256::update_pair`]): their SHA-NI rounds interleave, so
 //! the CPU works on one message while the other's previous round is still in flight (the technique of
-//! Linux's `sha256_ni_finup2x`). On the benchmark machine this hashes 1.5–1.7 GB/s on one core against
-//! 1.2 GB/s for one message at a time (benches/README.md, `experiments/src/bin/sha-x2.rs`). The copy pool
-//! uses it to hash two blobs per worker.
+//! Linux's `sha256_ni_finup2x`). On the benchmark machine this hashes 1.65 GB/s on one core against
+//! 1.23 GB/s for one message at a time when the host is quiet, 1.15 against 1.05 GB/s when it is busy
+//! (benches/README.md, `experiments/src/bin/sha-x2.rs`). The copy pool uses it to hash two blobs per
+//! worker.
 
 use sha2::block_api::compress256;
 
