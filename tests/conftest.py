@@ -5,10 +5,12 @@ Stores are built with :mod:`ocitar.testing` (the ``oci_store_factory`` fixture c
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,18 @@ def umoci() -> str:
 def oci_image_tool() -> str:
     """Path of oci-image-tool; skips when it is not installed."""
     return _tool("oci-image-tool")
+
+
+@contextmanager
+def store_lock(path: Path) -> Iterator[None]:
+    """Hold a store's lock (``flock`` on its directory) as another ocitar process would."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def run(*args: str | os.PathLike[str], check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,6 @@ nothing left behind. The wait for the store lock is bounded: ``OCITAR_LOCK_TIMEO
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -19,13 +18,12 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import ocitar
 import pytest
 from _guards import assert_no_panic, no_panic  # noqa: F401
+from conftest import store_lock
 from ocitar import StoreError
 from ocitar.testing import BuiltStore, Image, Layer, Platform, build_store, tree_digest
 
@@ -223,17 +221,6 @@ def test_concurrent_loads_from_threads_of_one_process(src: BuiltStore, archives:
 # --------------------------------------------------------------------------
 # the lock wait
 # --------------------------------------------------------------------------
-
-
-@contextmanager
-def store_lock(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 @pytest.mark.parametrize("timeout", ["0.5", "0"])

@@ -13,7 +13,6 @@ phases the contract names are each hit at least once.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import platform
@@ -23,14 +22,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import ocitar
 import pytest
 from _guards import assert_no_panic, no_panic  # noqa: F401
+from conftest import store_lock
 from ocitar.testing import BuiltStore, Image, Layer, Platform, build_store
 
 PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/s390x")
@@ -77,18 +75,6 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Big:
     blobs = frozenset(store.images[0].blobs)
     assert sum(store.images[0].blobs.values()) > 200 << 20
     return Big(store, archive, archive_zst, base, blobs)
-
-
-@contextmanager
-def store_lock(path: Path) -> Iterator[None]:
-    """Hold the store's lock (``flock`` on its directory) as another ocitar process would."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def staged(store: Path) -> list[Path]:
