@@ -4,10 +4,11 @@
 //! one regular file to another. Here each blob is copied by the kernel (`copy_file_range`: no user-space
 //! copy, a reflink where the filesystem shares extents) in 8 MiB segments, and the bytes that landed in
 //! the destination are read back and hashed: the digest is checked on exactly what was written. Copying
-//! and hashing are tasks for a pool of worker threads, so while one worker hashes a large blob another
-//! copies ahead of it (at most [`LOOKAHEAD`] bytes copied and not yet hashed) or hashes the next blob.
-//! Hashing a blob is sequential, so one blob costs at least its SHA-256 time; many blobs spread over
-//! every core (measured in benches/README.md).
+//! and hashing are tasks for a pool of worker threads, so while one worker hashes, another copies ahead
+//! (at most [`LOOKAHEAD`] bytes copied and not yet hashed) or hashes other blobs. Blobs go in pairs of
+//! similar size, copied alternately and hashed side by side ([`Hasher::update_pair`]), which is faster
+//! than one after the other on SHA-NI. Hashing a blob is sequential, so one blob costs at least its
+//! SHA-256 time; many blobs spread over every core (measured in benches/README.md).
 //!
 //! Errors are deterministic: when blob `i` fails, blobs after it are abandoned and blobs before it are
 //! finished, so the error reported is always that of the first failing blob in job order.
@@ -80,7 +81,13 @@ pub fn copy_verified_all(jobs: &[Job<'_>], writeback: bool, progress: &mut Progr
             .map_err(|e| Error::io("<progress>", e))?;
         return pool.result();
     }
-    let workers = threads().min(jobs.len()).max(1);
+    // Even one large blob gets two workers: one hashes while the other copies ahead.
+    let segs = jobs
+        .iter()
+        .fold(0u64, |t, j| t.saturating_add(segments(j.size)));
+    let workers = threads()
+        .min(usize::try_from(segs).unwrap_or(usize::MAX))
+        .max(1);
     let mut cancel: Option<Error> = None;
     pool.lock().running = workers;
     std::thread::scope(|scope| {
