@@ -161,6 +161,49 @@ struct Part {
     hasher: Box<Hasher>,
 }
 
+/// A part being hashed: its byte range in the destination, how far it got, and its read error.
+struct Reading<'j, 'a> {
+    job: Option<&'j Job<'a>>,
+    part: Part,
+    start: u64,
+    end: u64,
+    pos: u64,
+    error: Option<Error>,
+}
+
+impl<'j, 'a> Reading<'j, 'a> {
+    fn new(jobs: &'j [Job<'a>], part: Part) -> Reading<'j, 'a> {
+        let job = jobs.get(part.blob);
+        let size = job.map_or(0, |j| j.size);
+        let (start, end) = (range(size, part.from).0, range(size, part.to).0);
+        Reading {
+            job,
+            part,
+            start,
+            end,
+            pos: start,
+            error: None,
+        }
+    }
+
+    /// Read the next chunk into `buf`: its length, or `None` once the range is done or a read failed.
+    fn next(&mut self, buf: &mut [u8], cancelled: &AtomicBool) -> Option<usize> {
+        if self.error.is_some() || self.pos >= self.end {
+            return None;
+        }
+        match read_chunk(self.job?, self.pos, self.end, buf, cancelled) {
+            Ok(n) => {
+                self.pos = self.pos.saturating_add(n as u64);
+                Some(n)
+            }
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
+        }
+    }
+}
+
 enum Task {
     Copy(usize, u64),
     /// One blob, or two hashed side by side ([`Hasher::update_pair`]).
@@ -326,73 +369,30 @@ impl<'a> Pool<'a> {
 
     /// Hash one part, or two side by side until one ends and then the other alone.
     fn hash(&self, a: Part, b: Option<Part>, buf: &mut [u8], second: &mut Vec<u8>) {
-        let mut parts = [Some(a), b];
-        // Per part: the byte range, how far it got, and its error.
-        let mut spans: [(u64, u64, u64, Option<Error>); 2] = [(0, 0, 0, None), (0, 0, 0, None)];
-        for (part, span) in parts.iter().zip(spans.iter_mut()) {
-            if let Some((p, job)) = part
-                .as_ref()
-                .and_then(|p| Some((p, self.jobs.get(p.blob)?)))
-            {
-                let (start, end) = (range(job.size, p.from).0, range(job.size, p.to).0);
-                *span = (start, end, start, None);
-            }
-        }
-        if parts[1].is_some() && second.len() < buf.len() {
+        let mut a = Reading::new(self.jobs, a);
+        let mut b = b.map(|p| Reading::new(self.jobs, p));
+        if b.is_some() && second.len() < buf.len() {
             second.resize(buf.len(), 0);
         }
         loop {
-            let mut chunks: [Option<usize>; 2] = [None, None];
-            for (k, ((part, span), chunk)) in parts
-                .iter()
-                .zip(spans.iter_mut())
-                .zip(chunks.iter_mut())
-                .enumerate()
-            {
-                let (Some(p), (_, end, pos, err)) = (part, span) else {
-                    continue;
-                };
-                if err.is_some() || *pos >= *end {
-                    continue;
+            let ca = a.next(buf, &self.cancelled).and_then(|n| buf.get(..n));
+            let nb = b.as_mut().and_then(|r| r.next(second, &self.cancelled));
+            let cb = nb.and_then(|n| second.get(..n));
+            match (ca, b.as_mut().zip(cb)) {
+                (Some(ca), Some((b, cb))) => {
+                    Hasher::update_pair(&mut a.part.hasher, ca, &mut b.part.hasher, cb);
                 }
-                let Some(job) = self.jobs.get(p.blob) else {
-                    continue;
-                };
-                let into: &mut [u8] = if k == 0 { buf } else { second };
-                match read_chunk(job, *pos, *end, into, &self.cancelled) {
-                    Ok(n) => *chunk = Some(n),
-                    Err(e) => *err = Some(e),
-                }
-            }
-            let [pa, pb] = &mut parts;
-            match (chunks, pa.as_mut(), pb.as_mut()) {
-                ([Some(na), Some(nb)], Some(pa), Some(pb)) => Hasher::update_pair(
-                    &mut pa.hasher,
-                    buf.get(..na).unwrap_or_default(),
-                    &mut pb.hasher,
-                    second.get(..nb).unwrap_or_default(),
-                ),
-                ([Some(na), None], Some(pa), _) => {
-                    pa.hasher.update(buf.get(..na).unwrap_or_default());
-                }
-                ([None, Some(nb)], _, Some(pb)) => {
-                    pb.hasher.update(second.get(..nb).unwrap_or_default());
-                }
-                _ => break,
-            }
-            for (chunk, span) in chunks.iter().zip(spans.iter_mut()) {
-                if let Some(n) = chunk {
-                    span.2 = span.2.saturating_add(*n as u64);
-                }
+                (Some(ca), None) => a.part.hasher.update(ca),
+                (None, Some((b, cb))) => b.part.hasher.update(cb),
+                (None, None) => break,
             }
         }
         let mut st = self.lock();
-        for (part, (start, end, _, err)) in parts.into_iter().zip(spans) {
-            let Some(part) = part else { continue };
-            st.ahead = st.ahead.saturating_sub(end - start);
-            match err {
-                None => self.hashed(&mut st, part, end - start),
-                Some(e) => self.fail(&mut st, part.blob, e),
+        for r in std::iter::once(a).chain(b) {
+            st.ahead = st.ahead.saturating_sub(r.end - r.start);
+            match r.error {
+                None => self.hashed(&mut st, r.part, r.end - r.start),
+                Some(e) => self.fail(&mut st, r.part.blob, e),
             }
         }
     }

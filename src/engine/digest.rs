@@ -37,6 +37,13 @@ impl Algorithm {
         }
     }
 
+    /// The digest of `bytes` with this algorithm.
+    pub fn digest(self, bytes: &[u8]) -> Digest {
+        let mut h = self.hasher();
+        h.update(bytes);
+        h.finish()
+    }
+
     /// A fresh hasher for this algorithm.
     pub fn hasher(self) -> Hasher {
         match self {
@@ -72,9 +79,7 @@ impl Digest {
 
     /// The sha256 digest of `bytes`.
     pub fn sha256_of(bytes: &[u8]) -> Digest {
-        let mut h = Algorithm::Sha256.hasher();
-        h.update(bytes);
-        h.finish()
+        Algorithm::Sha256.digest(bytes)
     }
 
     /// Parse `<alg>` and `<hex>` as found in a blob path (`blobs/<alg>/<hex>`).

@@ -188,7 +188,7 @@ impl BlobSource for ArchiveSource<'_> {
         digest::check(
             &desc.digest,
             desc.size,
-            &hash_as(&desc.digest, &bytes),
+            &desc.digest.algorithm().digest(&bytes),
             bytes.len() as u64,
             &loc,
         )?;
@@ -203,12 +203,6 @@ impl BlobSource for ArchiveSource<'_> {
     fn malformed(&self, location: &str, reason: String) -> Error {
         Error::archive(location, reason)
     }
-}
-
-fn hash_as(d: &Digest, bytes: &[u8]) -> Digest {
-    let mut h = d.algorithm().hasher();
-    h.update(bytes);
-    h.finish()
 }
 
 struct IngestSpool<'a>(&'a mut Ingest);

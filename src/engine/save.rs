@@ -674,10 +674,9 @@ fn write_file(
                 pending.extend_from_slice(padding(len));
             }
             Item::Blob(digest, size, Content::Memory(bytes)) => {
-                let mut h = digest.algorithm().hasher();
-                h.update(bytes);
                 let len = bytes.len() as u64;
-                digest::check(digest, size, &h.finish(), len, MEMORY_LOCATION)?;
+                let found = digest.algorithm().digest(bytes);
+                digest::check(digest, size, &found, len, MEMORY_LOCATION)?;
                 pending.extend(header_bytes(
                     &digest.blob_name(),
                     size,

@@ -118,9 +118,7 @@ impl Sha256 {
         if let Some(len) = pad.get_mut(end..end + 8) {
             len.copy_from_slice(&bits.to_be_bytes());
         }
-        let length = self.length;
         self.update(pad.get(..end + 8).unwrap_or_default());
-        self.length = length;
         let mut out = [0u8; 32];
         for (chunk, word) in out.chunks_exact_mut(4).zip(self.state) {
             chunk.copy_from_slice(&word.to_be_bytes());

@@ -215,40 +215,24 @@ impl Archive {
                     let alg = expected
                         .as_ref()
                         .map_or(digest::Algorithm::Sha256, Digest::algorithm);
-                    let mut h = alg.hasher();
                     let keep = spool.keep(&name, size);
                     let in_memory = keep
                         && size <= MEMORY_ENTRY
                         && memory.saturating_add(size + ENTRY_OVERHEAD) <= MEMORY_BUDGET;
-                    let mut held = None;
-                    let (path, n, gzip) = if in_memory {
+                    let at = (name.as_str(), Path::new(&name));
+                    let (path, held, (found, n, gzip)) = if in_memory {
                         memory += size + ENTRY_OVERHEAD;
-                        let mut held_buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-                        let (n, gzip) = copy_hash_into(
-                            &mut e,
-                            &mut held_buf,
-                            &mut h,
-                            size,
-                            (&name, Path::new(&name)),
-                        )?;
-                        held = Some(held_buf);
-                        (None, n, gzip)
+                        let mut held = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+                        let copied = copy_hash_into(&mut e, &mut held, alg, size, at)?;
+                        (None, Some(held), copied)
                     } else if keep {
                         let (path, mut file) = spool.temp_file()?;
-                        let (n, gzip) =
-                            copy_hash_into(&mut e, &mut file, &mut h, size, (&name, &path))?;
-                        (Some(path), n, gzip)
+                        let copied = copy_hash_into(&mut e, &mut file, alg, size, (&name, &path))?;
+                        (Some(path), None, copied)
                     } else {
-                        let (n, gzip) = copy_hash_into(
-                            &mut e,
-                            &mut io::sink(),
-                            &mut h,
-                            size,
-                            (&name, Path::new(&name)),
-                        )?;
-                        (None, n, gzip)
+                        let copied = copy_hash_into(&mut e, &mut io::sink(), alg, size, at)?;
+                        (None, None, copied)
                     };
-                    let found = h.finish();
                     if n != size {
                         return Err(bad(
                             &name,
@@ -729,19 +713,19 @@ fn read_error(label: &str, at: &str, e: &io::Error) -> Error {
     bad(label, reason)
 }
 
-/// Copy `r` (an entry whose header says `size` bytes) into `w`, hashing; returns the byte count and
-/// whether the content starts like gzip. Large entries are hashed on a second thread while copied.
+/// Copy `r` (an entry whose header says `size` bytes) into `w`, hashing with `alg`; returns the digest,
+/// the byte count and whether the content starts like gzip. Large entries are hashed on a second thread
+/// while copied.
 fn copy_hash_into<R: Read, W: io::Write>(
     r: &mut R,
     w: &mut W,
-    h: &mut digest::Hasher,
+    alg: digest::Algorithm,
     size: u64,
     (name, path): (&str, &Path),
-) -> Result<(u64, bool)> {
+) -> Result<(Digest, u64, bool)> {
     let mut n = 0u64;
     let mut head: Vec<u8> = Vec::with_capacity(2);
-    let fresh = h.clone();
-    let mut hashing = digest::Hashing::new(std::mem::replace(h, fresh), size, path);
+    let mut hashing = digest::Hashing::new(alg.hasher(), size, path);
     loop {
         let k = hashing.step(
             |b| loop {
@@ -763,8 +747,7 @@ fn copy_hash_into<R: Read, W: io::Write>(
         }
         n += k as u64;
     }
-    *h = hashing.finish()?;
-    Ok((n, head == [0x1f, 0x8b]))
+    Ok((hashing.finish()?.finish(), n, head == [0x1f, 0x8b]))
 }
 
 /// The digest a blob entry's name declares (`blobs/<alg>/<hex>`).
