@@ -315,6 +315,23 @@ def cases(work: Path, store: Path, full: Path, full_gz: Path, skopeo: str | None
     cat = 'cat "$@" > "$0"'
     cat_sync = 'cat "$@" > "$0" && sync -d "$0"'
 
+    def floor(label: str, script: str, blobs: list[tuple[str, int]], n: int) -> Impl:
+        """``cat`` of exactly ``blobs`` into one file (``script``: with or without ``sync -d``)."""
+        return Impl("floor", label, ["sh", "-c", script, str(cat_out), *paths(store, blobs)], check=expect_size(cat_out, n))
+
+    def platform_args(plats: list[str]) -> list[str]:
+        return [a for p in plats for a in ("--platform", p)]
+
+    def skopeo_load(pre: str, label: str, archive: Path) -> Impl:
+        """skopeo copies each image of ``archive`` into ``dest`` (one ``copy`` per image)."""
+        script = " && ".join(f'{pre} "oci-archive:$0:{r}" "oci:$1:{r}"' for r in SKOPEO_REFS)
+        return Impl(
+            "skopeo",
+            f"{label} (x{len(SKOPEO_REFS)} images)",
+            ["sh", "-c", script, str(archive), str(dest)],
+            check=expect_exists(dest / "index.json"),
+        )
+
     # save: all platforms of one image; one platform of one image
     for key, title, plats in (
         ("save-all", "save, all 4 platforms of one image", []),
@@ -323,12 +340,7 @@ def cases(work: Path, store: Path, full: Path, full_gz: Path, skopeo: str | None
         blobs = blobs_of(store, REFS[0], plats)
         n = sum(s for _, s in blobs)
         impls = [
-            Impl(
-                "floor",
-                "cat blobs > file",
-                ["sh", "-c", cat, str(cat_out), *paths(store, blobs)],
-                check=expect_size(cat_out, n),
-            ),
+            floor("cat blobs > file", cat, blobs, n),
             Impl(
                 "ocitar",
                 "ocitar.save",
@@ -338,7 +350,7 @@ def cases(work: Path, store: Path, full: Path, full_gz: Path, skopeo: str | None
             Impl(
                 "plain",
                 "tarfile+hashlib",
-                [*PLAIN, "save", str(store), REFS[0], str(tar_out), *sum((["--platform", p] for p in plats), [])],
+                [*PLAIN, "save", str(store), REFS[0], str(tar_out), *platform_args(plats)],
                 check=expect_tar({d for d, _ in blobs}),
             ),
         ]
@@ -363,19 +375,14 @@ def cases(work: Path, store: Path, full: Path, full_gz: Path, skopeo: str | None
         n = sum(s for _, s in blobs)
         want = {d for d, _ in blobs}
         impls = [
-            Impl(
-                "floor",
-                "cat blobs > file; sync -d file",
-                ["sh", "-c", cat_sync, str(cat_out), *paths(store, blobs)],
-                check=expect_size(cat_out, n),
-            ),
+            floor("cat blobs > file; sync -d file", cat_sync, blobs, n),
             Impl(
                 "ocitar", "ocitar.load", [PY, "-c", OCITAR_LOAD, str(full), str(dest), *plats], check=expect_store(want)
             ),
             Impl(
                 "plain",
                 "tarfile+hashlib, fsync/blob",
-                [*PLAIN, "load", str(full), str(dest), *sum((["--platform", p] for p in plats), [])],
+                [*PLAIN, "load", str(full), str(dest), *platform_args(plats)],
                 check=expect_store(want),
             ),
         ]
@@ -385,15 +392,7 @@ def cases(work: Path, store: Path, full: Path, full_gz: Path, skopeo: str | None
                 pre = f"{skopeo} --override-os {os_} --override-arch {arch} copy"
             else:
                 pre = f"{skopeo} copy --multi-arch all"
-            script = " && ".join(f'{pre} "oci-archive:$0:{r}" "oci:$1:{r}"' for r in SKOPEO_REFS)
-            impls.append(
-                Impl(
-                    "skopeo",
-                    f"{pre.replace(skopeo, 'skopeo', 1)} (x{len(SKOPEO_REFS)} images)",
-                    ["sh", "-c", script, str(full), str(dest)],
-                    check=expect_exists(dest / "index.json"),
-                )
-            )
+            impls.append(skopeo_load(pre, pre.replace(skopeo, "skopeo", 1), full))
         result.append(Case(key, title, n, impls, out))
 
     # load from a gzip stream (a pipe), all platforms
@@ -401,12 +400,7 @@ def cases(work: Path, store: Path, full: Path, full_gz: Path, skopeo: str | None
     n = sum(s for _, s in blobs)
     want = {d for d, _ in blobs}
     impls = [
-        Impl(
-            "floor",
-            "cat blobs > file; sync -d file (no decompression)",
-            ["sh", "-c", cat_sync, str(cat_out), *paths(store, blobs)],
-            check=expect_size(cat_out, n),
-        ),
+        floor("cat blobs > file; sync -d file (no decompression)", cat_sync, blobs, n),
         Impl(
             "ocitar",
             "cat | ocitar.load(stdin)",
@@ -423,16 +417,8 @@ def cases(work: Path, store: Path, full: Path, full_gz: Path, skopeo: str | None
         ),
     ]
     if skopeo:  # skopeo reads a compressed oci-archive from a file (not from a pipe)
-        pre = f"{skopeo} copy --multi-arch all"
-        script = " && ".join(f'{pre} "oci-archive:$0:{r}" "oci:$1:{r}"' for r in SKOPEO_REFS)
-        impls.append(
-            Impl(
-                "skopeo",
-                f"skopeo copy --multi-arch all, from the .tar.gz file (x{len(SKOPEO_REFS)} images)",
-                ["sh", "-c", script, str(full_gz), str(dest)],
-                check=expect_exists(dest / "index.json"),
-            )
-        )
+        label = "skopeo copy --multi-arch all, from the .tar.gz file"
+        impls.append(skopeo_load(f"{skopeo} copy --multi-arch all", label, full_gz))
     result.append(Case("load-gzip", "load, all platforms, gzip archive from a pipe", n, impls, out))
     return result
 
