@@ -76,9 +76,13 @@ def store_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def run(*args: str | os.PathLike[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a command, capturing text output; on failure the assertion shows stdout and stderr."""
-    p = subprocess.run([os.fspath(a) for a in args], capture_output=True, text=True, timeout=300)
+def run(
+    *args: str | os.PathLike[str], check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing text output (``env``: variables added to this process's environment); on
+    failure the assertion shows stdout and stderr."""
+    full_env = {**os.environ, **env} if env else None
+    p = subprocess.run([os.fspath(a) for a in args], capture_output=True, text=True, timeout=300, env=full_env)
     if check:
         assert p.returncode == 0, f"{args} exited {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
     return p

@@ -15,17 +15,15 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import ocitar
 import pytest
-from conftest import REQUIRE_TOOLS, run
+from conftest import run
 from ocitar.testing import BuiltImage, BuiltStore, Image, Layer, Platform
 from test_interop_helpers import (
     DOCKER_LIST,
@@ -40,7 +38,9 @@ from test_interop_helpers import (
     norm,
     override,
     rootfs_files,
+    server,
     tree_files,
+    unavailable,
 )
 
 # Based on ../shared/fixtures/generated/peer-outputs/ctr/containerd-config.toml. Everything containerd
@@ -72,34 +72,6 @@ disabled_plugins = [
 [plugins."io.containerd.internal.v1.opt"]
   path = "DIR/opt"
 """
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
-_DEATH_SIGNAL = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
-
-
-def _unavailable(reason: str) -> None:
-    if REQUIRE_TOOLS:
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def _log_tail(log: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as e:
-        return f"(no log: {e})"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the containerd we started, by its PID; SIGKILL after STOP_TIMEOUT seconds."""
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=STOP_TIMEOUT)
 
 
 @pytest.fixture(scope="session")
@@ -107,44 +79,21 @@ def containerd() -> Iterator[str]:
     """Start a private containerd; yield its gRPC socket path; stop it and remove its directory."""
     for tool in ("containerd", "ctr"):
         if shutil.which(tool) is None:
-            _unavailable(f"{tool} is not installed (.ci/run installs the containerd package with apt-get)")
+            unavailable(f"{tool} is not installed (.ci/run installs the containerd package with apt-get)")
     if os.geteuid() != 0:
-        _unavailable("containerd needs root")
+        unavailable("containerd needs root")
     # A short path under /tmp: unix socket paths are limited to 107 bytes.
     directory = Path(tempfile.mkdtemp(prefix="ocitar-containerd-"))
     try:
         (directory / "config.toml").write_text(CONFIG.replace("DIR", str(directory)))
         socket = directory / "containerd.sock"
-        log = directory / "containerd.log"
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                # setpriv (util-linux): containerd gets SIGTERM if this session dies without its teardown.
-                [*_DEATH_SIGNAL, "containerd", "--config", str(directory / "config.toml")],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=directory,
-                start_new_session=True,
-            )
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(
-                        f"containerd exited with {process.returncode} while starting; log tail:\n{_log_tail(log)}"
-                    )
-                if socket.exists():
-                    probe = subprocess.run(["ctr", "-a", str(socket), "version"], capture_output=True, timeout=10)
-                    if probe.returncode == 0:
-                        break
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"containerd did not serve {socket} within {START_TIMEOUT:.0f}s; log tail:\n{_log_tail(log)}"
-                    )
-                time.sleep(0.1)
+
+        def ready() -> bool:
+            probe = ["ctr", "-a", str(socket), "version"]
+            return socket.exists() and subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+
+        with server(["containerd", "--config", str(directory / "config.toml")], directory, ready):
             yield str(socket)
-        finally:
-            _stop(process)
     finally:
         shutil.rmtree(directory)
 

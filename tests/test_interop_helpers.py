@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import signal
+import subprocess
 import tarfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import ocitar
+import pytest
+from conftest import REQUIRE_TOOLS
 from ocitar.testing import BuiltImage, BuiltStore, Image, Layer, Platform
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -129,3 +138,67 @@ def tar_json(archive: Path, name: str) -> Any:
 def tar_names(archive: Path) -> list[str]:
     with tarfile.open(archive) as tar:
         return tar.getnames()
+
+
+# --------------------------------------------------------------------------
+# Private servers (containerd, dockerd): started for a session, stopped by their PID
+# --------------------------------------------------------------------------
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+_DEATH_SIGNAL = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip for a missing peer tool, or fail under CI (``OCITAR_REQUIRE_TOOLS=1``)."""
+    if REQUIRE_TOOLS:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def log_tail(log: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as e:
+        return f"(no log: {e})"
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a server we started, by its PID; SIGKILL after STOP_TIMEOUT seconds."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_TIMEOUT)
+
+
+@contextmanager
+def server(argv: Sequence[str], directory: Path, ready: Callable[[], bool]) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` in ``directory`` (its output in ``<directory>/<program>.log``) until ``ready()`` answers
+    true, yield it, and stop it by its PID; fails naming the log tail when it exits or does not get ready."""
+    name = Path(argv[0]).name
+    log = directory / f"{name}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            # setpriv (util-linux): the server gets SIGTERM if this session dies without its teardown.
+            [*_DEATH_SIGNAL, *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not ready():
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited with {process.returncode} while starting; log tail:\n{log_tail(log)}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} was not ready within {START_TIMEOUT:.0f}s; log tail:\n{log_tail(log)}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        stop(process)
