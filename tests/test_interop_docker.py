@@ -4,9 +4,9 @@ builds and ``docker save`` writes round-trips through ocitar with the same image
 
 dockerd 20.10 keeps images in its own store (``--storage-driver vfs`` here) and reads only an archive's
 ``manifest.json`` (and ``repositories``): one config and layer list per entry, the image ID being the
-config's digest. A private dockerd runs for the session (``dockerd`` fixture): data root, exec root, pid
-file and socket in a temporary directory, no network setup; it starts a containerd of its own whose state
-and sockets are under those roots. Each test starts with no image and removes what it made. Needs root
+config's digest. A private dockerd runs for the session (``dockerd`` fixture): configuration, trust key,
+data root, exec root, pid file and socket in a temporary directory, no network setup; it starts a
+containerd of its own whose state and sockets are under those roots. Each test starts with no image and removes what it made. Needs root
 and the ``docker.io`` package (``.ci/run`` installs it); without them the tests skip, or fail under
 ``OCITAR_REQUIRE_TOOLS=1``.
 """
@@ -14,6 +14,7 @@ and the ``docker.io`` package (``.ci/run`` installs it); without them the tests 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import signal
@@ -79,7 +80,10 @@ def dockerd() -> Iterator[Path]:
     directory = Path(tempfile.mkdtemp(prefix="ocitar-docker-"))
     (directory / "config").mkdir()
     socket = directory / "docker.sock"
-    argv = ["dockerd", "--data-root", directory / "root", "--exec-root", directory / "exec"]
+    # Not /etc/docker's daemon.json, nor its key.json (dockerd 20.10 creates that trust key at start).
+    (directory / "daemon.json").write_text(json.dumps({"deprecated-key-path": str(directory / "key.json")}))
+    argv = ["dockerd", "--config-file", directory / "daemon.json"]
+    argv += ["--data-root", directory / "root", "--exec-root", directory / "exec"]
     argv += ["--pidfile", directory / "dockerd.pid", "-H", f"unix://{socket}", "--storage-driver", "vfs"]
     argv += ["--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-forward=false", "--ip-masq=false"]
     client = Docker(directory)
