@@ -24,23 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from _helpers import (
+    IMAGE_NAME,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER_GZIP,
+    OCI_LAYOUT,
+    OCI_MANIFEST,
+    REF_NAME,
+    blob_name,
+)
+from _helpers import sha as sha256
+
 BLOCK = 512
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
-IMAGE_NAME = "io.containerd.image.name"
-REF_NAME = "org.opencontainers.image.ref.name"
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def blob_name(digest: str) -> str:
-    alg, hex_ = digest.split(":", 1)
-    return f"blobs/{alg}/{hex_}"
 
 
 def canonical(obj: Any) -> bytes:

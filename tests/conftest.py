@@ -12,9 +12,11 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from ocitar.testing import tree_digest
+from ocitar.testing import BuiltStore, tree_digest
+from test_save_helpers import standard_store
 
 REPO = Path(__file__).resolve().parent.parent
 REQUIRE_TOOLS = os.environ.get("OCITAR_REQUIRE_TOOLS") == "1"
@@ -111,3 +113,18 @@ class Unchanged:
 def unchanged() -> Iterator[type[Unchanged]]:
     """``with unchanged(store): ...`` asserts the store tree is identical afterwards."""
     yield Unchanged
+
+
+@pytest.fixture
+def store(oci_store_factory: Any) -> BuiltStore:
+    """The save suites' standard store (``test_save_helpers.standard_store``: APP, TOOLS, WIN and SOLO). A suite
+    that needs another store defines its own ``store`` fixture, which overrides this one."""
+    return standard_store(oci_store_factory)
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """An empty directory for a test's outputs."""
+    d = tmp_path / "out"
+    d.mkdir()
+    return d

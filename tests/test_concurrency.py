@@ -10,7 +10,6 @@ nothing left behind. The wait for the store lock is bounded: ``OCITAR_LOCK_TIMEO
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -23,11 +22,11 @@ from pathlib import Path
 import ocitar
 import pytest
 from _guards import assert_no_panic, no_panic  # noqa: F401
+from _helpers import IMAGE_NAME, entries
 from conftest import store_lock
 from ocitar import StoreError
 from ocitar.testing import BuiltStore, Image, Layer, Platform, build_store, tree_digest
 
-IMAGE_NAME = "io.containerd.image.name"
 BIG = 2 << 20
 SHARED = Layer(BIG, "shared", compression="none")
 
@@ -154,10 +153,6 @@ class Proc:
         assert_no_panic(err, "a concurrent process")
         assert self.p.returncode == 0, err
         return out
-
-
-def entries(store: Path) -> list[dict]:
-    return list(json.loads((store / "index.json").read_bytes())["manifests"])
 
 
 def check_store(store: Path, src: BuiltStore, expect: set[str]) -> None:

@@ -23,14 +23,12 @@ from pathlib import Path
 
 import ocitar
 import pytest
+from _helpers import DOCKER_LIST, OCI_INDEX, OCI_MANIFEST
 from conftest import run
 from ocitar.testing import BuiltImage, BuiltStore, Image, Layer, Platform
 from test_interop_helpers import (
-    DOCKER_LIST,
     FOREIGN,
     HOST,
-    OCI_INDEX,
-    OCI_MANIFEST,
     chain_id,
     diff_ids,
     full_name,

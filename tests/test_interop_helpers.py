@@ -5,7 +5,6 @@ This module holds no tests; it is named ``test_interop_*`` only so that it belon
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,15 +19,9 @@ from typing import Any, NoReturn
 
 import ocitar
 import pytest
+from _helpers import sha
 from conftest import REQUIRE_TOOLS
 from ocitar.testing import BuiltImage, BuiltStore, Image, Layer, Platform
-
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-IMAGE_NAME = "io.containerd.image.name"
-REF_NAME = "org.opencontainers.image.ref.name"
 
 #: The host's platform as ocitar sees it (linux/amd64 on the CI machine); the platform containerd
 #: unpacks by default and ``ctr images check`` looks at.
@@ -41,10 +34,6 @@ FOREIGN, FOREIGN2 = [
 
 def norm(platform: str) -> str:
     return ocitar.normalize_platform(platform)
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def multi(

@@ -19,15 +19,12 @@ from typing import Any
 
 import ocitar
 import pytest
+from _helpers import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, REF_NAME, sha
 from conftest import run
 from ocitar.testing import BuiltStore, Image
 from test_interop_helpers import (
-    DOCKER_MANIFEST,
     FOREIGN,
     HOST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    REF_NAME,
     config,
     diff_ids,
     multi,
@@ -35,7 +32,6 @@ from test_interop_helpers import (
     override,
     read_json,
     rootfs_files,
-    sha,
     tree_files,
 )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import bz2
 import dataclasses
 import gzip
-import hashlib
 import io
 import json
 import lzma
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import ocitar
 import pytest
+from _helpers import ATTESTATION_TYPE, IMAGE_NAME, REF_NAME, blobs, entries, store_blob
 from ocitar import (
     InvalidArchiveError,
     InvalidPlatformError,
@@ -32,10 +32,6 @@ from ocitar import (
 )
 from ocitar.testing import BuiltStore, Image, Layer, Platform, build_store, tree_digest
 
-IMAGE_NAME = "io.containerd.image.name"
-REF_NAME = "org.opencontainers.image.ref.name"
-ATTESTATION_TYPE = "vnd.docker.reference.type"
-
 # The platforms of "app" as built; reports show them as the image writes them.
 APP_PLATFORMS = ("linux/amd64", "linux/arm64/v8", "linux/arm/v7", "linux/s390x")
 
@@ -43,12 +39,6 @@ APP_PLATFORMS = ("linux/amd64", "linux/arm64/v8", "linux/arm/v7", "linux/s390x")
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def entries(store: str | os.PathLike[str]) -> list[dict]:
-    """The store's index.json entries."""
-    doc = json.loads((Path(store) / "index.json").read_bytes())
-    return list(doc["manifests"])
 
 
 def named(store: str | os.PathLike[str]) -> dict[str, str]:
@@ -62,12 +52,6 @@ def named(store: str | os.PathLike[str]) -> dict[str, str]:
     return out
 
 
-def blobs(store: str | os.PathLike[str]) -> set[str]:
-    """Digests of every blob file in the store."""
-    d = Path(store) / "blobs" / "sha256"
-    return {"sha256:" + p.name for p in d.iterdir()} if d.is_dir() else set()
-
-
 def archive_blobs(data: bytes) -> set[str]:
     """Digests of every blob entry of an (uncompressed) archive."""
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
@@ -79,11 +63,7 @@ def archive_blobs(data: bytes) -> set[str]:
 
 
 def blob_json(store: str | os.PathLike[str], digest: str) -> dict:
-    return json.loads((Path(store) / "blobs" / "sha256" / digest.split(":", 1)[1]).read_bytes())
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return json.loads(store_blob(store, digest))
 
 
 def retar(data: bytes, rename=lambda n: n, drop=lambda n: False) -> bytes:

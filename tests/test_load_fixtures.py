@@ -4,7 +4,6 @@ the test), the deliberately broken fixtures, and peer tools reading the store af
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -13,37 +12,25 @@ from pathlib import Path
 
 import ocitar
 import pytest
+from _helpers import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_LAYER_GZIP,
+    DOCKER_MANIFEST,
+    IMAGE_NAME,
+    REF_NAME,
+    blobs,
+    entries,
+    sha,
+    store_blob,
+)
 from conftest import run
 from ocitar import DigestMismatchError, InvalidArchiveError, OcitarError, PlatformNotFoundError
 from ocitar.testing import BuiltStore, Image, Layer, Platform, build_store, tree_digest
 
-IMAGE_NAME = "io.containerd.image.name"
-REF_NAME = "org.opencontainers.image.ref.name"
-MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MT_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-MT_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
-MT_DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-
 IMG0 = "sha256:c188e7a25aa762995b6150e56f8269455a3606d1d256d16dc67cdb00b6cf5c2b"
 IMG1 = "sha256:c4fca9b17ed7c12cfa417afb24c8419540d7c2561a3c87942f288f2535554f31"
 FIVE = ("linux/amd64", "linux/arm64/v8", "linux/arm/v7", "linux/s390x", "windows(10.0.20348.2113)/amd64")
-
-
-def entries(store: Path) -> list[dict]:
-    return list(json.loads((store / "index.json").read_bytes())["manifests"])
-
-
-def blobs(store: Path) -> set[str]:
-    d = store / "blobs" / "sha256"
-    return {"sha256:" + p.name for p in d.iterdir()} if d.is_dir() else set()
-
-
-def blob_bytes(store: Path, digest: str) -> bytes:
-    return (store / "blobs" / "sha256" / digest.split(":", 1)[1]).read_bytes()
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def member(tf: tarfile.TarFile, name: str) -> bytes | None:
@@ -166,7 +153,7 @@ def test_peer_oci_archives_load(fixtures: Path, tmp_path: Path, rel: str, how: s
         assert {d.split(":")[1] for d in blobs(store)} <= archived
     # Every stored blob hashes to its name.
     for d in blobs(store):
-        assert sha(blob_bytes(store, d)) == d
+        assert sha(store_blob(store, d)) == d
 
 
 def test_partial_export_requires_present_platforms(fixtures: Path, tmp_path: Path, unchanged) -> None:
@@ -299,20 +286,20 @@ def test_docker_archives_load(fixtures: Path, tmp_path: Path, rel: str, how: str
     assert len(expected) == len(report.images)
     index = entries(store)
     for img, exp in zip(report.images, expected):
-        assert img.media_type == MT_DOCKER_MANIFEST
+        assert img.media_type == DOCKER_MANIFEST
         assert img.absent == ()
-        doc = blob_bytes(store, img.digest)
+        doc = store_blob(store, img.digest)
         assert sha(doc) == img.digest
         m = json.loads(doc)
-        assert m["schemaVersion"] == 2 and m["mediaType"] == MT_DOCKER_MANIFEST
-        assert m["config"] == {"mediaType": MT_DOCKER_CONFIG, "digest": exp["config"][0], "size": exp["config"][1]}
+        assert m["schemaVersion"] == 2 and m["mediaType"] == DOCKER_MANIFEST
+        assert m["config"] == {"mediaType": DOCKER_CONFIG, "digest": exp["config"][0], "size": exp["config"][1]}
         assert [(x["digest"], x["size"], x["mediaType"]) for x in m["layers"]] == [
-            (d, n, MT_DOCKER_LAYER_GZIP if gz else MT_DOCKER_LAYER) for d, n, gz in exp["layers"]
+            (d, n, DOCKER_LAYER_GZIP if gz else DOCKER_LAYER) for d, n, gz in exp["layers"]
         ]
         assert img.platforms[0].startswith(exp["platform"])
         # Every blob the manifest names is in the store with the right bytes.
         for d in [exp["config"][0]] + [d for d, _, _ in exp["layers"]]:
-            assert sha(blob_bytes(store, d)) == d
+            assert sha(store_blob(store, d)) == d
         mine = [e for e in index if e["digest"] == img.digest]
         if exp["tags"]:
             assert {(e["annotations"][IMAGE_NAME], e["annotations"][REF_NAME]) for e in mine} == {
@@ -334,7 +321,7 @@ def test_hello_world_v25_null_index_falls_back_to_manifest_json(fixtures: Path, 
     report = ocitar.load(fixtures / "go-containerregistry" / "tarball" / "hello-world-v25.tar", store=store)
     (img,) = report.images
     assert img.names == ()
-    m = json.loads(blob_bytes(store, img.digest))
+    m = json.loads(store_blob(store, img.digest))
     assert m["config"]["digest"] == "sha256:ee301c921b8aadc002973b2e0c3da17d701dcd994b606769a7e6eaa100b81d44"
     assert [x["digest"] for x in m["layers"]] == [
         "sha256:12660636fe55438cc3ae7424da7ac56e845cdb52493ff9cf949c47a7f57f8b43"
@@ -347,17 +334,17 @@ def test_whiteout_dir_gzip_layers_and_digest_named_config(fixtures: Path, tmp_pa
     store = tmp_path / "store"
     report = ocitar.load(fixtures / "go-containerregistry" / "mutate" / "whiteout_dir.tar", store=store)
     (img,) = report.images
-    m = json.loads(blob_bytes(store, img.digest))
+    m = json.loads(store_blob(store, img.digest))
     assert m["config"]["digest"] == "sha256:92f1e3d53acdc7e137e73869abc4e87aba6614440a31723423790ca0d5db9111"
-    assert [x["mediaType"] for x in m["layers"]] == [MT_DOCKER_LAYER_GZIP] * 4
+    assert [x["mediaType"] for x in m["layers"]] == [DOCKER_LAYER_GZIP] * 4
 
 
 def test_symlinked_layer_is_stored_once_per_content(fixtures: Path, tmp_path: Path) -> None:
     store = tmp_path / "store"
     report = ocitar.load(fixtures / "go-containerregistry" / "tarball" / "test_link.tar", store=store)
     one, three = report.images
-    m1 = json.loads(blob_bytes(store, one.digest))
-    m3 = json.loads(blob_bytes(store, three.digest))
+    m1 = json.loads(store_blob(store, one.digest))
+    m3 = json.loads(store_blob(store, three.digest))
     # image 3's first layer is a symlink to image 1's layer: the same blob.
     assert m3["layers"][0]["digest"] == m1["layers"][0]["digest"]
     assert m3["layers"][0]["size"] == 10240
@@ -519,13 +506,13 @@ def test_skopeo_docker_archive_loads(skopeo: str, skopeo_src: BuiltStore, tmp_pa
     (img,) = report.images
     assert img.names == ("example.test/team/img0:1.2",)
     assert [ocitar.normalize_platform(p) for p in img.platforms] == [ocitar.normalize_platform(platform)]
-    assert img.media_type == MT_DOCKER_MANIFEST
-    m = json.loads(blob_bytes(store, img.digest))
+    assert img.media_type == DOCKER_MANIFEST
+    m = json.loads(store_blob(store, img.digest))
     # skopeo keeps the config and writes layers uncompressed: they are the config's diff_ids.
     assert m["config"]["digest"] == built.configs[platform]
-    config = json.loads(blob_bytes(store, built.configs[platform]))
+    config = json.loads(store_blob(store, built.configs[platform]))
     assert [x["digest"] for x in m["layers"]] == config["rootfs"]["diff_ids"]
-    assert all(x["mediaType"] == MT_DOCKER_LAYER for x in m["layers"])
+    assert all(x["mediaType"] == DOCKER_LAYER for x in m["layers"])
     (entry,) = entries(store)
     assert entry["digest"] == img.digest
     assert entry["annotations"] == {IMAGE_NAME: "example.test/team/img0:1.2", REF_NAME: "1.2"}

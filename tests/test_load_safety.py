@@ -19,6 +19,7 @@ from pathlib import Path
 
 import ocitar
 import pytest
+from _helpers import IMAGE_NAME, blobs, entries
 from ocitar import (
     DigestMismatchError,
     InvalidArchiveError,
@@ -28,18 +29,6 @@ from ocitar import (
     StoreError,
 )
 from ocitar.testing import BuiltStore, Image, Layer, Platform, build_store, tree_digest
-
-IMAGE_NAME = "io.containerd.image.name"
-
-
-def entries(store: Path) -> list[dict]:
-    return list(json.loads((store / "index.json").read_bytes())["manifests"])
-
-
-def blobs(store: Path) -> set[str]:
-    d = store / "blobs" / "sha256"
-    return {"sha256:" + p.name for p in d.iterdir()} if d.is_dir() else set()
-
 
 # --------------------------------------------------------------------------
 # a valid archive, and ways to break it

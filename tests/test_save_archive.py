@@ -16,13 +16,11 @@ import threading
 
 import ocitar
 import pytest
+from _helpers import OCI_LAYOUT, OCI_MANIFEST, blob_name, store_blob
 from ocitar.testing import Image, Layer, Platform, build_store
 from test_save_helpers import (
     APP,
-    OCI_LAYOUT,
-    OCI_MANIFEST,
     blob_digests,
-    blob_name,
     check_archive,
     flip_byte,
     index_json,
@@ -33,24 +31,9 @@ from test_save_helpers import (
     put_blob,
     raw_headers,
     read_member,
-    standard_store,
-    store_blob,
     truncate,
     write_store_index,
 )
-
-
-@pytest.fixture
-def store(oci_store_factory):
-    return standard_store(oci_store_factory)
-
-
-@pytest.fixture
-def out(tmp_path):
-    d = tmp_path / "out"
-    d.mkdir()
-    return d
-
 
 # determinism, order, headers ------------------------------------------------------------------------
 

@@ -15,15 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import ocitar
+from _helpers import blob_name, root, sha, store_blob
 from ocitar.testing import BuiltImage, BuiltStore, Image, Layer, Platform
-
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-IMAGE_NAME = "io.containerd.image.name"
-REF_NAME = "org.opencontainers.image.ref.name"
-OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
 #: The host's platform as ocitar sees it (an OS alone takes the host's architecture).
 HOST = ocitar.normalize_platform("linux")
@@ -54,15 +47,6 @@ SOLO = Image(names=(), platforms=(Platform("linux/arm64/v8", layers=(Layer(seed=
 def standard_store(factory: Any, name: str = "store") -> BuiltStore:
     """APP, TOOLS, WIN and SOLO in one store."""
     return factory(APP, TOOLS, WIN, SOLO, name=name)
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def blob_name(digest: str) -> str:
-    alg, hexd = digest.split(":", 1)
-    return f"blobs/{alg}/{hexd}"
 
 
 def open_tar(data: bytes) -> tarfile.TarFile:
@@ -147,11 +131,6 @@ def raw_headers(data: bytes) -> list[dict[str, Any]]:
     return out
 
 
-def store_blob(store: BuiltStore | Path, digest: str) -> bytes:
-    root = store.path if isinstance(store, BuiltStore) else Path(store)
-    return (root / blob_name(digest)).read_bytes()
-
-
 def manifest_blobs(store: BuiltStore | Path, manifest_digest: str) -> set[str]:
     """The manifest and the config and layers it names."""
     doc = json.loads(store_blob(store, manifest_digest))
@@ -174,20 +153,17 @@ def expected_blobs(store: BuiltStore, image: BuiltImage, specs: Iterable[str], w
 
 
 def store_index(store: BuiltStore | Path) -> dict[str, Any]:
-    root = store.path if isinstance(store, BuiltStore) else Path(store)
-    doc: dict[str, Any] = json.loads((root / "index.json").read_text())
+    doc: dict[str, Any] = json.loads((root(store) / "index.json").read_text())
     return doc
 
 
 def write_store_index(store: BuiltStore | Path, doc: dict[str, Any]) -> None:
-    root = store.path if isinstance(store, BuiltStore) else Path(store)
-    (root / "index.json").write_text(json.dumps(doc, indent=2))
+    (root(store) / "index.json").write_text(json.dumps(doc, indent=2))
 
 
 def put_blob(store: BuiltStore | Path, data: bytes) -> str:
-    root = store.path if isinstance(store, BuiltStore) else Path(store)
     d = sha(data)
-    p = root / blob_name(d)
+    p = root(store) / blob_name(d)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(data)
     return d
@@ -203,8 +179,7 @@ def check_archive(data: bytes, store: BuiltStore | Path | None = None) -> None:
         alg, hexd = d.split(":", 1)
         assert hashlib.new(alg, content).hexdigest() == hexd, f"{d} does not hash to its name"
         if store is not None:
-            root = store.path if isinstance(store, BuiltStore) else Path(store)
-            p = root / blob_name(d)
+            p = root(store) / blob_name(d)
             if p.exists():
                 assert p.read_bytes() == content, f"{d} differs from the store's blob"
     present = set(names)

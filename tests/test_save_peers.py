@@ -3,13 +3,13 @@ shared fixtures (../shared/fixtures, SOURCES.md), checked against an independent
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import ocitar
 import pytest
+from _helpers import entries, sha, store_blob
 from conftest import run
 from test_save_helpers import (
     archive_blob,
@@ -18,21 +18,14 @@ from test_save_helpers import (
     index_json,
     listing,
     manifest_json,
-    standard_store,
-    store_blob,
 )
 
 # skopeo ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def store(oci_store_factory):
-    return standard_store(oci_store_factory)
-
-
 def raw_digest(skopeo: str, ref: str) -> str:
     p = run(skopeo, "inspect", "--raw", ref)
-    return "sha256:" + hashlib.sha256(p.stdout.encode()).hexdigest()
+    return sha(p.stdout.encode())
 
 
 def test_skopeo_inspect_raw_keep(skopeo, store, tmp_path):
@@ -127,11 +120,6 @@ IMAGE_CONFIGS = {
 }
 
 
-def _blob(root: Path, digest: str) -> bytes:
-    alg, hexd = digest.split(":", 1)
-    return (root / "blobs" / alg / hexd).read_bytes()
-
-
 def _platform_text(p: dict[str, Any]) -> str:
     s = p["os"]
     if p.get("os.version"):
@@ -153,7 +141,7 @@ def oracle(root: Path, desc: dict[str, Any]) -> tuple[set[str], list[str], int]:
         if d["digest"] in blobs:
             return
         blobs.add(d["digest"])
-        doc = json.loads(_blob(root, d["digest"]))
+        doc = json.loads(store_blob(root, d["digest"]))
         if d.get("mediaType") in INDEX_TYPES or "manifests" in doc:
             for child in doc.get("manifests") or []:
                 visit(child)
@@ -169,15 +157,10 @@ def oracle(root: Path, desc: dict[str, Any]) -> tuple[set[str], list[str], int]:
         elif p:
             platforms.append(_platform_text(p))
         elif config and config.get("mediaType") in IMAGE_CONFIGS:
-            platforms.append(_platform_text(json.loads(_blob(root, config["digest"]))))
+            platforms.append(_platform_text(json.loads(store_blob(root, config["digest"]))))
 
     visit(desc)
     return blobs, platforms, attestations
-
-
-def entries(root: Path) -> list[dict[str, Any]]:
-    doc: list[dict[str, Any]] = json.loads((root / "index.json").read_text())["manifests"]
-    return doc
 
 
 def entry_for(root: Path, ref_name: str) -> dict[str, Any]:
@@ -199,7 +182,7 @@ def check_fixture_save(root: Path, refs: list[str], descs: list[dict[str, Any]],
         assert list(img.platforms) == platforms, desc["digest"]
         assert img.attestations == attestations, desc["digest"]
         assert img.media_type == desc["mediaType"]
-        assert archive_blob(data, desc["digest"]) == _blob(root, desc["digest"])
+        assert archive_blob(data, desc["digest"]) == store_blob(root, desc["digest"])
     assert blob_digests(data) == want_blobs
     assert {e["digest"] for e in index_json(data)["manifests"]} == {d["digest"] for d in descs}
     return data
@@ -262,7 +245,7 @@ def test_fixture_regclient_images(regclient, tmp_path, unchanged):
 
 def test_fixture_regclient_v1_attestations(regclient, tmp_path):
     v1 = entry_for(regclient, "v1")
-    index = json.loads(_blob(regclient, v1["digest"]))
+    index = json.loads(store_blob(regclient, v1["digest"]))
     arm64 = [d for d in index["manifests"] if d.get("platform", {}).get("architecture") == "arm64"]
     (arm64,) = arm64
     (att,) = [
@@ -282,7 +265,7 @@ def test_fixture_regclient_v1_attestations(regclient, tmp_path):
 
 def test_fixture_regclient_b1_platform_subset(regclient, tmp_path):
     b1 = entry_for(regclient, "b1")
-    index = json.loads(_blob(regclient, b1["digest"]))
+    index = json.loads(store_blob(regclient, b1["digest"]))
     r = ocitar.save(regclient, "b1", ["linux/arm/v6,linux/amd64"], output=tmp_path / "b1.tar", index="subset")
     data = (tmp_path / "b1.tar").read_bytes()
     check_archive(data, regclient)
@@ -311,7 +294,7 @@ def test_fixture_containers_image_latest(multi, tmp_path):
 
 def test_fixture_containers_image_wrong_descriptor_size(multi, tmp_path, unchanged):
     desc = entry_for(multi, "1.0.0")
-    config = json.loads(_blob(multi, desc["digest"]))["config"]
+    config = json.loads(store_blob(multi, desc["digest"]))["config"]
     out = tmp_path / "out"
     out.mkdir()
     with unchanged(multi, outside=out), pytest.raises(ocitar.DigestMismatchError) as e:
@@ -337,7 +320,7 @@ def test_fixture_generated_full_name_and_windows(fixtures, tmp_path):
     report = ocitar.save(root, "example.test/peers/img2", ["windows(10.0.20348)/amd64"], output=tmp_path / "w.tar")
     assert report.images[0].digest == img2["digest"]
     assert report.images[0].platforms == ("windows(10.0.20348.2113)/amd64",)
-    index = json.loads(_blob(root, img2["digest"]))
+    index = json.loads(store_blob(root, img2["digest"]))
     (win,) = [d for d in index["manifests"] if d["platform"]["os"] == "windows"]
     data = (tmp_path / "w.tar").read_bytes()
     check_archive(data, root)

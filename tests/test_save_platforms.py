@@ -7,32 +7,18 @@ import json
 
 import ocitar
 import pytest
+from _helpers import IMAGE_NAME, blob_name
 from test_save_helpers import (
-    IMAGE_NAME,
     blob_digests,
-    blob_name,
     check_archive,
     expected_blobs,
     index_json,
     listing,
     manifest_blobs,
     member_names,
-    standard_store,
 )
 
 ALL_APP = ("linux/amd64", "linux/arm64/v8", "linux/arm/v7")
-
-
-@pytest.fixture
-def store(oci_store_factory):
-    return standard_store(oci_store_factory)
-
-
-@pytest.fixture
-def out(tmp_path):
-    d = tmp_path / "out"
-    d.mkdir()
-    return d
 
 
 def report_of(store, refs, platforms=None, out=None, **kw):

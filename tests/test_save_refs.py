@@ -9,12 +9,10 @@ from pathlib import Path
 
 import ocitar
 import pytest
+from _helpers import IMAGE_NAME, OCI_INDEX, REF_NAME
 from ocitar.testing import Image, Layer, Platform
 from test_save_helpers import (
     APP,
-    IMAGE_NAME,
-    OCI_INDEX,
-    REF_NAME,
     SOLO,
     TOOLS,
     WIN,

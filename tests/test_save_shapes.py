@@ -7,18 +7,22 @@ import json
 
 import ocitar
 import pytest
-from ocitar.testing import Image, Layer, Platform
-from test_save_helpers import (
+from _helpers import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
-    HOST,
     IMAGE_NAME,
     OCI_INDEX,
     OCI_MANIFEST,
     REF_NAME,
+    blob_name,
+    sha,
+    store_blob,
+)
+from ocitar.testing import Image, Layer, Platform
+from test_save_helpers import (
+    HOST,
     archive_blob,
     blob_digests,
-    blob_name,
     check_archive,
     expected_blobs,
     index_json,
@@ -26,17 +30,9 @@ from test_save_helpers import (
     manifest_blobs,
     manifest_json,
     put_blob,
-    sha,
-    standard_store,
-    store_blob,
     store_index,
     write_store_index,
 )
-
-
-@pytest.fixture
-def store(oci_store_factory):
-    return standard_store(oci_store_factory)
 
 
 def saved(store, refs, platforms=None, **kw):

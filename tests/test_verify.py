@@ -20,6 +20,7 @@ import _archives as A
 import ocitar
 import pytest
 from _guards import assert_no_panic, no_panic  # noqa: F401
+from _helpers import sha
 from ocitar import DigestMismatchError, InvalidArchiveError, OcitarError, StoreError
 from ocitar.testing import BuiltStore, Image, Layer, Platform, build_store, tree_digest
 
@@ -49,10 +50,6 @@ def store(pristine: BuiltStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     path = tmp_path / "store"
     shutil.copytree(pristine.path, path)
     return BuiltStore(path=path, images=pristine.images)
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def verify_raises(path: Path, error: type[OcitarError], *names: str) -> str:
