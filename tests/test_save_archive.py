@@ -1,5 +1,6 @@
 """save: the archive itself (deterministic bytes, entry order, headers), where it goes (path, file object,
-bytes), compression, verification of store blobs, the GIL, and SaveReport (issue 2 §3, DESIGN.md §2, §4)."""
+bytes), compression, verification of store blobs, the GIL, and SaveReport (issue 2 §3; README "Guarantees",
+docs/ARCHITECTURE.md "Save")."""
 
 from __future__ import annotations
 

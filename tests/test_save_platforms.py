@@ -1,5 +1,5 @@
 """save: platform lists (None, lists, comma entries, aliases, duplicates), the requirement rule, windows
-os.version matching and attestations (issue 2 §3, DESIGN.md §2, §4 and §5)."""
+os.version matching and attestations (issue 2 §3; README "Platforms", docs/ARCHITECTURE.md "Save")."""
 
 from __future__ import annotations
 

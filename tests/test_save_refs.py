@@ -1,5 +1,5 @@
 """save: which images references select, the names written for them, and the errors for references that
-select nothing, select two images, or do not parse (issue 2 §3, DESIGN.md §2 and §4)."""
+select nothing, select two images, or do not parse (issue 2 §3; README "Python", docs/ARCHITECTURE.md "Save")."""
 
 from __future__ import annotations
 

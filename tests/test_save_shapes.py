@@ -1,5 +1,5 @@
 """save: the three index shapes (keep, subset, manifest) over OCI and Docker media types and nested
-indexes, and the Docker manifest.json (issue 2 §3, DESIGN.md §2 and §4)."""
+indexes, and the Docker manifest.json (issue 2 §3; README "Which shape", docs/ARCHITECTURE.md "Save")."""
 
 from __future__ import annotations
 
