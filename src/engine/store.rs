@@ -439,11 +439,6 @@ impl Ingest {
         Ok((p, f))
     }
 
-    /// The staging directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Record a verified temporary file as the content of `digest`, and start writing it back to disk
     /// (it is fsynced, with every other staged file, by [`Ingest::commit`]).
     pub fn stage(&mut self, digest: Digest, path: PathBuf) {

@@ -519,15 +519,6 @@ impl Image {
         collect_absent(&self.root, &mut out);
         out
     }
-
-    /// The platforms of complete, non-attestation manifests.
-    pub fn platforms(&self) -> Vec<String> {
-        self.manifests()
-            .into_iter()
-            .filter(|m| !m.is_attestation() && m.complete())
-            .map(Manifest::platform_name)
-            .collect()
-    }
 }
 
 fn collect_manifests<'a>(n: &'a Node, out: &mut Vec<&'a Manifest>) {

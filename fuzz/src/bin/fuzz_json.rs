@@ -189,7 +189,9 @@ impl State for JsonState {
         for mt in MEDIA_TYPES {
             let desc = Descriptor::new(mt, digest.clone(), input.len() as u64);
             if let Ok(image) = walk::walk(&self.source, &desc) {
-                let _ = image.platforms();
+                for m in image.manifests() {
+                    let _ = (m.is_attestation(), m.complete(), m.platform_name());
+                }
                 let _ = image.absent();
                 for m in &matchers {
                     let _ = walk::select(&image, m, "fuzz", Error::InvalidArgument);

@@ -70,8 +70,6 @@ pub struct Archive {
     label: String,
     /// The compression the input had.
     pub compression: Option<Compression>,
-    /// Bytes of the archive (uncompressed stream length for compressed input).
-    pub bytes: u64,
 }
 
 /// Entries of a stream up to this size are held in memory rather than spooled to a file (JSON documents,
@@ -145,7 +143,6 @@ impl Archive {
                             data: Data::File(f),
                             label,
                             compression: None,
-                            bytes: len,
                         })
                     }
                 }
@@ -165,7 +162,6 @@ impl Archive {
                             data: Data::Bytes(b),
                             label,
                             compression: None,
-                            bytes: len,
                         })
                     }
                 }
@@ -186,18 +182,14 @@ impl Archive {
     }
 
     fn from_stream(
-        reader: Box<dyn Read + Send>,
+        mut reader: Box<dyn Read + Send>,
         compression: Option<Compression>,
         label: String,
         spool: &mut dyn Spool,
     ) -> Result<Archive> {
-        let mut counted = CountingReader {
-            inner: reader,
-            n: 0,
-        };
         let mut entries = BTreeMap::new();
         {
-            let mut ar = tar::Archive::new(TarGuard::new(&mut counted));
+            let mut ar = tar::Archive::new(TarGuard::new(&mut reader));
             let iter = ar.entries().map_err(|e| tar_error(&label, None, &e))?;
             let mut last: Option<String> = None;
             let mut memory = 0u64;
@@ -255,13 +247,12 @@ impl Archive {
         }
         // Drain what follows the end-of-archive marker so a pipe's writer is not cut off; a bounded
         // amount, since a decompressor can expand a few bytes of trailing garbage to terabytes.
-        let _ = io::copy(&mut (&mut counted).take(MAX_TRAILING), &mut io::sink());
+        let _ = io::copy(&mut (&mut reader).take(MAX_TRAILING), &mut io::sink());
         Ok(Archive {
             entries,
             data: Data::Spooled,
             label,
             compression,
-            bytes: counted.n,
         })
     }
 
@@ -408,19 +399,6 @@ impl Read for At<'_> {
             .file
             .read_at(buf.get_mut(..want).unwrap_or_default(), self.pos)?;
         self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-struct CountingReader<R> {
-    inner: R,
-    n: u64,
-}
-
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.n += n as u64;
         Ok(n)
     }
 }
