@@ -229,7 +229,8 @@ fn summarize(
     }
 }
 
-/// A platform as the image wrote it (arm64 keeps its `v8`), in containerd's format.
+/// A platform in containerd's format, normalized (`arm64/v8` shows as `arm64`); [`fix_platform_names`]
+/// then puts back the text the image wrote where its descriptor has one.
 fn raw_platform(p: &super::platform::Platform) -> String {
     p.to_string()
 }

@@ -65,9 +65,8 @@ impl<'a> Progress<'a> {
         }
     }
 
-    /// Set the total and report zero.
-    ///
-    /// This does not fail: a callback error here is reported by the next [`Progress::advance`].
+    /// Set the total and count from zero. Nothing is reported here (so nothing can fail): the first
+    /// [`Progress::advance`] calls the callback.
     pub fn start(&mut self, total: u64) {
         self.total = total;
         self.done = 0;

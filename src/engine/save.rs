@@ -599,7 +599,8 @@ fn write<W: Write>(
 ) -> Result<(SaveReport, W)> {
     let sink = match compression {
         None => Sink::Plain(out),
-        // Members with mtime 0 and no file name, cut at fixed offsets: deterministic.
+        // One gzip member (mtime 0, no file name) deflated in pieces cut at fixed offsets: the same bytes
+        // whatever the number of threads.
         Some(Compression::Gzip) => Sink::Gzip(ParallelGzip::new(out, 6, copy::threads())),
         Some(Compression::Zstd) => Sink::Zstd(zstd::stream::write::Encoder::new(out, 3).at(dest)?),
         Some(other) => {

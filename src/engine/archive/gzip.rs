@@ -105,7 +105,8 @@ impl<W: Write> ParallelGzip<W> {
             .as_mut()
             .ok_or_else(|| io::Error::other("gzip stream already finished"))?;
         if !self.header_written {
-            // mtime 0, no name, no extra flags, OS unknown: the header flate2's GzBuilder writes.
+            // mtime 0, no name, XFL 0, OS 255 (unknown). flate2's GzBuilder writes the same at levels 2-8;
+            // at 9 or 0-1 it sets XFL to 2 or 4, a hint readers ignore.
             out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])?;
             self.header_written = true;
         }
