@@ -570,32 +570,10 @@ fn closest(typed: &str, index: &IndexFile) -> Vec<String> {
     names.dedup();
     let mut scored: Vec<(usize, String)> = names
         .into_iter()
-        .map(|n| (levenshtein(typed, &n), n))
+        .map(|n| (strsim::levenshtein(typed, &n), n))
         .collect();
     scored.sort();
     scored.into_iter().take(3).map(|(_, n)| n).collect()
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = Vec::with_capacity(b.len() + 1);
-        cur.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let (diag, up) = (prev.get(j).copied(), prev.get(j + 1).copied());
-            let left = cur.last().copied().unwrap_or(usize::MAX);
-            let sub = diag
-                .unwrap_or(usize::MAX)
-                .saturating_add(usize::from(ca != *cb));
-            cur.push(
-                sub.min(up.unwrap_or(usize::MAX).saturating_add(1))
-                    .min(left.saturating_add(1)),
-            );
-        }
-        prev = cur;
-    }
-    prev.last().copied().unwrap_or(0)
 }
 
 /// The default store: `$OCITAR_STORE`, else `$XDG_DATA_HOME/ocitar/store`, else
