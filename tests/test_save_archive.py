@@ -464,3 +464,34 @@ def test_sha512_blob_and_long_entry_names(tmp_path):
     flip_byte(root / "blobs" / "sha512" / hex512)
     with pytest.raises(ocitar.DigestMismatchError, match="sha512:" + hex512):
         ocitar.save(root, "s512:1")
+
+
+class _DiskFull(OSError):
+    pass
+
+
+class _FailingFile(io.RawIOBase):
+    """A writable file object that raises once ``limit`` bytes have been written to it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[no-untyped-def]
+        self.written += len(b)
+        if self.written > self.limit:
+            raise _DiskFull("disk full")
+        return len(b)
+
+
+@pytest.mark.parametrize("limit", [0, 1 << 20])
+@pytest.mark.parametrize("compression", ["gzip", "zstd", None])
+def test_a_file_object_that_fails_mid_archive_raises_its_error(tmp_path, unchanged, compression, limit):
+    # Larger than a compression piece, so the failure comes while pieces are still being compressed.
+    big = Layer(size=6 << 20, seed="fail-mid", compression="none")
+    store = build_store(tmp_path / "s", [Image(names=("big:1",), platforms=(Platform("linux/amd64", layers=(big,)),))])
+    with unchanged(store.path), pytest.raises(OSError, match="disk full"):
+        ocitar.save(store.path, "big:1", output=_FailingFile(limit), compression=compression)

@@ -5,6 +5,10 @@
 //! single-member gzip stream (Python's `tarfile` in stream mode `r|gz`, for one, does not read
 //! concatenated members), the same bytes whatever the number of workers, and within a fraction of a
 //! percent of one deflate stream's size.
+//!
+//! The `gzp` crate's `ParCompress<Gzip>` does the same (the same bytes, at the same speed) and was tried in
+//! its place; it stays out because it needs C zlib to build with flate2's zlib-rs, a `Send + 'static`
+//! output, and panics on error paths (benches/README.md).
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
