@@ -29,13 +29,21 @@ use super::Progress;
 /// One blob to copy: `size` bytes from `src` at `src_offset` to `dst` at `dst_offset`, which must then
 /// hash to `digest`. `location` names the source and `dest` the destination in errors.
 pub struct Job<'a> {
+    /// The file the blob is read from.
     pub src: &'a File,
+    /// Where the blob starts in `src`.
     pub src_offset: u64,
+    /// The file the blob is written to (opened for reading too: what landed is read back and hashed).
     pub dst: &'a File,
+    /// Where the blob goes in `dst`.
     pub dst_offset: u64,
+    /// Bytes to copy.
     pub size: u64,
+    /// What the copied bytes must hash to.
     pub digest: &'a Digest,
+    /// The source as errors name it (`archive.tar:blobs/sha256/…`, a store blob path).
     pub location: &'a str,
+    /// The destination path as errors name it.
     pub dest: &'a Path,
 }
 

@@ -17,7 +17,9 @@ pub const COPY_BUFFER: usize = 256 << 10;
 /// A hash algorithm ocitar can verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algorithm {
+    /// SHA-256 (`sha256:` and 64 hex digits).
     Sha256,
+    /// SHA-512 (`sha512:` and 128 hex digits).
     Sha512,
 }
 
@@ -148,7 +150,9 @@ impl serde::Serialize for Digest {
 /// An incremental hasher of either algorithm.
 #[derive(Clone)]
 pub enum Hasher {
+    /// A SHA-256 hasher (two messages can be hashed side by side).
     Sha256(Sha256),
+    /// A SHA-512 hasher.
     Sha512(sha2::Sha512),
 }
 

@@ -9,24 +9,39 @@ use std::path::{Path, PathBuf};
 pub enum Error {
     /// A platform specifier does not parse.
     #[error("invalid platform {spec:?}: {reason}")]
-    InvalidPlatform { spec: String, reason: String },
+    InvalidPlatform {
+        /// The specifier as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// An image reference does not parse.
     #[error("invalid reference format {reference:?}: {reason}")]
-    InvalidReference { reference: String, reason: String },
+    InvalidReference {
+        /// The reference as given.
+        reference: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A reference matches nothing in the store.
     #[error("image not found: {reference:?} matches no image in {store}{}", hint(.candidates))]
     ImageNotFound {
+        /// The reference as typed.
         reference: String,
+        /// The store searched.
         store: PathBuf,
+        /// The closest names the store has (at most three).
         candidates: Vec<String>,
     },
 
     /// A reference matches two or more different images.
     #[error("ambiguous reference {reference:?}: it matches {}", .matches.join(" and "))]
     AmbiguousReference {
+        /// The reference as typed.
         reference: String,
+        /// The names of the images it matches.
         matches: Vec<String>,
     },
 
@@ -37,35 +52,55 @@ pub enum Error {
         if .available.is_empty() { "none".to_string() } else { .available.join(", ") }
     )]
     PlatformNotFound {
+        /// The image, as named or by digest.
         image: String,
+        /// The platforms required and not complete.
         missing: Vec<String>,
+        /// The platforms the image has.
         available: Vec<String>,
     },
 
     /// Content does not hash to its digest.
     #[error("digest mismatch for {digest} at {location}: content hashes to {found}")]
     DigestMismatch {
+        /// The digest the content should have.
         digest: String,
+        /// Where the content was read (an archive entry, a store path).
         location: String,
+        /// The digest it has.
         found: String,
     },
 
     /// Content is not the size its descriptor says.
     #[error("size mismatch for {digest} at {location}: expected {expected} bytes, found {found}")]
     SizeMismatch {
+        /// The digest of the content.
         digest: String,
+        /// Where the content was read.
         location: String,
+        /// The size its descriptor states.
         expected: u64,
+        /// The size found (`more than N` when reading stopped early).
         found: String,
     },
 
     /// The archive is malformed, truncated, unsafe or over a limit.
     #[error("invalid archive: {entry}: {reason}")]
-    InvalidArchive { entry: String, reason: String },
+    InvalidArchive {
+        /// The entry concerned (or the archive, for whole-archive faults).
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// The store is malformed, locked too long, or a blob it names is missing.
     #[error("store error: {path}: {reason}")]
-    Store { path: PathBuf, reason: String },
+    Store {
+        /// The store, or the file in it, concerned.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 
     /// An argument has a wrong value (an option's value, a shape that cannot be written).
     #[error("{0}")]
@@ -74,8 +109,10 @@ pub enum Error {
     /// A filesystem or stream error, with the path it concerns.
     #[error("{}: {source}", .path.display())]
     Io {
+        /// The file concerned, or a label for what has no path (`<stream>`, `<progress>`).
         path: PathBuf,
         #[source]
+        /// The error.
         source: std::io::Error,
     },
 

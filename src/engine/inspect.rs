@@ -34,6 +34,7 @@ pub struct PlatformEntry {
     pub present: bool,
     /// Bytes of manifest, config and layers.
     pub size: u64,
+    /// Layers the manifest lists.
     pub layers: usize,
     /// Digests of the attestation manifests that describe this platform.
     pub attestations: Vec<Digest>,
@@ -44,8 +45,11 @@ pub struct PlatformEntry {
 pub struct ImageEntry {
     /// Familiar names (`alpine:3.20`).
     pub names: Vec<String>,
+    /// Digest of the top-level descriptor.
     pub digest: Digest,
+    /// Media type of the top-level descriptor (an index, a manifest list or a manifest).
     pub media_type: String,
+    /// Its platforms, present or absent, in the order its indexes list them.
     pub platforms: Vec<PlatformEntry>,
     /// Bytes of every blob of the image that is present.
     pub size: u64,
@@ -54,12 +58,15 @@ pub struct ImageEntry {
 /// What a store or archive holds.
 #[derive(Clone, Debug, Serialize)]
 pub struct Inventory {
+    /// The path inspected, as given.
     pub path: String,
     /// `store` or `archive`.
     pub kind: &'static str,
     /// For archives: `oci` (has index.json) or `docker` (manifest.json only).
     pub format: Option<&'static str>,
+    /// For archives: the compression the file had (`gzip`, `zstd`, `xz`, `bzip2`), if any.
     pub compression: Option<&'static str>,
+    /// Every image, one per top-level digest.
     pub images: Vec<ImageEntry>,
     /// Distinct blobs reachable from the images and present.
     pub blobs: usize,

@@ -30,11 +30,15 @@ const OPEN_BLOBS: usize = 128;
 pub struct LoadedImage {
     /// Familiar names (`alpine:3.20`); empty for an unnamed image.
     pub names: Vec<String>,
+    /// Digest of the top-level descriptor written to the store.
     pub digest: Digest,
+    /// Media type of that descriptor.
     pub media_type: String,
+    /// Platforms loaded, as the image writes them.
     pub platforms: Vec<String>,
     /// Platforms the image lists whose content the archive lacks (sparse archives).
     pub absent: Vec<String>,
+    /// Attestation manifests loaded with those platforms.
     pub attestations: usize,
     /// Names that pointed at another image before; that image stays in the store, unnamed.
     pub moved: Vec<String>,
@@ -43,9 +47,13 @@ pub struct LoadedImage {
 /// What load did.
 #[derive(Clone, Debug, Serialize)]
 pub struct LoadReport {
+    /// Every image of the archive, in archive order.
     pub images: Vec<LoadedImage>,
+    /// Blobs staged and committed.
     pub blobs_written: usize,
+    /// Blobs the store had already (not rewritten).
     pub blobs_present: usize,
+    /// Bytes of the blobs written.
     pub bytes_written: u64,
 }
 
@@ -59,6 +67,7 @@ pub(crate) struct Found {
 
 /// The walker's view of an archive, plus the documents synthesized for Docker-format images.
 pub struct ArchiveSource<'a> {
+    /// The archive read.
     pub archive: &'a Archive,
     synthesized: HashMap<Digest, Vec<u8>>,
     /// Docker layers and configs named by path rather than by digest.

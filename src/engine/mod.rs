@@ -1,6 +1,8 @@
 //! The ocitar engine: plain Rust, no Python. `save` and `load` are the operations; `walk` and `platform`
 //! are the one walker and the one platform matcher they share; `store` and `archive` hold the bytes.
 
+// Every public item of the engine says what it is.
+#![deny(missing_docs)]
 // Input-derived data never panics the engine: no unwrap, expect, panicking index or panic outside tests.
 #![cfg_attr(
     not(test),

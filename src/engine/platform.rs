@@ -10,9 +10,13 @@ use super::error::{Error, Result};
 /// A normalized platform. Equality is exact; [`Platform::matches`] also honours `os.version`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Platform {
+    /// Operating system, normalized (`linux`, `windows`, `darwin`).
     pub os: String,
+    /// Architecture, normalized (`amd64`, `arm64`, `arm`, `386`, …).
     pub architecture: String,
+    /// Variant (`v7`; `None` for `arm64`'s default `v8` and for amd64's `v1`).
     pub variant: Option<String>,
+    /// Windows build (`10.0.20348.2031`), when the image states one.
     pub os_version: Option<String>,
 }
 

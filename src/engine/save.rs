@@ -57,10 +57,15 @@ impl std::str::FromStr for IndexShape {
 /// What to save.
 #[derive(Clone, Debug, Default)]
 pub struct SaveOptions {
+    /// References to save, as typed (names, `name@digest`, digests or digest prefixes).
     pub refs: Vec<String>,
+    /// Platform specifiers (each may list several, comma-separated); empty for every platform.
     pub platforms: Vec<String>,
+    /// Which top-level document each image gets (`keep`, `subset`, `manifest`).
     pub index: IndexShape,
+    /// The platform whose manifest `manifest.json` describes first; default the host's.
     pub prefer: Option<String>,
+    /// Compression of the whole archive stream (`gzip` or `zstd`), or none.
     pub compression: Option<Compression>,
 }
 
@@ -73,19 +78,26 @@ pub struct SavedImage {
     pub digest: Digest,
     /// The store's digest, when the written one differs (`subset`, `manifest`).
     pub original_digest: Option<Digest>,
+    /// Media type of the top-level descriptor written.
     pub media_type: String,
+    /// Platforms saved, as the image writes them.
     pub platforms: Vec<String>,
     /// Platforms the image lists whose content was absent, so not saved.
     pub absent: Vec<String>,
+    /// Attestation manifests saved with those platforms.
     pub attestations: usize,
 }
 
 /// What save wrote.
 #[derive(Clone, Debug, Serialize)]
 pub struct SaveReport {
+    /// Every image saved, in the order of the references.
     pub images: Vec<SavedImage>,
+    /// Distinct blobs in the archive.
     pub blobs: usize,
+    /// Bytes of those blobs.
     pub blob_bytes: u64,
+    /// Bytes of the tar archive, before any compression.
     pub archive_bytes: u64,
 }
 

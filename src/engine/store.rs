@@ -52,7 +52,9 @@ pub struct Store {
 /// A parsed `index.json`: the document (kept whole, so unknown fields survive) and its entries.
 #[derive(Clone, Debug)]
 pub struct IndexFile {
+    /// The whole document.
     pub json: Value,
+    /// Its `manifests`, read as descriptors (`null` read as none).
     pub entries: Vec<Descriptor>,
 }
 

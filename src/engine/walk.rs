@@ -16,13 +16,21 @@ pub const MAX_DOCUMENT: u64 = 20 << 20;
 /// Deepest nesting accepted, of indexes within indexes and of JSON values within a document.
 pub const MAX_DEPTH: usize = 16;
 
+/// An OCI image index.
 pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// An OCI image manifest.
 pub const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// A Docker manifest list (schema 2).
 pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// A Docker image manifest (schema 2).
 pub const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// A Docker image config.
 pub const MT_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// An OCI image config.
 pub const MT_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// A Docker layer, uncompressed tar.
 pub const MT_DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// A Docker layer, gzip-compressed tar.
 pub const MT_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// Annotation naming the manifest an attestation manifest describes (buildkit).
@@ -34,11 +42,17 @@ pub const ANNOTATION_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
 /// rewritten documents carry every field they had.
 #[derive(Clone, Debug)]
 pub struct Descriptor {
+    /// The `mediaType` field.
     pub media_type: String,
+    /// The `digest` field, parsed.
     pub digest: Digest,
+    /// The `size` field.
     pub size: u64,
+    /// The `platform` field, normalized; `None` when absent or incomplete.
     pub platform: Option<Platform>,
+    /// The `annotations` field.
     pub annotations: BTreeMap<String, String>,
+    /// The descriptor's JSON as read, unknown fields included (written back unchanged).
     pub raw: Value,
 }
 
@@ -194,7 +208,9 @@ pub trait BlobSource {
 /// A walked image: its top-level descriptor and the tree below it.
 #[derive(Clone, Debug)]
 pub struct Image {
+    /// The top-level descriptor the walk started from.
     pub top: Descriptor,
+    /// The tree below it.
     pub root: Node,
 }
 
@@ -207,29 +223,43 @@ pub struct Image {
 pub enum Node {
     /// An image index or manifest list, with its original bytes and its children in order.
     Index {
+        /// The index's descriptor.
         desc: Descriptor,
+        /// Its bytes, as read (verified).
         doc: Vec<u8>,
+        /// Its JSON.
         json: Value,
+        /// Its children, in the order it lists them.
         children: Vec<Node>,
     },
     /// An image (or artifact) manifest.
     Manifest(Manifest),
     /// A child listed by an index whose blob is not in the source (a sparse archive or store).
-    Absent { desc: Descriptor },
+    Absent {
+        /// The child's descriptor, as the index lists it.
+        desc: Descriptor,
+    },
     /// A child of another kind (an opaque blob listed by an index).
-    Blob { desc: Descriptor },
+    Blob {
+        /// The child's descriptor, as the index lists it.
+        desc: Descriptor,
+    },
 }
 
 /// A manifest with what it needs and what of that is missing.
 #[derive(Clone, Debug)]
 pub struct Manifest {
+    /// The manifest's descriptor.
     pub desc: Descriptor,
+    /// Its bytes, as read (verified).
     pub doc: Vec<u8>,
     /// From the descriptor, else from the config.
     pub platform: Option<Platform>,
     /// The manifest an attestation manifest describes.
     pub attestation_of: Option<Digest>,
+    /// The config it names, when it names one.
     pub config: Option<Descriptor>,
+    /// The layers it lists, in order.
     pub layers: Vec<Descriptor>,
     /// Config and layer blobs the source does not have.
     pub missing: Vec<Digest>,

@@ -7,9 +7,13 @@ pub mod write;
 /// Compression of a whole archive stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
+    /// gzip (RFC 1952); read with any number of members, written as one.
     Gzip,
+    /// Zstandard frames.
     Zstd,
+    /// xz (LZMA2); read only.
     Xz,
+    /// bzip2; read only.
     Bzip2,
 }
 

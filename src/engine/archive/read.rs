@@ -28,7 +28,9 @@ pub enum Input {
 /// The kind of an archive entry, after its checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
     /// A symbolic or hard link, with its target as an archive path (already resolved, inside the archive).
     Link(String),
@@ -52,8 +54,11 @@ pub enum Loc {
 /// One checked archive entry.
 #[derive(Clone, Debug)]
 pub struct Entry {
+    /// What the entry is.
     pub kind: Kind,
+    /// Bytes of data the header declares.
     pub size: u64,
+    /// Where those bytes are.
     pub loc: Loc,
 }
 
