@@ -23,5 +23,39 @@ def release(tmp: Path) -> list[str]:
     try:
         ocitar.load(tmp / "a.tar", platforms=["linux/arm64"], store=tmp / "s")
     except ocitar.PlatformNotFoundError as e:
-        platforms.append(str(e))
+        image: str = e.image
+        missing: tuple[str, ...] = e.missing
+        available: tuple[str, ...] = e.available
+        platforms += [image, *missing, *available]
     return platforms
+
+
+def caught(store: Path, tmp: Path) -> list[object]:
+    """Every exception's attributes, typed as a test reads them."""
+    seen: list[object] = []
+    try:
+        ocitar.save(store, "app:2.0", output=tmp / "b.tar")
+    except ocitar.ImageNotFoundError as e:
+        ref: str = e.ref
+        candidates: tuple[str, ...] = e.candidates
+        seen += [ref, candidates]
+    try:
+        ocitar.normalize_platform("linux/*")
+    except ocitar.InvalidPlatformError as e:
+        spec: str = e.spec
+        seen.append(spec)
+    try:
+        ocitar.verify(store)
+    except ocitar.DigestMismatchError as e:
+        digest: str = e.digest
+        where: str = e.path
+        sizes: tuple[int | None, int | None] = (e.expected_size, e.found_size)
+        found: str | None = e.found_digest
+        seen += [digest, where, sizes, found]
+    except ocitar.StoreError as e:
+        store_path: str = e.path
+        seen.append(store_path)
+    except ocitar.InvalidArchiveError as e:
+        entry: str = e.entry
+        seen.append(entry)
+    return seen

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import IO, Any
 
-__all__ = ["__version__", "default_store", "inspect", "load", "normalize_platform", "save", "verify"]
+__all__ = ["__version__", "default_store", "inspect", "load", "normalize_platform", "pick", "save", "verify"]
 
 __version__: str
 
@@ -40,3 +40,7 @@ def default_store() -> str:
 
 def normalize_platform(spec: str) -> str:
     """A platform specifier in containerd's normalized format."""
+
+def pick(reference: str, path: str, images: list[tuple[list[str], str]]) -> int:
+    """The index of the image ``reference`` names among ``images`` (names, digest), as ``save`` matches refs;
+    ``path`` is named in the error when nothing matches."""

@@ -16,7 +16,7 @@ use super::error::{Error, IoContext, Result};
 use super::load::{find_images, ArchiveSource};
 use super::platform::Matcher;
 use super::reference::{self, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
-use super::store::{IndexFile, Store, OCI_LAYOUT};
+use super::store::{IndexFile, Store, MISSING_STORE, OCI_LAYOUT};
 use super::walk::{self, BlobSource, Descriptor, Image, Node, MAX_DOCUMENT};
 use super::Progress;
 
@@ -306,12 +306,32 @@ fn inspect_store(path: &Path) -> Result<(Store, IndexFile, Vec<Walked>, Inventor
 /// [`Error::Store`] / [`Error::InvalidArchive`] for malformed input, digest errors for documents that do
 /// not match, [`Error::Io`].
 pub fn inspect(path: &Path) -> Result<Inventory> {
+    missing_store(path)?;
     if path.is_dir() {
         return Ok(inspect_store(path)?.3);
     }
     let mut spool = TempSpool::new()?;
     let archive = Archive::read(Input::Path(path.to_path_buf()), &mut spool)?;
     inspect_archive(path, &archive)
+}
+
+/// A path that does not exist and is not named like an archive file (`.tar`, `.tgz`, `.gz`, `.zst`, …) is a
+/// missing store; a missing archive file stays an [`Error::Io`] (not found) when it is opened.
+///
+/// # Errors
+/// [`Error::Store`] naming `path` when it is a missing store.
+fn missing_store(path: &Path) -> Result<()> {
+    let archive_like = path.extension().is_some_and(|e| {
+        let e = e.to_string_lossy().to_ascii_lowercase();
+        [
+            "tar", "tgz", "gz", "zst", "tzst", "xz", "txz", "bz2", "tbz2",
+        ]
+        .contains(&e.as_str())
+    });
+    if archive_like || fs::symlink_metadata(path).is_ok() {
+        return Ok(());
+    }
+    Err(Error::store(path, MISSING_STORE))
 }
 
 fn inspect_archive(path: &Path, archive: &Archive) -> Result<Inventory> {
@@ -427,6 +447,7 @@ fn hash_file(path: &Path, expected: &Digest, size: u64) -> Result<()> {
 /// [`Error::InvalidArchive`] for a bad `oci-layout`, `index.json`, a blob name that is not a digest, or a
 /// manifest whose config or layer is missing; [`Error::Io`].
 pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
+    missing_store(path)?;
     if path.is_dir() {
         return verify_store(path, progress);
     }

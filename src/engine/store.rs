@@ -97,10 +97,20 @@ impl IndexFile {
     }
 }
 
+/// The reason of the [`Error::Store`] for a store that does not exist.
+pub const MISSING_STORE: &str =
+    "no such store (a directory holding an OCI image layout: oci-layout, index.json, blobs/)";
+
 /// The familiar names of an `index.json` entry, for messages and reports.
 pub fn entry_display_names(d: &Descriptor) -> Vec<String> {
-    let image = d.annotation(ANNOTATION_IMAGE_NAME);
-    let refn = d.annotation(ANNOTATION_REF_NAME);
+    display_names(
+        d.annotation(ANNOTATION_IMAGE_NAME),
+        d.annotation(ANNOTATION_REF_NAME),
+    )
+}
+
+/// The familiar names of an image with these name annotations.
+fn display_names(image: Option<&str>, refn: Option<&str>) -> Vec<String> {
     match (image, refn) {
         (Some(n), _) => vec![reference::familiar(n)],
         (None, Some(r)) => vec![r.to_string()],
@@ -116,6 +126,9 @@ impl Store {
     /// does not exist); [`Error::Io`] when they cannot be read.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         let root = path.as_ref().to_path_buf();
+        if !root.exists() {
+            return Err(Error::store(&root, MISSING_STORE));
+        }
         if !root.is_dir() {
             return Err(Error::store(
                 &root,
@@ -198,47 +211,39 @@ impl Store {
         IndexFile::parse(&bytes).map_err(|r| Error::store(&p, r))
     }
 
-    /// The `index.json` entry a reference names; entries with the same digest count as one image.
+    /// The `index.json` entry a reference names; entries with the same digest count as one image. A
+    /// unique digest prefix (see [`digest_prefix`]) names an image too.
     ///
     /// # Errors
     /// [`Error::InvalidReference`] when `typed` does not parse, [`Error::ImageNotFound`] (with the closest
     /// names) when nothing matches, [`Error::AmbiguousReference`] when two different images match.
     pub fn resolve(&self, index: &IndexFile, typed: &str) -> Result<(Reference, Descriptor)> {
-        let r = Reference::parse(typed)?;
-        let mut found: Vec<&Descriptor> = Vec::new();
-        for e in &index.entries {
-            if reference::matches(
-                typed,
-                &r,
-                e.annotation(ANNOTATION_IMAGE_NAME),
-                e.annotation(ANNOTATION_REF_NAME),
-                &e.digest,
-            ) && !found.iter().any(|f| f.digest == e.digest)
-            {
-                found.push(e);
+        let named: Vec<Named<'_>> = index
+            .entries
+            .iter()
+            .map(|e| Named {
+                image_name: e.annotation(ANNOTATION_IMAGE_NAME),
+                ref_name: e.annotation(ANNOTATION_REF_NAME),
+                digest: &e.digest,
+            })
+            .collect();
+        let (r, found) = match pick(typed, &named) {
+            Ok(found) => found,
+            Err(Error::ImageNotFound { reference, .. }) => {
+                return Err(Error::ImageNotFound {
+                    reference,
+                    store: self.root.clone(),
+                    candidates: closest(
+                        typed,
+                        index.entries.iter().flat_map(entry_display_names).collect(),
+                    ),
+                })
             }
-        }
-        match found.as_slice() {
-            [one] => Ok((r, (*one).clone())),
-            [] => Err(Error::ImageNotFound {
-                reference: typed.to_string(),
-                store: self.root.clone(),
-                candidates: closest(typed, index),
-            }),
-            many => Err(Error::AmbiguousReference {
-                reference: typed.to_string(),
-                matches: many
-                    .iter()
-                    .map(|d| {
-                        let names = entry_display_names(d);
-                        if names.is_empty() {
-                            d.digest.to_string()
-                        } else {
-                            format!("{} ({})", names.join(", "), d.digest)
-                        }
-                    })
-                    .collect(),
-            }),
+            Err(e) => return Err(e),
+        };
+        match index.entries.get(found) {
+            Some(entry) => Ok((r, entry.clone())),
+            None => Err(Error::store(&self.root, "index.json changed while read")),
         }
     }
 
@@ -566,8 +571,94 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     res.at(&dest)
 }
 
-fn closest(typed: &str, index: &IndexFile) -> Vec<String> {
-    let mut names: Vec<String> = index.entries.iter().flat_map(entry_display_names).collect();
+/// A candidate image for a reference: its two name annotations (either may be a familiar name) and digest.
+pub struct Named<'a> {
+    pub image_name: Option<&'a str>,
+    pub ref_name: Option<&'a str>,
+    pub digest: &'a Digest,
+}
+
+/// The digest prefix docker prints and takes back: 12 to 63 lowercase hex digits, bare or after `sha256:`.
+pub fn digest_prefix(typed: &str) -> Option<&str> {
+    let hex = typed.strip_prefix("sha256:").unwrap_or(typed);
+    let hexdigit = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    ((12..64).contains(&hex.len()) && hex.bytes().all(hexdigit)).then_some(hex)
+}
+
+/// The one image (index into `candidates`) `typed` names, with the reference it stands for: by name or full
+/// digest first, else by a unique digest prefix. Candidates with the same digest count as one image.
+///
+/// # Errors
+/// [`Error::InvalidReference`] when `typed` is neither a reference nor a digest prefix;
+/// [`Error::ImageNotFound`] (store and candidates left empty for the caller) when nothing matches;
+/// [`Error::AmbiguousReference`] naming the images when two or more match.
+pub fn pick(typed: &str, candidates: &[Named<'_>]) -> Result<(Reference, usize)> {
+    let prefix = digest_prefix(typed);
+    let parsed = Reference::parse(typed);
+    let mut found: Vec<usize> = Vec::new();
+    let add = |i: usize, found: &mut Vec<usize>| {
+        let digest = candidates.get(i).map(|c| c.digest);
+        if !found
+            .iter()
+            .any(|&f| candidates.get(f).map(|c| c.digest) == digest)
+        {
+            found.push(i);
+        }
+    };
+    if let Ok(r) = &parsed {
+        for (i, c) in candidates.iter().enumerate() {
+            if reference::matches(typed, r, c.image_name, c.ref_name, c.digest) {
+                add(i, &mut found);
+            }
+        }
+    }
+    if let (true, Some(hex)) = (found.is_empty(), prefix) {
+        for (i, c) in candidates.iter().enumerate() {
+            if c.digest.algorithm().name() == "sha256" && c.digest.hex().starts_with(hex) {
+                add(i, &mut found);
+            }
+        }
+    }
+    match found.as_slice() {
+        [one] => {
+            let r = match (parsed, prefix) {
+                (Ok(r), _) if r.digest.is_some() || prefix.is_none() => r,
+                _ => Reference {
+                    repository: None,
+                    tag: None,
+                    digest: candidates.get(*one).map(|c| c.digest.clone()),
+                },
+            };
+            Ok((r, *one))
+        }
+        [] => match (parsed, prefix) {
+            (Err(e), None) => Err(e),
+            _ => Err(Error::ImageNotFound {
+                reference: typed.to_string(),
+                store: PathBuf::new(),
+                candidates: Vec::new(),
+            }),
+        },
+        many => Err(Error::AmbiguousReference {
+            reference: typed.to_string(),
+            matches: many
+                .iter()
+                .filter_map(|&i| candidates.get(i))
+                .map(|c| {
+                    let names = display_names(c.image_name, c.ref_name);
+                    if names.is_empty() {
+                        c.digest.to_string()
+                    } else {
+                        format!("{} ({})", names.join(", "), c.digest)
+                    }
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// The three names closest to `typed` (edit distance), for "did you mean".
+pub fn closest(typed: &str, mut names: Vec<String>) -> Vec<String> {
     names.sort();
     names.dedup();
     let mut scored: Vec<(usize, String)> = names
@@ -600,5 +691,72 @@ pub fn default_store() -> Result<PathBuf> {
         None => Err(Error::InvalidArgument(
             "no store given and none of OCITAR_STORE, XDG_DATA_HOME, HOME is set".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named<'a>(name: Option<&'a str>, digest: &'a Digest) -> Named<'a> {
+        Named {
+            image_name: name,
+            ref_name: None,
+            digest,
+        }
+    }
+
+    #[test]
+    fn digest_prefixes_as_docker_prints_them() {
+        assert_eq!(digest_prefix("bccf408bf52e"), Some("bccf408bf52e"));
+        assert_eq!(digest_prefix("sha256:bccf408bf52e"), Some("bccf408bf52e"));
+        assert_eq!(digest_prefix("bccf408bf52"), None, "11 digits are too few");
+        assert_eq!(digest_prefix("alpine:3.20"), None);
+        assert_eq!(digest_prefix("BCCF408BF52E"), None);
+    }
+
+    #[test]
+    fn pick_by_name_full_digest_and_unique_prefix() {
+        let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
+        let images = [
+            named(Some("docker.io/library/alpine:3.20"), &a),
+            named(None, &b),
+        ];
+        assert_eq!(pick("alpine:3.20", &images).map(|(_, i)| i).ok(), Some(0));
+        let short = b.hex().get(..12).unwrap_or_default().to_string();
+        let (r, i) = pick(&short, &images).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((i, r.digest.as_ref()), (1, Some(&b)));
+        assert_eq!(
+            pick(&format!("sha256:{short}"), &images)
+                .map(|(_, i)| i)
+                .ok(),
+            Some(1)
+        );
+        assert!(matches!(
+            pick("sha256:000000000000", &images),
+            Err(Error::ImageNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn an_ambiguous_prefix_names_every_match() {
+        let d =
+            |tail: &str| format!("sha256:{}{}", "ab".repeat(6), tail.repeat(52)).parse::<Digest>();
+        let (Ok(a), Ok(b)) = (d("0"), d("1")) else {
+            panic!("digests parse")
+        };
+        let images = [named(Some("x:1"), &a), named(None, &b)];
+        match pick(&"ab".repeat(6), &images) {
+            Err(Error::AmbiguousReference { matches, .. }) => {
+                assert_eq!(matches, vec![format!("x:1 ({a})"), b.to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            pick(&format!("{}0", "ab".repeat(6)), &images)
+                .map(|(_, i)| i)
+                .ok(),
+            Some(0)
+        );
     }
 }

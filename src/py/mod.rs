@@ -26,33 +26,78 @@ pyo3::import_exception!(ocitar.errors, StoreError);
 /// A Python exception raised inside a callback, kept until the engine has unwound.
 type Pending = Arc<Mutex<Option<PyErr>>>;
 
+/// Map an engine error to its Python exception, explicitly per variant, with the variant's values as the
+/// exception's attributes (see `ocitar/errors.py` for their names).
 fn to_pyerr(e: Error, pending: &Pending) -> PyErr {
     let msg = e.to_string();
     match e {
-        Error::InvalidPlatform { .. } => InvalidPlatformError::new_err(msg),
-        Error::InvalidReference { .. }
-        | Error::ImageNotFound { .. }
-        | Error::AmbiguousReference { .. } => ImageNotFoundError::new_err(msg),
-        Error::PlatformNotFound { .. } => PlatformNotFoundError::new_err(msg),
-        Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => {
-            DigestMismatchError::new_err(msg)
+        Error::InvalidPlatform { spec, .. } => InvalidPlatformError::new_err((msg, spec)),
+        Error::InvalidReference { reference, .. } => {
+            ImageNotFoundError::new_err((msg, reference, Vec::<String>::new()))
         }
-        Error::InvalidArchive { .. } => InvalidArchiveError::new_err(msg),
-        Error::Store { .. } => StoreError::new_err(msg),
+        Error::ImageNotFound {
+            reference,
+            candidates,
+            ..
+        } => ImageNotFoundError::new_err((msg, reference, candidates)),
+        Error::AmbiguousReference { reference, matches } => {
+            ImageNotFoundError::new_err((msg, reference, matches))
+        }
+        Error::PlatformNotFound {
+            image,
+            missing,
+            available,
+        } => PlatformNotFoundError::new_err((msg, image, missing, available)),
+        Error::DigestMismatch {
+            digest,
+            location,
+            found,
+        } => DigestMismatchError::new_err((msg, digest, location, None::<u64>, None::<u64>, found)),
+        Error::SizeMismatch {
+            digest,
+            location,
+            expected,
+            found,
+        } => DigestMismatchError::new_err((
+            msg,
+            digest,
+            location,
+            expected,
+            found.parse::<u64>().ok(),
+            None::<String>,
+        )),
+        Error::InvalidArchive { entry, .. } => InvalidArchiveError::new_err((msg, entry)),
+        Error::Store { path, .. } => StoreError::new_err((msg, path.display().to_string())),
         Error::InvalidArgument(_) => PyValueError::new_err(msg),
         Error::Cancelled => match pending.lock().ok().and_then(|mut p| p.take()) {
             Some(err) => err,
             None => pyo3::exceptions::PyKeyboardInterrupt::new_err("cancelled"),
         },
-        Error::Io { path, source } => {
-            let errno = source.raw_os_error().unwrap_or(0);
-            let args = (errno, source.to_string(), path.display().to_string());
-            match source.kind() {
-                io::ErrorKind::NotFound => PyFileNotFoundError::new_err(args),
-                io::ErrorKind::PermissionDenied => PyPermissionError::new_err(args),
-                _ => PyOSError::new_err(args),
+        // An exception raised by the caller's file object comes out as itself (a BrokenPipeError stays one).
+        Error::Io { source, .. } if source.get_ref().is_some_and(|e| e.is::<PyErr>()) => {
+            match source.into_inner().map(|e| e.downcast::<PyErr>()) {
+                Some(Ok(err)) => *err,
+                _ => PyOSError::new_err("file object error"),
             }
         }
+        Error::Io { path, source } => os_error(&path, &source),
+    }
+}
+
+/// An `OSError` subclass by kind, as Python raises it: `[Errno N] text: 'path'`, the errno said once (the
+/// `(os error N)` Rust appends is left out).
+fn os_error(path: &std::path::Path, source: &io::Error) -> PyErr {
+    let errno = source.raw_os_error().unwrap_or(0);
+    let text = source.to_string();
+    let text = text
+        .strip_suffix(&format!(" (os error {errno})"))
+        .unwrap_or(&text)
+        .to_string();
+    let args = (errno, text, path.display().to_string());
+    match source.kind() {
+        io::ErrorKind::NotFound => PyFileNotFoundError::new_err(args),
+        io::ErrorKind::PermissionDenied => PyPermissionError::new_err(args),
+        _ => PyOSError::new_err(args),
     }
 }
 
@@ -287,6 +332,52 @@ fn normalize_platform(spec: &str) -> PyResult<String> {
         .map_err(|e| to_pyerr(e, &Pending::default()))
 }
 
+/// The index of the image `reference` names among `images` (each its familiar names and digest), by
+/// the rules `save` applies to refs, short digests included.
+#[pyfunction]
+fn pick(reference: &str, path: PathBuf, images: Vec<(Vec<String>, String)>) -> PyResult<usize> {
+    let pending = Pending::default();
+    let mut digests = Vec::with_capacity(images.len());
+    for (_, d) in &images {
+        digests.push(
+            d.parse::<engine::digest::Digest>()
+                .map_err(|e| to_pyerr(e, &pending))?,
+        );
+    }
+    let mut named = Vec::new();
+    for ((names, _), digest) in images.iter().zip(&digests) {
+        let names: Vec<Option<&str>> = if names.is_empty() {
+            vec![None]
+        } else {
+            names.iter().map(|n| Some(n.as_str())).collect()
+        };
+        for n in names {
+            named.push(engine::store::Named {
+                image_name: n,
+                ref_name: n,
+                digest,
+            });
+        }
+    }
+    let i = engine::store::pick(reference, &named).map_err(|e| match e {
+        Error::ImageNotFound { reference, .. } => {
+            let names = images.iter().flat_map(|(n, _)| n.clone()).collect();
+            Error::ImageNotFound {
+                candidates: engine::store::closest(&reference, names),
+                reference,
+                store: path,
+            }
+        }
+        other => other,
+    });
+    let (_, i) = i.map_err(|e| to_pyerr(e, &pending))?;
+    let d = named.get(i).map(|n| n.digest);
+    digests
+        .iter()
+        .position(|x| Some(x) == d)
+        .ok_or_else(|| PyValueError::new_err("no such image"))
+}
+
 #[pymodule]
 fn _ocitar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -296,5 +387,6 @@ fn _ocitar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify, m)?)?;
     m.add_function(wrap_pyfunction!(default_store, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_platform, m)?)?;
+    m.add_function(wrap_pyfunction!(pick, m)?)?;
     Ok(())
 }
