@@ -73,7 +73,8 @@ def test_operation_errors_are_one_line_and_exit_1(store: BuiltStore, tmp_path: P
         (("save", "--store", store.path, "-o", tmp_path / "x.tar", "--platform", "linux/ppc64le", "app:1.0"), "platform not found"),
         (("save", "--store", store.path, "-o", tmp_path / "x.tar", "--platform", "linux/*", "app:1.0"), "invalid platform"),
         (("load", "--store", tmp_path / "s", "-i", tmp_path / "missing.tar"), "No such file"),
-        (("inspect", tmp_path / "nothing"), "No such file"),
+        (("inspect", tmp_path / "nothing"), "no such store"),
+        (("inspect", tmp_path / "nothing.tar"), "No such file"),
         (("verify", tmp_path), "store error"),
     ]
     for args, needle in cases:

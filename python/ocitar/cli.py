@@ -6,6 +6,8 @@ Exit codes: 0 success, 1 operation error (one line on stderr naming the cause), 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import json
 import os
 import sys
@@ -14,7 +16,20 @@ from typing import Any
 
 import ocitar
 from ocitar.display import human
-from ocitar.errors import OcitarError
+from ocitar.errors import OcitarError, PlatformNotFoundError
+
+
+def _usage(message: str) -> SystemExit:
+    """A usage error found after parsing: one line, exit 2."""
+    sys.stderr.write(f"ocitar: error: {message}\n")
+    return SystemExit(2)
+
+
+def _did_you_mean(e: PlatformNotFoundError) -> str:
+    """" (did you mean linux/amd64?)" for a requested platform one typo away from one the image has."""
+    have = {ocitar.normalize_platform(p): p for p in e.available}
+    close = [m for wanted in e.missing for m in difflib.get_close_matches(wanted, list(have), n=1, cutoff=0.8)]
+    return f" (did you mean {', '.join(have[c] for c in close)}?)" if close else ""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,14 +43,33 @@ def _progress(args: argparse.Namespace) -> bool | None:
     return True if (not getattr(args, "quiet", False) and sys.stderr.isatty()) else None
 
 
+def _platform_list(value: str) -> str:
+    """``--platform LIST``: an empty LIST (an unset ``$PLATFORMS``) or an empty item is a usage error, never
+    "every platform"."""
+    if not value.strip() or any(not p.strip() for p in value.split(",")):
+        raise argparse.ArgumentTypeError(f"empty platform in {value!r}: leave out --platform to select every platform")
+    return value
+
+
 def _platforms(values: list[str] | None) -> list[str]:
-    return [p for v in values or [] for p in v.split(",") if p] if values else []
+    return [p.strip() for v in values or [] for p in v.split(",")]
+
+
+SUFFIXES = {".tar.gz": "gzip", ".tgz": "gzip", ".tar.zst": "zstd", ".tar.zstd": "zstd", ".tzst": "zstd"}
+
+
+def _compression(args: argparse.Namespace) -> str | None:
+    """``--compress`` when given, else the one ``-o``'s suffix names (``app.tar.gz``, ``app.tzst``)."""
+    if args.compress or not args.output:
+        return args.compress  # type: ignore[no-any-return]
+    name = args.output.lower()
+    return next((c for suffix, c in SUFFIXES.items() if name.endswith(suffix)), None)
 
 
 def _cmd_save(args: argparse.Namespace) -> int:
     store = args.store or ocitar.default_store()
     platforms = _platforms(args.platform)
-    kw: dict[str, Any] = {"index": args.index, "prefer": args.prefer, "compression": args.compress}
+    kw: dict[str, Any] = {"index": args.index, "prefer": args.prefer, "compression": _compression(args)}
     if args.output and args.output != "-":
         report = ocitar.save(store, args.images, platforms, output=args.output, progress=_progress(args), **kw)
     else:
@@ -44,10 +78,15 @@ def _cmd_save(args: argparse.Namespace) -> int:
             return 1
         report = ocitar.save(store, args.images, platforms, output=sys.stdout.buffer, progress=_progress(args), **kw)
         sys.stdout.buffer.flush()
-    if not args.quiet and args.output and args.output != "-":
+    to_file = bool(args.output and args.output != "-")
+    if args.format == "json":
+        # The archive may be on stdout: the report goes there only when the archive went to a file.
+        (sys.stdout if to_file else sys.stderr).write(json.dumps(report.to_dict(), indent=2) + "\n")
+    elif not args.quiet and to_file:
         for image in report.images:
             names = ", ".join(image.names) or image.digest
-            sys.stderr.write(f"Saved {names} [{', '.join(image.platforms)}] to {args.output}\n")
+            absent = f" ({len(image.absent)} listed, absent: sparse)" if image.absent else ""
+            sys.stderr.write(f"Saved {names} [{', '.join(image.platforms)}]{absent} to {args.output}\n")
     return 0
 
 
@@ -57,7 +96,9 @@ def _cmd_load(args: argparse.Namespace) -> int:
         sys.stderr.write("ocitar: error: no archive given: use -i FILE or pipe one on stdin\n")
         return 1
     report = ocitar.load(source, _platforms(args.platform), store=args.store, progress=_progress(args))
-    if not args.quiet:
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    elif not args.quiet:
         for image in report.images:
             if image.names:
                 for name in image.names:
@@ -80,8 +121,8 @@ def _inventory_table(inv: ocitar.Inventory) -> str:
                     image.digest[7:19] if i == 0 else "",
                     p.platform,
                     "present" if p.present else "absent",
-                    human(p.size),
-                    str(p.layers),
+                    human(p.size) if p.size is not None else "-",
+                    str(p.layers) if p.layers is not None else "-",
                     str(len(p.attestations)),
                 )
             )
@@ -90,6 +131,8 @@ def _inventory_table(inv: ocitar.Inventory) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.append(f"{len(inv.images)} image(s), {inv.blobs} blobs, {human(inv.bytes)} ({human(inv.shared_bytes)} shared)")
+    if inv.kind == "archive":
+        lines.append(f"{inv.format or 'oci'} archive, {inv.compression or 'not'} compressed")
     return "\n".join(lines)
 
 
@@ -101,7 +144,16 @@ def _show(inv: ocitar.Inventory, fmt: str) -> None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    _show(ocitar.inspect(args.path), args.format)
+    if args.store is not None:
+        if len(args.path) != 1:
+            raise _usage("inspect --store STORE takes one IMAGE")
+        inv = ocitar.inspect(args.store)
+        image = inv.image(args.path[0])
+        _show(dataclasses.replace(inv, images=(image,)), args.format)
+        return 0
+    if len(args.path) != 1:
+        raise _usage("inspect takes one PATH (or --store STORE IMAGE)")
+    _show(ocitar.inspect(args.path[0]), args.format)
     return 0
 
 
@@ -118,19 +170,29 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     store = args.store or ocitar.default_store()
-    inv = ocitar.inspect(store)
+    if args.store is None and not os.path.exists(store):
+        # Nothing loaded yet: an empty list, and where images would go.
+        inv = None
+        hint = f"(no images yet: the default store {store} is created by `ocitar load -i FILE`)"
+    else:
+        inv = ocitar.inspect(store)
+        hint = ""
     if args.format == "json":
-        _show(inv, "json")
+        print(json.dumps(inv.to_dict() if inv else {"path": store, "kind": "store", "images": []}, indent=2))
         return 0
     rows = [("REPOSITORY", "TAG", "DIGEST", "PLATFORMS", "SIZE")]
-    for image in inv.images:
+    for image in inv.images if inv else ():
         plats = ",".join(p.platform for p in image.platforms if p.present) or "-"
+        absent = sum(not p.present for p in image.platforms)
+        plats += f" (sparse: {absent} absent)" if absent else ""
         for name in image.names or ["<none>:<none>"]:
             repo, _, tag = name.rpartition(":") if ":" in name.split("/")[-1] else (name, "", "<none>")
             rows.append((repo, tag, image.digest[7:19], plats, human(image.size)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if hint:
+        print(hint)
     return 0
 
 
@@ -139,7 +201,8 @@ EPILOG = {
     "  (docker save --platform linux/amd64 -o app.tar app:1.2)",
     "load": "example:\n  ocitar load --store /srv/images --platform linux/arm64 -i app.tar\n"
     "  (docker load --platform linux/arm64 -i app.tar)",
-    "inspect": "example:\n  ocitar inspect dist/app.tar\n  ocitar inspect --format json build/oci",
+    "inspect": "example:\n  ocitar inspect dist/app.tar\n  ocitar inspect --format json build/oci\n"
+    "  ocitar inspect --store build/oci app:1.2   (one image of a store; a short digest works too)",
     "verify": "example:\n  ocitar verify dist/app.tar",
     "ls": "example:\n  ocitar ls --store /srv/images   (docker image ls)",
 }
@@ -157,42 +220,46 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def cmd(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(
+        c = sub.add_parser(
             name, help=help, description=help, epilog=EPILOG[name], formatter_class=argparse.RawDescriptionHelpFormatter
         )
+        c.add_argument("--format", choices=["table", "json"], default="table", help="what to print (default: table)")
+        return c
 
     s = cmd("save", "Save images from a store to a tar archive (stdout when -o is absent and stdout is a pipe).")
     s.add_argument("images", nargs="+", metavar="IMAGE", help="name, name:tag, name@digest or sha256:digest")
     s.add_argument("--store", help="OCI layout directory (default: $OCITAR_STORE or ~/.local/share/ocitar/store)")
     s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    s.add_argument("--platform", action="append", metavar="LIST", help="platforms to save, e.g. linux/amd64,linux/arm64")
+    s.add_argument(
+        "--platform", action="append", type=_platform_list, metavar="LIST", help="platforms to save, e.g. linux/amd64,linux/arm64"
+    )
     s.add_argument("--index", choices=["keep", "subset", "manifest"], default="keep", help="shape of each image")
     s.add_argument("--prefer", metavar="PLATFORM", help="platform described by manifest.json (default: the host's)")
-    s.add_argument("--compress", choices=["gzip", "zstd"], help="compress the whole archive")
+    s.add_argument(
+        "--compress", choices=["gzip", "zstd"], help="compress the whole archive (default: from -o's suffix, .tar.gz/.tgz/.tar.zst)"
+    )
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     s.set_defaults(func=_cmd_save)
 
     ld = cmd("load", "Load images from a tar archive (stdin when -i is absent or -) into a store.")
     ld.add_argument("--store", help="OCI layout directory, created if missing (default: $OCITAR_STORE …)")
     ld.add_argument("-i", "--input", metavar="FILE", help="read FILE instead of stdin")
-    ld.add_argument("--platform", action="append", metavar="LIST", help="platforms to load (all when absent)")
+    ld.add_argument("--platform", action="append", type=_platform_list, metavar="LIST", help="platforms to load (all when absent)")
     ld.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     ld.set_defaults(func=_cmd_load)
 
     i = cmd("inspect", "Show the images and platforms of a store directory or an archive.")
-    i.add_argument("path", metavar="PATH")
-    i.add_argument("--format", choices=["table", "json"], default="table")
+    i.add_argument("path", nargs="+", metavar="PATH", help="an archive or store; with --store, one IMAGE of it")
+    i.add_argument("--store", help="inspect one image (name or digest, 12 hex digits are enough) of this store")
     i.set_defaults(func=_cmd_inspect)
 
     v = cmd("verify", "Re-hash and check every blob of a store or an archive.")
     v.add_argument("path", metavar="PATH")
-    v.add_argument("--format", choices=["text", "json"], default="text")
     v.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     v.set_defaults(func=_cmd_verify)
 
     ls = cmd("ls", "List the images of a store.")
     ls.add_argument("--store", help="OCI layout directory (default: $OCITAR_STORE …)")
-    ls.add_argument("--format", choices=["table", "json"], default="table")
     ls.set_defaults(func=_cmd_ls)
     return p
 
@@ -202,17 +269,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()
         return code
+    except BrokenPipeError:
+        # The reader went away (`ocitar save … | head -c 10`): end quietly; stdout goes nowhere from now on,
+        # so the interpreter's last flush cannot complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except PlatformNotFoundError as e:
+        sys.stderr.write(f"ocitar: error: {e}{_did_you_mean(e)}\n")
+        return 1
     except (OcitarError, OSError, ValueError, LookupError, TypeError) as e:
         sys.stderr.write(f"ocitar: error: {e}\n")
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("ocitar: interrupted\n")
         return 130
-    except BrokenPipeError:
-        # The reader went away (e.g. `ocitar save … | head`): not an error of ours.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
 
 
 if __name__ == "__main__":
