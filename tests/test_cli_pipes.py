@@ -14,7 +14,6 @@ import ocitar
 import pytest
 from ocitar._progress import _Bar
 from ocitar.testing import BuiltStore, Image, Platform
-
 from test_cli import cli
 
 
