@@ -10,6 +10,7 @@ All tar processing, hashing and verification run in Rust with the GIL released.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable
 from typing import IO, Literal, Union, overload
@@ -62,6 +63,8 @@ def _list(value: str | Iterable[str] | None, what: str) -> list[str]:
         return []
     if isinstance(value, str):
         return [value]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{what} must be str or a list of str, not {type(value).__name__}")
     out = list(value)
     for v in out:
         if not isinstance(v, str):
@@ -113,6 +116,8 @@ def save(
     (a new index of the saved platforms) or ``"manifest"`` (the single platform manifest).
     ``output`` is a path (written atomically), a writable binary file, or None to return the archive bytes.
     """
+    if isinstance(output, io.TextIOBase):
+        raise TypeError("output must be a binary file (open it with 'wb', or pass sys.stdout.buffer), not a text stream")
     report, data = _ocitar.save(
         os.fspath(store),
         _list(refs, "refs"),
@@ -126,7 +131,7 @@ def save(
     if output is None:
         assert data is not None
         return bytes(data)
-    return SaveReport._from_dict(report)
+    return SaveReport._from_dict(report, os.fspath(output) if isinstance(output, (str, os.PathLike)) else None)
 
 
 def load(
@@ -146,6 +151,8 @@ def load(
         src: str | bytes | IO[bytes] = bytes(archive)
     elif isinstance(archive, (str, os.PathLike)):
         src = os.fspath(archive)
+    elif isinstance(archive, io.TextIOBase):
+        raise TypeError("archive must be a binary file (open it with 'rb', or pass sys.stdin.buffer), not a text stream")
     else:
         src = archive
     report = _ocitar.load(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -25,6 +25,16 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 _T = TypeVar("_T")
 
 
+class _Named(Protocol):
+    @property
+    def names(self) -> tuple[str, ...]: ...
+    @property
+    def digest(self) -> str: ...
+
+
+_I = TypeVar("_I", bound=_Named)
+
+
 def _build(cls: type[_T], d: Mapping[str, Any]) -> _T:
     """Build the frozen dataclass ``cls`` from the engine's dict: lists become tuples, and lists of
     dataclasses (``images``, ``platforms``) are built the same way."""
@@ -38,11 +48,16 @@ def _hints(cls: Any) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def _platform_info(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    # What an absent platform's content weighs is not known: its size and layers are None, not 0.
+    return d if d.get("present", True) or "layers" not in d else {**d, "size": None, "layers": None}
+
+
 def _field(tp: Any, value: Any) -> Any:
     if typing.get_origin(tp) is tuple:
         item = typing.get_args(tp)[0]
         if isinstance(item, type) and dataclasses.is_dataclass(item):
-            return tuple(_build(item, v) for v in value)
+            return tuple(_build(item, _platform_info(v) if item is PlatformInfo else v) for v in value)
         return tuple(value)
     return value
 
@@ -54,6 +69,42 @@ def _size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
+
+
+def short(digest: str) -> str:
+    """A digest as docker prints it: 12 hex digits, algorithm left out (``bccf408bf52e``)."""
+    return digest.partition(":")[2][:12] or digest[:12]
+
+
+def _image_repr(image: Any, platforms: list[str], extra: str = "") -> str:
+    """An image over several lines: its names and short digest, then one platform a line."""
+    head = f"{', '.join(image.names) or '<unnamed>'} {short(image.digest)}{extra}"
+    return "\n".join([head, *(f"  {p}" for p in platforms)]) if platforms else head + " (no platforms)"
+
+
+def _saved_lines(image: Any) -> list[str]:
+    return [*image.platforms, *(f"{p} (absent)" for p in image.absent)]
+
+
+def _find_platform(image: Any, spec: str, items: tuple[_T, ...], name: Callable[[_T], str]) -> _T:
+    from ocitar import _ocitar
+    from ocitar.errors import PlatformNotFoundError
+
+    wanted = _ocitar.normalize_platform(spec)
+    for item in items:
+        if _ocitar.normalize_platform(name(item)) == wanted:
+            return item
+    have = tuple(name(i) for i in items)
+    label = ", ".join(image.names) or image.digest
+    raise PlatformNotFoundError(
+        f"platform not found: image {label} has no {wanted} (it has: {', '.join(have) or 'none'})", label, (wanted,), have
+    )
+
+
+def _find_image(images: tuple[_I, ...], ref: str, path: str) -> _I:
+    from ocitar import _ocitar
+
+    return images[_ocitar.pick(ref, path, [(list(i.names), i.digest) for i in images])]
 
 
 @dataclass(frozen=True)
@@ -70,9 +121,15 @@ class SavedImage:
     platforms: tuple[str, ...]
     """Platforms saved, in index order."""
     absent: tuple[str, ...]
-    """Platforms the image lists but whose content the store lacks (not saved)."""
+    """Platforms the written index lists without their content (a sparse archive): with ``index="keep"``,
+    those the platform list left out and those the store lacks; empty for ``"subset"`` and ``"manifest"``."""
     attestations: int
     """Attestation manifests saved with the platforms they describe."""
+
+    def platform(self, spec: str) -> str:
+        """The saved platform ``spec`` names, as the image writes it, matched after normalization
+        (``"linux/arm64"`` finds ``linux/arm64/v8``). Raises :class:`~ocitar.PlatformNotFoundError`."""
+        return _find_platform(self, spec, self.platforms, lambda p: p)
 
 
 @dataclass(frozen=True)
@@ -86,20 +143,27 @@ class SaveReport:
     """Bytes of blob content in the archive."""
     archive_bytes: int
     """Bytes of the tar stream (before compression)."""
+    output: str | None = None
+    """The path written; None for a file object or returned bytes."""
+
+    def image(self, ref: str) -> SavedImage:
+        """The saved image ``ref`` names (a name, digest, or unique digest prefix), as :meth:`Inventory.image`."""
+        return _find_image(self.images, ref, self.output or "<archive>")
 
     @classmethod
-    def _from_dict(cls, d: dict[str, Any]) -> SaveReport:
-        return _build(cls, d)
+    def _from_dict(cls, d: dict[str, Any], output: str | None = None) -> SaveReport:
+        return _build(cls, {**d, "output": output})
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of the report."""
         return _as_dict(self)
 
     def __repr__(self) -> str:
-        lines = [f"SaveReport({len(self.images)} image(s), {self.blobs} blobs, {_size(self.blob_bytes)})"]
+        to = f" to {self.output}" if self.output else ""
+        lines = [f"SaveReport({len(self.images)} image(s), {self.blobs} blobs, {_size(self.blob_bytes)}{to})"]
         for i in self.images:
-            name = ", ".join(i.names) or i.digest
-            lines.append(f"  {name} {i.digest[:19]} [{', '.join(i.platforms)}]")
+            was = f" (store: {short(i.original_digest)})" if i.original_digest else ""
+            lines.append("  " + _image_repr(i, _saved_lines(i), was).replace("\n", "\n  "))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -129,6 +193,11 @@ class LoadedImage:
     moved: tuple[str, ...]
     """Names that pointed at another image before; that image stays in the store, unnamed."""
 
+    def platform(self, spec: str) -> str:
+        """The loaded platform ``spec`` names, as the image writes it, matched after normalization
+        (``"linux/arm64"`` finds ``linux/arm64/v8``). Raises :class:`~ocitar.PlatformNotFoundError`."""
+        return _find_platform(self, spec, self.platforms, lambda p: p)
+
 
 @dataclass(frozen=True)
 class LoadReport:
@@ -144,6 +213,10 @@ class LoadReport:
     def _from_dict(cls, d: dict[str, Any]) -> LoadReport:
         return _build(cls, d)
 
+    def image(self, ref: str) -> LoadedImage:
+        """The loaded image ``ref`` names (a name, digest, or unique digest prefix), as :meth:`Inventory.image`."""
+        return _find_image(self.images, ref, "<archive>")
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of the report."""
         return _as_dict(self)
@@ -154,9 +227,8 @@ class LoadReport:
             f"{self.blobs_present} present, {_size(self.bytes_written)})"
         ]
         for i in self.images:
-            name = ", ".join(i.names) or i.digest
-            extra = f" absent: {', '.join(i.absent)}" if i.absent else ""
-            lines.append(f"  {name} {i.digest[:19]} [{', '.join(i.platforms)}]{extra}")
+            moved = f" (moved here: {', '.join(i.moved)})" if i.moved else ""
+            lines.append("  " + _image_repr(i, _saved_lines(i), moved).replace("\n", "\n  "))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -180,9 +252,10 @@ class PlatformInfo:
     """The platform manifest's digest."""
     present: bool
     """False for a platform the index lists but whose content is absent (a sparse archive)."""
-    size: int
-    """Bytes of manifest, config and layers."""
-    layers: int
+    size: int | None
+    """Bytes of manifest, config and layers; None when the platform is absent."""
+    layers: int | None
+    """Number of layers; None when the platform is absent."""
     attestations: tuple[str, ...]
     """Digests of attestation manifests describing this platform."""
 
@@ -197,6 +270,14 @@ class ImageInfo:
     platforms: tuple[PlatformInfo, ...]
     size: int
     """Bytes of every present blob of the image."""
+
+    def platform(self, spec: str) -> PlatformInfo:
+        """The platform ``spec`` names, matched after normalization (``"linux/arm64"`` finds
+        ``linux/arm64/v8``). Raises :class:`~ocitar.PlatformNotFoundError` naming the ones there are."""
+        return _find_platform(self, spec, self.platforms, lambda p: p.platform)
+
+    def __repr__(self) -> str:
+        return _image_repr(self, [p.platform + ("" if p.present else " (absent)") for p in self.platforms])
 
 
 @dataclass(frozen=True)
@@ -222,6 +303,38 @@ class Inventory:
     def _from_dict(cls, d: dict[str, Any]) -> Inventory:
         return _build(cls, d)
 
+    def image(self, ref: str) -> ImageInfo:
+        """The image ``ref`` names, matched as :func:`ocitar.save` matches refs: a name (``app``,
+        ``app:1.2``, ``docker.io/library/app:1.2``), a digest, or a unique digest prefix of 12 or more hex
+        digits. Raises :class:`~ocitar.ImageNotFoundError` (closest names, or every match when ambiguous)."""
+        return _find_image(self.images, ref, self.path)
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One flat dict per platform (image names joined by ``", "``, image digest, platform, status,
+        size, layers, attestation count, manifest digest): what ``pandas.DataFrame(...)`` and
+        ``polars.DataFrame(...)`` take as is. An image without platforms is one row with ``platform`` None."""
+        rows: list[dict[str, Any]] = []
+        for i in self.images:
+            base = {"image": ", ".join(i.names) or None, "image_digest": i.digest, "media_type": i.media_type}
+            for p in i.platforms:
+                rows.append(
+                    {
+                        **base,
+                        "platform": p.platform,
+                        "present": p.present,
+                        "size": p.size,
+                        "layers": p.layers,
+                        "attestations": len(p.attestations),
+                        "manifest_digest": p.digest,
+                    }
+                )
+            if not i.platforms:
+                rows.append(
+                    {**base, "platform": None, "present": True, "size": i.size, "layers": None, "attestations": 0,
+                     "manifest_digest": None}
+                )
+        return rows
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict with stable keys (see the stub for the layout)."""
         return _as_dict(self)
@@ -230,9 +343,7 @@ class Inventory:
         head = f"Inventory({self.kind} {self.path}: {len(self.images)} image(s), {self.blobs} blobs, {_size(self.bytes)})"
         lines = [head]
         for i in self.images:
-            name = ", ".join(i.names) or i.digest
-            plats = ", ".join(p.platform + ("" if p.present else " (absent)") for p in i.platforms)
-            lines.append(f"  {name} {i.digest[:19]} [{plats}]")
+            lines.append("  " + repr(i).replace("\n", "\n  "))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
