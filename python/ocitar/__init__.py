@@ -188,6 +188,12 @@ def default_store() -> str:
 def normalize_platform(spec: str) -> str:
     """Parse and normalize a platform specifier as containerd does (``linux/aarch64`` -> ``linux/arm64``).
 
+    One spelling rule: what you ask for is normalized (here, and in ``missing`` of
+    :class:`PlatformNotFoundError`); what an image holds is reported as the image writes it
+    (``linux/arm64/v8`` in reports, inventories and ``available``). Two spellings name the same platform when
+    their ``normalize_platform`` agree; ``ImageInfo.platform(spec)`` and the reports' ``platform(spec)`` look
+    up by that rule.
+
     Raises :class:`InvalidPlatformError` when it does not parse.
     """
     return _ocitar.normalize_platform(spec)

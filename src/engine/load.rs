@@ -592,7 +592,7 @@ pub fn load(
                 digest: top.digest.clone(),
                 media_type: top.media_type.clone(),
                 platforms: sel.platforms.clone(),
-                absent: sel.absent.clone(),
+                absent: [sel.absent.as_slice(), sel.left_out.as_slice()].concat(),
                 attestations: sel.attestations,
                 moved,
             });

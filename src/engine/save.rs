@@ -82,7 +82,8 @@ pub struct SavedImage {
     pub media_type: String,
     /// Platforms saved, as the image writes them.
     pub platforms: Vec<String>,
-    /// Platforms the image lists whose content was absent, so not saved.
+    /// Platforms the written index lists without their content (a sparse archive): those the store lacks
+    /// and those the platform list left out, with `IndexShape::Keep`; empty for the other shapes.
     pub absent: Vec<String>,
     /// Attestation manifests saved with those platforms.
     pub attestations: usize,
@@ -414,7 +415,13 @@ fn plan_image(
         digest: written_digest,
         media_type: top.media_type.clone(),
         platforms: sel.platforms.clone(),
-        absent: sel.absent.clone(),
+        // The index written lists these without their content: every platform not saved, in the kept
+        // shape; none in a subset or a single manifest.
+        absent: if shape == IndexShape::Keep {
+            [sel.absent.as_slice(), sel.left_out.as_slice()].concat()
+        } else {
+            Vec::new()
+        },
         attestations: if shape == IndexShape::Manifest {
             0
         } else {

@@ -580,6 +580,8 @@ pub struct Selection {
     pub platforms: Vec<String>,
     /// Platforms listed by the image but not selected because their content is absent or incomplete.
     pub absent: Vec<String>,
+    /// Platforms listed by the image that the platform list left out.
+    pub left_out: Vec<String>,
     /// Selected attestation manifests.
     pub attestations: usize,
 }
@@ -625,6 +627,7 @@ pub fn select(
     let mut sel = Selection::default();
     for m in &platform_manifests {
         if !matcher.selects(m.platform.as_ref()) {
+            sel.left_out.push(m.platform_name());
             continue;
         }
         if m.complete() {
@@ -637,12 +640,14 @@ pub fn select(
     }
     for d in image.absent() {
         let p = d.platform.as_ref();
-        if d.attestation_of().is_none()
-            && !p.is_some_and(Platform::is_unknown)
-            && matcher.selects(p)
-        {
-            sel.absent
-                .push(d.platform_text().unwrap_or_else(|| d.digest.to_string()));
+        if d.attestation_of().is_some() || p.is_some_and(Platform::is_unknown) {
+            continue;
+        }
+        let name = d.platform_text().unwrap_or_else(|| d.digest.to_string());
+        if matcher.selects(p) {
+            sel.absent.push(name);
+        } else {
+            sel.left_out.push(name);
         }
     }
     for m in manifests
