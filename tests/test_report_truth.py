@@ -10,15 +10,12 @@ import ocitar
 import pytest
 from ocitar.testing import BuiltStore, Image, Platform
 
+APP = Image(names=("app:1.0",), platforms=(Platform("linux/amd64", attestation=True), "linux/arm64/v8", "linux/arm/v7"))
+
 
 @pytest.fixture
 def store(oci_store_factory) -> BuiltStore:  # type: ignore[no-untyped-def]
-    return oci_store_factory(
-        Image(
-            names=("app:1.0",),
-            platforms=(Platform("linux/amd64", attestation=True), "linux/arm64/v8", "linux/arm/v7"),
-        ),
-    )
+    return oci_store_factory(APP)
 
 
 def test_a_keep_save_with_a_platform_list_reports_what_it_left_absent(store: BuiltStore, tmp_path: Path) -> None:
