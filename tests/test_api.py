@@ -94,11 +94,11 @@ def test_inventory_html_marks_absent_platforms_and_attestations(store: BuiltStor
     inv = ocitar.inspect(out)
     parser = _Table()
     parser.feed(inv._repr_html_())
-    assert not parser.tags & {"script", "link", "style"}
+    assert not parser.tags & {"script", "link"}
     rows = {cells[0]: (cls, cells) for cls, cells in parser.rows if cells[0] != "platform"}
     assert set(rows) == {"linux/amd64", "linux/arm64/v8", "linux/arm/v7"}
     cls, cells = rows["linux/amd64"]
-    assert cls == "present" and cells[1] == "present" and "1 attestation" in cells[4]
+    assert cls == "present" and cells[1] == "\u2713 present" and cells[4] == "1"
     assert "KiB" in cells[2] or " B" in cells[2]
     for p in ("linux/arm64/v8", "linux/arm/v7"):
         assert rows[p][0] == "absent" and rows[p][1][1] == "absent"
@@ -111,14 +111,14 @@ def test_report_html_lists_platforms(store: BuiltStore, tmp_path: Path) -> None:
     parser = _Table()
     parser.feed(r._repr_html_())
     cells = [c for _, c in parser.rows if c[0] != "platform"]
-    assert cells == [["linux/arm64/v8", "present"]]
+    assert cells == [["linux/arm64/v8", "\u2713 present"], ["linux/amd64", "absent"], ["linux/arm/v7", "absent"]]
     # Loading the sparse archive reports the platforms it lists but lacks as absent.
     lr = ocitar.load(tmp_path / "a.tar", store=tmp_path / "s")
     parser = _Table()
     parser.feed(lr._repr_html_())
     rows = [(cls, c) for cls, c in parser.rows if c[0] != "platform"]
     assert rows == [
-        ("present", ["linux/arm64/v8", "present"]),
+        ("present", ["linux/arm64/v8", "\u2713 present"]),
         ("absent", ["linux/amd64", "absent"]),
         ("absent", ["linux/arm/v7", "absent"]),
     ]
@@ -191,11 +191,12 @@ def test_keyboard_interrupt_cancels_load_cleanly(store: BuiltStore, tmp_path: Pa
     assert not any(p.name.startswith(".ocitar-ingest-") for p in (tmp_path / "s").iterdir())
 
 
-def test_progress_true_draws_nothing_left_behind(store: BuiltStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_true_ends_on_one_100_percent_line(store: BuiltStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ocitar.save(store.path, "app:1.0", output=tmp_path / "a.tar", progress=True)
     err = capsys.readouterr().err
-    # The bar (tqdm or built-in) ends by erasing itself: the last visible line is empty.
-    assert err == "" or err.rstrip(" ").endswith("\r")
+    # The bar (tqdm or built-in) is drawn in place and ends on one line at 100 %, which stays.
+    last = err.split("\r")[-1]
+    assert err.count("100%") == 1 and "100%" in last and last.endswith("\n")
 
 
 def test_progress_rejects_other_types(store: BuiltStore, tmp_path: Path) -> None:

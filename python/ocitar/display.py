@@ -1,14 +1,43 @@
-"""HTML and Markdown views of reports and inventories for Jupyter: plain tables, no external CSS or
-JavaScript."""
+"""HTML and Markdown views of reports and inventories for Jupyter: one small scoped ``<style>`` block (colours
+come from the notebook's theme: opacity and ``currentColor`` only), no external CSS or JavaScript.
+
+Digests show as 12 hex digits; the full digest is in the ``title`` attribute (on hover) and nowhere else."""
 
 from __future__ import annotations
 
 from html import escape
 from typing import Any
 
+STYLE = (
+    "<style>"
+    "div.ocitar table{border-collapse:collapse;margin:.2em 0 .6em 0}"
+    "div.ocitar th,div.ocitar td{text-align:left;padding:.15em .8em .15em 0;vertical-align:baseline}"
+    "div.ocitar th{font-weight:600;border-bottom:1px solid currentColor}"
+    "div.ocitar .num{text-align:right;font-variant-numeric:tabular-nums}"
+    "div.ocitar tr.absent td{opacity:.5}"
+    "div.ocitar .badge{display:inline-block;font-size:.8em;padding:0 .45em;border:1px solid currentColor;"
+    "border-radius:.7em;line-height:1.4}"
+    "div.ocitar tr.absent .badge{border-style:dashed}"
+    "div.ocitar .head{margin:.5em 0 0 0}"
+    "div.ocitar .total,div.ocitar .meta{opacity:.75;font-size:.9em}"
+    "div.ocitar code{font-size:.9em}"
+    "</style>"
+)
 
-def human(n: int) -> str:
-    """Bytes in a human unit (``1.5 MiB``)."""
+MEDIA_TYPES = {
+    "application/vnd.oci.image.index.v1+json": "OCI index",
+    "application/vnd.docker.distribution.manifest.list.v2+json": "Docker manifest list",
+    "application/vnd.oci.image.manifest.v1+json": "OCI manifest",
+    "application/vnd.docker.distribution.manifest.v2+json": "Docker manifest",
+}
+
+DASH = "\u2014"
+
+
+def human(n: int | None) -> str:
+    """Bytes in a human unit (``1.5 MiB``); an em dash for None (unknown, absent)."""
+    if n is None:
+        return DASH
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
@@ -17,65 +46,122 @@ def human(n: int) -> str:
     return f"{n} B"
 
 
-def _image_title(image: dict[str, Any]) -> str:
+def media_type(mt: str) -> str:
+    """A media type in words (``OCI index``, ``Docker manifest list``); unknown ones as they are."""
+    return MEDIA_TYPES.get(mt, mt)
+
+
+def digest_html(digest: str) -> str:
+    """12 hex digits, the full digest in the ``title`` attribute."""
+    short = digest.partition(":")[2][:12] or digest[:12]
+    return f"<code title='{escape(digest)}'>{escape(short)}</code>"
+
+
+def _names(image: dict[str, Any]) -> str:
     return ", ".join(image["names"]) or "(unnamed)"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _status(present: bool) -> str:
+    return "<span class='badge'>\u2713 present</span>" if present else "<span class='badge'>absent</span>"
+
+
+def _head(image: dict[str, Any], extra: str = "") -> str:
+    """One header line per image: names, short digest, media type in words."""
+    return (
+        f"<div class='head'><strong>{escape(_names(image))}</strong> {digest_html(image['digest'])}"
+        f" <span class='meta'>{escape(media_type(image['media_type']))}{extra}</span></div>"
+    )
+
+
+def _root(kind: str, top: str, body: list[str]) -> str:
+    return f"<div class='ocitar ocitar-{kind}'>{STYLE}<div>{top}</div>{''.join(body)}</div>"
+
+
 def report_html(title: str, report: dict[str, Any]) -> str:
-    """An HTML table per image of a save or load report (``to_dict()`` form)."""
-    parts = [f"<div class='ocitar-report'><strong>{escape(title)}</strong>"]
-    for image in report["images"]:
-        parts.append(
-            f"<table><caption>{escape(_image_title(image))} <code>{escape(image['digest'])}</code></caption>"
+    """A save or load report (``to_dict()`` form): what its text repr says, as a table per image."""
+    if title == "Saved":
+        where = f" to <code>{escape(report['output'])}</code>" if report.get("output") else ""
+        top = f"<strong>Saved</strong>{where}: {_plural(report['blobs'], 'blob')}, {human(report['blob_bytes'])}"
+    else:
+        top = (
+            f"<strong>Loaded</strong>: {_plural(report['blobs_written'], 'blob')} written "
+            f"({human(report['bytes_written'])}), {report['blobs_present']} already present"
         )
-        parts.append("<tr><th>platform</th><th>status</th></tr>")
+    body = []
+    for image in report["images"]:
+        extra = ""
+        if image.get("original_digest"):
+            extra += f" \u00b7 store digest {digest_html(image['original_digest'])}"
+        if image.get("moved"):
+            extra += f" \u00b7 moved here: {escape(', '.join(image['moved']))}"
+        body.append(_head(image, extra))
+        body.append("<table><tr><th>platform</th><th>status</th></tr>")
         for p in image["platforms"]:
-            parts.append(f"<tr class='present'><td>{escape(p)}</td><td>present</td></tr>")
+            body.append(f"<tr class='present'><td>{escape(p)}</td><td>{_status(True)}</td></tr>")
         for p in image.get("absent", []):
-            parts.append(f"<tr class='absent'><td>{escape(p)}</td><td><em>absent</em></td></tr>")
-        parts.append("</table>")
-    parts.append("</div>")
-    return "".join(parts)
+            body.append(f"<tr class='absent'><td>{escape(p)}</td><td>{_status(False)}</td></tr>")
+        body.append("</table>")
+        absent = len(image.get("absent", []))
+        sparse = f", {absent} listed without content (sparse)" if absent else ""
+        att = f", {_plural(image['attestations'], 'attestation')}" if image.get("attestations") else ""
+        body.append(f"<div class='total'>{_plural(len(image['platforms']), 'platform')}{att}{sparse}</div>")
+    return _root("report", top, body)
 
 
 def report_markdown(title: str, report: dict[str, Any]) -> str:
     """A Markdown table per image of a save or load report."""
     lines = [f"**{title}**", ""]
     for image in report["images"]:
-        lines += [f"`{_image_title(image)}` `{image['digest']}`", "", "| platform | status |", "|---|---|"]
+        lines += [f"`{_names(image)}` `{image['digest']}`", "", "| platform | status |", "|---|---|"]
         lines += [f"| {p} | present |" for p in image["platforms"]]
         lines += [f"| {p} | *absent* |" for p in image.get("absent", [])]
         lines.append("")
     return "\n".join(lines)
 
 
+def _platform_row(p: dict[str, Any]) -> str:
+    status = "present" if p["present"] else "absent"
+    att = str(len(p["attestations"])) if p["attestations"] else ""
+    layers = DASH if p["layers"] is None else str(p["layers"])
+    return (
+        f"<tr class='{status}'><td>{escape(p['platform'])}</td><td>{_status(p['present'])}</td>"
+        f"<td class='num'>{human(p['size'])}</td><td class='num'>{layers}</td><td class='num'>{att}</td>"
+        f"<td>{digest_html(p['digest'])}</td></tr>"
+    )
+
+
 def inventory_html(inv: dict[str, Any]) -> str:
-    """An HTML table per image of an inventory: platforms as rows; absent platforms and attestations
-    marked; sizes human-readable."""
-    parts = [
-        f"<div class='ocitar-inventory'><p><strong>{escape(inv['kind'])}</strong> <code>{escape(inv['path'])}</code>:"
-        f" {len(inv['images'])} image(s), {inv['blobs']} blobs, {human(inv['bytes'])}"
-        f" ({human(inv['shared_bytes'])} shared)</p>"
-    ]
+    """An inventory: one header line and one table per image (a row per platform, absent ones dimmed with
+    an "absent" badge and no sizes), totals under each table and for the whole."""
+    what = f"{inv['kind']} <code>{escape(inv['path'])}</code>"
+    if inv["kind"] == "archive":
+        what += f" <span class='meta'>({escape(inv['format'] or 'oci')}, {escape(inv['compression'] or 'uncompressed')})</span>"
+    total = (
+        f"{_plural(len(inv['images']), 'image')}, {_plural(inv['blobs'], 'blob')}, {human(inv['bytes'])}"
+        f" ({human(inv['shared_bytes'])} shared)"
+    )
+    top = f"<strong>\u2713 verified</strong> {what}: {total}, every blob re-hashed" if inv["verified"] else f"{what}: {total}"
+    body = []
     for image in inv["images"]:
-        parts.append(
-            f"<table><caption>{escape(_image_title(image))} <code>{escape(image['digest'])}</code>"
-            f" {escape(image['media_type'])}</caption>"
+        plats = image["platforms"]
+        present = [p for p in plats if p["present"]]
+        body.append(_head(image))
+        body.append(
+            "<table><tr><th>platform</th><th>status</th><th class='num'>size</th><th class='num'>layers</th>"
+            "<th class='num'>attestations</th><th>manifest</th></tr>"
         )
-        parts.append(
-            "<tr><th>platform</th><th>status</th><th>size</th><th>layers</th><th>attestations</th><th>manifest</th></tr>"
+        body += [_platform_row(p) for p in plats]
+        body.append("</table>")
+        absent = len(plats) - len(present)
+        body.append(
+            f"<div class='total'>{len(present)} present{f', {absent} absent (sparse)' if absent else ''}"
+            f" \u00b7 {human(image['size'])}</div>"
         )
-        for p in image["platforms"]:
-            status = "present" if p["present"] else "absent"
-            mark = "<td>present</td>" if p["present"] else "<td><em>absent</em></td>"
-            att = f"{len(p['attestations'])} attestation(s)" if p["attestations"] else ""
-            parts.append(
-                f"<tr class='{status}'><td>{escape(p['platform'])}</td>{mark}<td>{human(p['size'])}</td>"
-                f"<td>{p['layers']}</td><td>{escape(att)}</td><td><code>{escape(p['digest'])}</code></td></tr>"
-            )
-        parts.append("</table>")
-    parts.append("</div>")
-    return "".join(parts)
+    return _root("inventory", top, body)
 
 
 def inventory_markdown(inv: dict[str, Any]) -> str:
@@ -86,15 +172,14 @@ def inventory_markdown(inv: dict[str, Any]) -> str:
     ]
     for image in inv["images"]:
         lines += [
-            f"`{_image_title(image)}` `{image['digest']}`",
+            f"`{_names(image)}` `{image['digest']}`",
             "",
             "| platform | status | size | layers | attestations |",
             "|---|---|---|---|---|",
         ]
         for p in image["platforms"]:
             status = "present" if p["present"] else "*absent*"
-            lines.append(
-                f"| {p['platform']} | {status} | {human(p['size'])} | {p['layers']} | {len(p['attestations'])} |"
-            )
+            layers = DASH if p["layers"] is None else p["layers"]
+            lines.append(f"| {p['platform']} | {status} | {human(p['size'])} | {layers} | {len(p['attestations'])} |")
         lines.append("")
     return "\n".join(lines)
