@@ -65,3 +65,24 @@ def test_pytest_example_passes(workdir: Path) -> None:
     )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "1 passed" in p.stdout
+
+
+def test_the_first_ten_minutes_are_covered() -> None:
+    tomllib = pytest.importorskip("tomllib")
+
+    rust = tomllib.loads((REPO / "Cargo.toml").read_text())["package"]["rust-version"]
+    assert f"Rust ≥ {rust}" in README and "about a minute" in README
+    # Skip reasons show in pytest's summary, so a newcomer sees why tests skipped.
+    addopts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    assert "-rs" in addopts
+    # What the README's commands and examples write stays out of git.
+    p = subprocess.run(["git", "check-ignore", "demo.tar", "demo-2p.tar", "images/"], cwd=REPO, capture_output=True, text=True)
+    if p.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert p.stdout.split() == ["demo.tar", "demo-2p.tar", "images/"]
+
+
+def test_readme_shows_exception_attributes_lookups_and_rows() -> None:
+    python = "\n".join(blocks("python"))
+    for needle in (".missing", ".available", "inv.image(", ".platform(", "to_rows()"):
+        assert needle in python, needle
