@@ -99,12 +99,12 @@ def report_html(title: str, report: dict[str, Any]) -> str:
         if image.get("moved"):
             extra += f" \u00b7 moved here: {escape(', '.join(image['moved']))}"
         body.append(_head(image, extra))
-        body.append("<table><tr><th>platform</th><th>status</th></tr>")
+        body.append("<table><thead><tr><th>platform</th><th>status</th></tr></thead><tbody>")
         for p in image["platforms"]:
             body.append(f"<tr class='present'><td>{escape(p)}</td><td>{_status(True)}</td></tr>")
         for p in image.get("absent", []):
             body.append(f"<tr class='absent'><td>{escape(p)}</td><td>{_status(False)}</td></tr>")
-        body.append("</table>")
+        body.append("</tbody></table>")
         absent = len(image.get("absent", []))
         sparse = f", {absent} listed without content (sparse)" if absent else ""
         att = f", {_plural(image['attestations'], 'attestation')}" if image.get("attestations") else ""
@@ -140,22 +140,20 @@ def inventory_html(inv: dict[str, Any]) -> str:
     what = f"{inv['kind']} <code>{escape(inv['path'])}</code>"
     if inv["kind"] == "archive":
         what += f" <span class='meta'>({escape(inv['format'] or 'oci')}, {escape(inv['compression'] or 'uncompressed')})</span>"
-    total = (
-        f"{_plural(len(inv['images']), 'image')}, {_plural(inv['blobs'], 'blob')}, {human(inv['bytes'])}"
-        f" ({human(inv['shared_bytes'])} shared)"
-    )
-    top = f"<strong>\u2713 verified</strong> {what}: {total}, every blob re-hashed" if inv["verified"] else f"{what}: {total}"
+    blobs = _plural(inv["blobs"], "blob") + (" re-hashed" if inv["verified"] else "")
+    total = f"{_plural(len(inv['images']), 'image')}, {blobs}, {human(inv['bytes'])} ({human(inv['shared_bytes'])} shared)"
+    top = f"<strong>\u2713 verified</strong> {what}: {total}" if inv["verified"] else f"{what}: {total}"
     body = []
     for image in inv["images"]:
         plats = image["platforms"]
         present = [p for p in plats if p["present"]]
         body.append(_head(image))
         body.append(
-            "<table><tr><th>platform</th><th>status</th><th class='num'>size</th><th class='num'>layers</th>"
-            "<th class='num'>attestations</th><th>manifest</th></tr>"
+            "<table><thead><tr><th>platform</th><th>status</th><th class='num'>size</th><th class='num'>layers</th>"
+            "<th class='num'>attestations</th><th>manifest</th></tr></thead><tbody>"
         )
         body += [_platform_row(p) for p in plats]
-        body.append("</table>")
+        body.append("</tbody></table>")
         absent = len(plats) - len(present)
         body.append(
             f"<div class='total'>{len(present)} present{f', {absent} absent (sparse)' if absent else ''}"
