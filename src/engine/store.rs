@@ -657,6 +657,49 @@ pub fn pick(typed: &str, candidates: &[Named<'_>]) -> Result<(Reference, usize)>
     }
 }
 
+/// The index of the image `typed` names among `images` listed elsewhere (an inventory, a report: each its
+/// familiar names and digest), by [`pick`]'s rules.
+///
+/// # Errors
+/// As [`pick`], with [`Error::ImageNotFound`] naming `path` and the closest names; the error of
+/// [`Digest`]'s parser when a listed digest does not parse.
+pub fn pick_listed(typed: &str, path: &Path, images: &[(Vec<String>, String)]) -> Result<usize> {
+    let digests = images
+        .iter()
+        .map(|(_, d)| d.parse::<Digest>())
+        .collect::<Result<Vec<_>>>()?;
+    let mut named = Vec::new();
+    for ((names, _), digest) in images.iter().zip(&digests) {
+        let names: Vec<Option<&str>> = match names.as_slice() {
+            [] => vec![None],
+            _ => names.iter().map(|n| Some(n.as_str())).collect(),
+        };
+        named.extend(names.into_iter().map(|n| Named {
+            image_name: n,
+            ref_name: n,
+            digest,
+        }));
+    }
+    match pick(typed, &named) {
+        Ok((_, i)) => {
+            let found = named.get(i).map(|n| n.digest);
+            digests
+                .iter()
+                .position(|d| Some(d) == found)
+                .ok_or_else(|| Error::InvalidArgument(format!("{typed:?} matched no listed image")))
+        }
+        Err(Error::ImageNotFound { reference, .. }) => Err(Error::ImageNotFound {
+            candidates: closest(
+                &reference,
+                images.iter().flat_map(|(n, _)| n.clone()).collect(),
+            ),
+            reference,
+            store: path.to_path_buf(),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
 /// The three names closest to `typed` (edit distance), for "did you mean".
 pub fn closest(typed: &str, mut names: Vec<String>) -> Vec<String> {
     names.sort();

@@ -336,46 +336,8 @@ fn normalize_platform(spec: &str) -> PyResult<String> {
 /// the rules `save` applies to refs, short digests included.
 #[pyfunction]
 fn pick(reference: &str, path: PathBuf, images: Vec<(Vec<String>, String)>) -> PyResult<usize> {
-    let pending = Pending::default();
-    let mut digests = Vec::with_capacity(images.len());
-    for (_, d) in &images {
-        digests.push(
-            d.parse::<engine::digest::Digest>()
-                .map_err(|e| to_pyerr(e, &pending))?,
-        );
-    }
-    let mut named = Vec::new();
-    for ((names, _), digest) in images.iter().zip(&digests) {
-        let names: Vec<Option<&str>> = if names.is_empty() {
-            vec![None]
-        } else {
-            names.iter().map(|n| Some(n.as_str())).collect()
-        };
-        for n in names {
-            named.push(engine::store::Named {
-                image_name: n,
-                ref_name: n,
-                digest,
-            });
-        }
-    }
-    let i = engine::store::pick(reference, &named).map_err(|e| match e {
-        Error::ImageNotFound { reference, .. } => {
-            let names = images.iter().flat_map(|(n, _)| n.clone()).collect();
-            Error::ImageNotFound {
-                candidates: engine::store::closest(&reference, names),
-                reference,
-                store: path,
-            }
-        }
-        other => other,
-    });
-    let (_, i) = i.map_err(|e| to_pyerr(e, &pending))?;
-    let d = named.get(i).map(|n| n.digest);
-    digests
-        .iter()
-        .position(|x| Some(x) == d)
-        .ok_or_else(|| PyValueError::new_err("no such image"))
+    engine::store::pick_listed(reference, &path, &images)
+        .map_err(|e| to_pyerr(e, &Pending::default()))
 }
 
 #[pymodule]
