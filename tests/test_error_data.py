@@ -93,7 +93,6 @@ def test_a_missing_archive_file_stays_file_not_found(tmp_path: Path) -> None:
     for call in (ocitar.inspect, ocitar.verify, lambda p: ocitar.load(p, store=tmp_path / "s")):
         with pytest.raises(FileNotFoundError) as info:
             call(tmp_path / "missing.tar")  # type: ignore[operator]
-        assert str(info.value).count("2") == 1 or "os error" not in str(info.value)
         assert "os error" not in str(info.value)
         assert info.value.errno == 2 and info.value.filename == str(tmp_path / "missing.tar")
 

@@ -53,6 +53,7 @@ def test_inspect_one_image_of_a_store(store: BuiltStore) -> None:
     assert p.returncode == 0, p.stderr
     lines = p.stdout.decode().splitlines()
     assert lines[1].startswith("app:1.0") and "<none>" not in p.stdout.decode()
+    assert lines[-1].startswith("app:1.0: ") and lines[-1].endswith(f" in {store.path}")
     short = store.images[1].digest.split(":")[1][:12]
     data = json.loads(cli("inspect", "--format", "json", "--store", store.path, short).stdout)
     assert [i["digest"] for i in data["images"]] == [store.images[1].digest]
@@ -67,3 +68,9 @@ def test_inventory_image_takes_names_digests_and_prefixes(store: BuiltStore) -> 
     with pytest.raises(ocitar.ImageNotFoundError) as info:
         inv.image("app:1.1")
     assert info.value.candidates[0] == "app:1.0" and info.value.ref == "app:1.1"
+
+
+def test_inspect_takes_one_path_or_one_image_of_a_store(store: BuiltStore) -> None:
+    for args in (("inspect", store.path, store.path), ("inspect", "--store", store.path, "app:1.0", "app:1.0")):
+        p = cli(*args)
+        assert p.returncode == 2 and p.stderr.decode().count("\n") == 1, p.stderr

@@ -149,7 +149,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             raise _usage("inspect --store STORE takes one IMAGE")
         inv = ocitar.inspect(args.store)
         image = inv.image(args.path[0])
-        _show(dataclasses.replace(inv, images=(image,)), args.format)
+        one = dataclasses.replace(inv, images=(image,))
+        if args.format == "json":
+            _show(one, "json")
+        else:
+            # The store's totals would mislead under one image: say the image's own size instead.
+            table = _inventory_table(one).splitlines()[:-1]
+            print("\n".join([*table, f"{', '.join(image.names) or image.digest}: {human(image.size)} in {inv.path}"]))
         return 0
     if len(args.path) != 1:
         raise _usage("inspect takes one PATH (or --store STORE IMAGE)")
