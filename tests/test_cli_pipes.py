@@ -139,3 +139,9 @@ def test_the_built_in_bar_shows_bytes_rate_time_left_and_100_once(monkeypatch: p
     frames = text.split("\r")
     assert "50%" in frames[2] and "512.0 KiB/1.0 MiB" in frames[2] and "/s" in frames[2] and "left" in frames[2]
     assert "1.0 MiB/1.0 MiB" in frames[-1]
+
+
+def test_empty_stdin_says_so(tmp_path: Path) -> None:
+    p = cli("load", "--store", tmp_path / "s", stdin=b"")
+    assert p.returncode == 1 and p.stderr == b"ocitar: error: stdin is empty: pipe an archive or use -i FILE\n"
+    assert not (tmp_path / "s").exists()

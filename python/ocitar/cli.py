@@ -95,6 +95,9 @@ def _cmd_load(args: argparse.Namespace) -> int:
     if source is sys.stdin.buffer and sys.stdin.isatty():
         sys.stderr.write("ocitar: error: no archive given: use -i FILE or pipe one on stdin\n")
         return 1
+    if source is sys.stdin.buffer and not sys.stdin.buffer.peek(1):
+        sys.stderr.write("ocitar: error: stdin is empty: pipe an archive or use -i FILE\n")
+        return 1
     report = ocitar.load(source, _platforms(args.platform), store=args.store, progress=_progress(args))
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
