@@ -573,8 +573,11 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 
 /// A candidate image for a reference: its two name annotations (either may be a familiar name) and digest.
 pub struct Named<'a> {
+    /// `io.containerd.image.name`, when the entry has one.
     pub image_name: Option<&'a str>,
+    /// `org.opencontainers.image.ref.name`, when the entry has one.
     pub ref_name: Option<&'a str>,
+    /// The digest of the entry's top-level document.
     pub digest: &'a Digest,
 }
 
