@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -12,12 +11,13 @@ use serde::Serialize;
 
 use super::archive::read::{Archive, Entry, Input, Kind, Spool};
 use super::digest::{self, Digest};
+use super::document::{self, MAX_DOCUMENT_BYTES};
 use super::error::{Error, IoContext, Result};
 use super::load::{find_images, ArchiveSource};
 use super::platform::Matcher;
 use super::reference::{self, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use super::store::{IndexFile, Store, MISSING_STORE, OCI_LAYOUT};
-use super::walk::{self, BlobSource, Descriptor, Image, Node, MAX_DOCUMENT};
+use super::walk::{self, BlobSource, Descriptor, Image, Node};
 use super::Progress;
 
 /// An image's `index.json` entries (one per name) and its walked tree.
@@ -106,7 +106,7 @@ impl Spool for TempSpool {
     }
 
     fn keep(&self, _name: &str, size: u64) -> bool {
-        size <= MAX_DOCUMENT
+        size <= MAX_DOCUMENT_BYTES
     }
 }
 
@@ -552,10 +552,10 @@ fn check_references(
 fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
     Store::open(path)?;
     let layout = path.join("oci-layout");
-    let mut bytes = Vec::new();
-    File::open(&layout)
-        .and_then(|f| f.take(MAX_DOCUMENT).read_to_end(&mut bytes))
-        .at(&layout)?;
+    let bytes = File::open(&layout)
+        .and_then(|f| document::read_bounded(f, 64))
+        .at(&layout)?
+        .unwrap_or_default();
     check_layout(&bytes).map_err(|r| Error::store(&layout, r))?;
     let (store, _, images, mut inv) = inspect_store(path)?;
     // Every file under blobs/<alg>/ is named by a digest and hashes to it.
@@ -616,8 +616,7 @@ fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
 /// A reason naming what was expected and what was found.
 fn check_layout(bytes: &[u8]) -> std::result::Result<(), String> {
     let expected = String::from_utf8_lossy(OCI_LAYOUT);
-    let v: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| format!("not valid JSON ({e}); expected {expected}"))?;
+    let v = document::parse_json(bytes).map_err(|e| format!("{e}; expected {expected}"))?;
     match v.get("imageLayoutVersion").and_then(|x| x.as_str()) {
         Some(version) if version.split('.').next() == Some("1") => Ok(()),
         Some(version) => Err(format!(

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::archive::read::{blob_digest, Archive, Entry, Input, Kind, Loc, Spool};
 use super::copy;
 use super::digest::{self, Digest};
+use super::document;
 use super::error::{Error, Result};
 use super::platform::{Matcher, Platform};
 use super::reference::{self, Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
@@ -283,14 +284,7 @@ struct DockerEntry {
 
 fn docker_images(source: &mut ArchiveSource<'_>, bytes: &[u8]) -> Result<Vec<Found>> {
     let ar = source.archive;
-    if walk::json_depth(bytes) > walk::MAX_DEPTH {
-        return Err(Error::archive(
-            "manifest.json",
-            format!("JSON nested deeper than {} levels", walk::MAX_DEPTH),
-        ));
-    }
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| Error::archive("manifest.json", format!("not valid JSON: {e}")))?;
+    let v = document::parse_json(bytes).map_err(|r| Error::archive("manifest.json", r))?;
     let list: Vec<DockerEntry> = match v {
         Value::Null => {
             return Err(Error::archive(
@@ -313,7 +307,7 @@ fn docker_images(source: &mut ArchiveSource<'_>, bytes: &[u8]) -> Result<Vec<Fou
         let what = |field: &str| format!("manifest.json[{i}].{field}");
         let (config_name, config_entry) = docker_path(ar, &entry.config, &what("Config"))?;
         let config_bytes = ar.read_small(config_name, config_entry)?;
-        let config_json = walk::parse_document(&config_bytes)
+        let config_json = document::parse_document(&config_bytes)
             .map_err(|r| Error::archive(config_name, format!("image config: {r}")))?;
         let config_digest = Digest::sha256_of(&config_bytes);
         source

@@ -20,6 +20,7 @@
 pub mod archive;
 pub mod copy;
 pub mod digest;
+pub mod document;
 pub mod error;
 pub mod inspect;
 pub mod load;

@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -33,9 +33,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::digest::Digest;
+use super::document::{self, parse_document, MAX_DOCUMENT_BYTES};
 use super::error::{Error, IoContext, Result};
 use super::reference::{self, Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
-use super::walk::{parse_document, BlobSource, Descriptor, MAX_DOCUMENT, MT_OCI_INDEX};
+use super::walk::{BlobSource, Descriptor, MT_OCI_INDEX};
 
 /// The content of `oci-layout`.
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -203,11 +204,15 @@ impl Store {
             }
             Err(e) => return Err(Error::io(&p, e)),
         };
-        let mut bytes = Vec::new();
-        f.take(MAX_DOCUMENT + 1).read_to_end(&mut bytes).at(&p)?;
-        if bytes.len() as u64 > MAX_DOCUMENT {
-            return Err(Error::store(&p, "index.json is over 20 MiB"));
-        }
+        let size = f.metadata().at(&p)?.len();
+        let Some(bytes) = document::read_bounded(f, size).at(&p)? else {
+            return Err(Error::store(
+                &p,
+                format!(
+                    "index.json is over the {MAX_DOCUMENT_BYTES}-byte limit for JSON documents"
+                ),
+            ));
+        };
         IndexFile::parse(&bytes).map_err(|r| Error::store(&p, r))
     }
 
@@ -392,7 +397,9 @@ impl BlobSource for Store {
             return Ok(None);
         }
         let f = self.open_blob(desc)?;
-        let mut out = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
+        let mut out = Vec::new();
+        out.try_reserve_exact(usize::try_from(desc.size.min(MAX_DOCUMENT_BYTES)).unwrap_or(0))
+            .map_err(|e| Error::io(&p, std::io::Error::new(std::io::ErrorKind::OutOfMemory, e)))?;
         let loc = p.display().to_string();
         super::digest::copy_verified(f, &mut out, &desc.digest, desc.size, &loc, &p, &mut |_| {
             Ok(())

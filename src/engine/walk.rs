@@ -8,13 +8,9 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::Value;
 
 use super::digest::Digest;
+use super::document::{parse_document, MAX_DEPTH, MAX_DOCUMENT_BYTES};
 use super::error::{Error, Result};
 use super::platform::{Matcher, Platform};
-
-/// Largest JSON document (index, manifest, config, `index.json`, `manifest.json`) ocitar will read.
-pub const MAX_DOCUMENT: u64 = 20 << 20;
-/// Deepest nesting accepted, of indexes within indexes and of JSON values within a document.
-pub const MAX_DEPTH: usize = 16;
 
 /// An OCI image index.
 pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -192,7 +188,7 @@ pub trait BlobSource {
     /// blob is not there (a sparse archive or store).
     ///
     /// # Errors
-    /// Digest and size mismatches, read errors, and documents over [`MAX_DOCUMENT`].
+    /// Digest and size mismatches, read errors, and documents over [`MAX_DOCUMENT_BYTES`].
     fn document(&self, desc: &Descriptor) -> Result<Option<Vec<u8>>>;
 
     /// Whether the blob `desc` names is there (its content is verified when it is copied).
@@ -298,58 +294,6 @@ pub fn is_image_config(mt: &str) -> bool {
     mt == MT_OCI_CONFIG || mt == MT_DOCKER_CONFIG
 }
 
-/// The deepest nesting of arrays and objects in a JSON text (strings skipped).
-pub fn json_depth(bytes: &[u8]) -> usize {
-    json_shape(bytes).0
-}
-
-/// The shape of a JSON text, strings skipped: its deepest nesting, (an upper bound of) the number of
-/// values and keys it holds, and the number of objects.
-pub fn json_shape(bytes: &[u8]) -> (usize, usize, usize) {
-    let (mut depth, mut max, mut values, mut objects) = (0usize, 0usize, 1usize, 0usize);
-    let (mut in_str, mut esc) = (false, false);
-    for &b in bytes {
-        if in_str {
-            if esc {
-                esc = false;
-            } else if b == b'\\' {
-                esc = true;
-            } else if b == b'"' {
-                in_str = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-                values += 1;
-                objects += usize::from(b == b'{');
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            b',' | b':' => values += 1,
-            _ => {}
-        }
-    }
-    (max, values, objects)
-}
-
-/// Parse a JSON document that must be an object, refusing nesting deeper than [`MAX_DEPTH`].
-///
-/// # Errors
-/// A reason string: nesting too deep, not JSON, or not an object.
-pub fn parse_document(bytes: &[u8]) -> std::result::Result<Value, String> {
-    if json_depth(bytes) > MAX_DEPTH {
-        return Err(format!("JSON nested deeper than {MAX_DEPTH} levels"));
-    }
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-    if !v.is_object() {
-        return Err("not a JSON object".into());
-    }
-    Ok(v)
-}
-
 /// Walk the image under `top` in `source`.
 ///
 /// # Errors
@@ -408,11 +352,11 @@ fn visit(
     if !known && !desc.media_type.is_empty() && !desc.media_type.ends_with("+json") && !top {
         return Ok(Node::Blob { desc: desc.clone() });
     }
-    if desc.size > MAX_DOCUMENT {
+    if desc.size > MAX_DOCUMENT_BYTES {
         return Err(source.malformed(
             &loc,
             format!(
-                "document of {} bytes is over the {MAX_DOCUMENT}-byte limit",
+                "document of {} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit",
                 desc.size
             ),
         ));
@@ -498,7 +442,7 @@ fn visit(
     let mut platform = desc.platform.clone();
     if let Some(c) = config.as_ref().filter(|c| is_image_config(&c.media_type)) {
         let cloc = c.digest.to_string();
-        if c.size > MAX_DOCUMENT {
+        if c.size > MAX_DOCUMENT_BYTES {
             // A descriptor claiming more than the blob holds is a size mismatch before it is a limit.
             if let Some(found) = source.blob_size(c).filter(|s| *s != c.size) {
                 return Err(Error::SizeMismatch {
@@ -511,7 +455,7 @@ fn visit(
             return Err(source.malformed(
                 &cloc,
                 format!(
-                    "image config of {} bytes is over the {MAX_DOCUMENT}-byte limit",
+                    "image config of {} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit",
                     c.size
                 ),
             ));

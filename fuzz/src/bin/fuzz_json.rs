@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use _ocitar::engine::digest::Digest;
+use _ocitar::engine::document;
 use _ocitar::engine::error::Error;
 use _ocitar::engine::platform::{Matcher, Platform};
 use _ocitar::engine::reference::Reference;
@@ -168,10 +169,10 @@ impl State for JsonState {
 
     fn run(&mut self, input: &[u8]) {
         platforms_and_references(input);
-        if input.len() as u64 > walk::MAX_DOCUMENT {
+        if input.len() as u64 > document::MAX_DOCUMENT_BYTES {
             return; // never parsed: every reader refuses it by size first
         }
-        let _ = walk::parse_document(input);
+        let _ = document::parse_document(input);
         let _ = IndexFile::parse(input);
         if let Ok(v) = serde_json::from_slice::<Value>(input) {
             descriptors(&v, &mut 100_000);

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use super::Compression;
 use crate::engine::digest::{self, Digest};
+use crate::engine::document::{self, MAX_DOCUMENT_BYTES};
 use crate::engine::error::{Error, IoContext, Result};
-use crate::engine::walk::{json_shape, MAX_DEPTH, MAX_DOCUMENT};
 
 /// Where an archive comes from.
 pub enum Input {
@@ -332,52 +332,24 @@ impl Archive {
     }
 
     /// A JSON document's bytes (`index.json`, `manifest.json`, an index, manifest or config), refused
-    /// when over [`MAX_DOCUMENT`] bytes, nested deeper than [`MAX_DEPTH`] or holding more than
-    /// [`MAX_JSON_VALUES`] values or [`MAX_JSON_OBJECTS`] objects, so that parsing it stays within
-    /// bounded memory.
+    /// when over [`MAX_DOCUMENT_BYTES`]; the document's other limits are checked where it is parsed
+    /// ([`document::parse_document`]).
     ///
     /// # Errors
-    /// [`Error::InvalidArchive`] over a limit or when short; [`Error::Io`].
+    /// [`Error::InvalidArchive`] over the limit or when short; [`Error::Io`].
     pub fn read_small(&self, name: &str, e: &Entry) -> Result<Vec<u8>> {
-        if e.size > MAX_DOCUMENT {
-            return Err(bad(
-                name,
-                format!(
-                    "{} bytes is over the {MAX_DOCUMENT}-byte limit for JSON documents",
-                    e.size
-                ),
-            ));
+        if e.size > MAX_DOCUMENT_BYTES {
+            return Err(bad(name, document::over_size(e.size)));
         }
-        let mut out = Vec::with_capacity(usize::try_from(e.size).unwrap_or(0));
-        self.open(e)?
-            .take(e.size)
-            .read_to_end(&mut out)
-            .map_err(|err| Error::io(&self.label, err))?;
+        let out = document::read_bounded(self.open(e)?.take(e.size), e.size)
+            .map_err(|err| Error::io(&self.label, err))?
+            .unwrap_or_default();
         if out.len() as u64 != e.size {
             return Err(bad(name, "truncated"));
-        }
-        let (depth, values, objects) = json_shape(&out);
-        if depth > MAX_DEPTH {
-            return Err(bad(
-                name,
-                format!("JSON nested deeper than {MAX_DEPTH} levels"),
-            ));
-        }
-        if values > MAX_JSON_VALUES || objects > MAX_JSON_OBJECTS {
-            return Err(bad(
-                name,
-                format!("JSON document holds more than {MAX_JSON_VALUES} values or {MAX_JSON_OBJECTS} objects"),
-            ));
         }
         Ok(out)
     }
 }
-
-/// Most values (array elements, object keys and values) a JSON document may hold: a parsed value takes
-/// 32 bytes or more, so 20 MiB of `[0,0,…]` would otherwise take over 300 MiB.
-pub const MAX_JSON_VALUES: usize = 1_000_000;
-/// Most objects a JSON document may hold: a parsed non-empty object takes about 700 bytes.
-pub const MAX_JSON_OBJECTS: usize = 100_000;
 
 struct ArcBytes(Arc<Vec<u8>>);
 
@@ -938,11 +910,8 @@ fn check_entry<R: Read>(e: &tar::Entry<'_, R>) -> Result<Option<(String, Kind, u
         if kind != Kind::File {
             return Err(bad(&name, "must be a regular file"));
         }
-        if size > MAX_DOCUMENT {
-            return Err(bad(
-                &name,
-                format!("{size} bytes is over the {MAX_DOCUMENT}-byte limit for JSON documents"),
-            ));
+        if size > MAX_DOCUMENT_BYTES {
+            return Err(bad(&name, document::over_size(size)));
         }
     }
     Ok(Some((name, kind, size)))
@@ -972,13 +941,6 @@ mod tests {
         );
         assert!(resolve_link("b/layer.tar", b"../../x").is_err());
         assert!(resolve_link("b/layer.tar", b"/etc/passwd").is_err());
-    }
-
-    #[test]
-    fn json_shape_counts_outside_strings() {
-        assert_eq!(json_shape(br#"{"a":[1,2,{"b":"[{,:"}]}"#), (3, 8, 2));
-        assert_eq!(json_shape(br#""\"[""#), (0, 1, 0));
-        assert_eq!(json_shape(b"[[[]]]"), (3, 4, 0));
     }
 
     struct NoSpool;

@@ -1,0 +1,173 @@
+//! Every JSON document ocitar parses — `index.json`, `manifest.json`, `oci-layout`, indexes, manifests and
+//! configs, from a store or an archive alike — and every limit on them: one [`parse_document`] checks the
+//! shape before parsing, so no document can make ocitar hold more than a bounded amount of memory.
+
+use std::io::{self, Read};
+
+use serde_json::Value;
+
+/// Largest JSON document ocitar reads or writes (a store's `index.json` included: a load that would
+/// write a larger one is refused, so that the store can always be read again).
+pub const MAX_DOCUMENT_BYTES: u64 = 20 << 20;
+/// Deepest nesting accepted, of JSON values within a document and of indexes within indexes.
+pub const MAX_DEPTH: usize = 16;
+/// Most values (array elements, object keys and values) a document may hold: a parsed value takes 32
+/// bytes or more, so 20 MiB of `[0,0,…]` would otherwise take over 300 MiB.
+pub const MAX_JSON_VALUES: usize = 1_000_000;
+/// Most objects a document may hold: a parsed non-empty object takes about 700 bytes.
+pub const MAX_JSON_OBJECTS: usize = 100_000;
+/// Most entries of one `annotations` object (images carry a few dozen; every annotation is copied into
+/// each descriptor and into the store's `index.json`).
+pub const MAX_ANNOTATIONS: usize = 1_000;
+
+/// The shape of a JSON text, strings skipped: its deepest nesting, (an upper bound of) the number of
+/// values and keys it holds, and the number of objects.
+pub fn json_shape(bytes: &[u8]) -> (usize, usize, usize) {
+    let (mut depth, mut max, mut values, mut objects) = (0usize, 0usize, 1usize, 0usize);
+    let (mut in_str, mut esc) = (false, false);
+    for &b in bytes {
+        if in_str {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+                values += 1;
+                objects += usize::from(b == b'{');
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' | b':' => values += 1,
+            _ => {}
+        }
+    }
+    (max, values, objects)
+}
+
+/// Parse a JSON text of any kind (`manifest.json` is an array) within every limit of this module.
+///
+/// # Errors
+/// A reason string naming the limit passed, or why the bytes are not JSON.
+pub fn parse_json(bytes: &[u8]) -> std::result::Result<Value, String> {
+    if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+        return Err(over_size(bytes.len() as u64));
+    }
+    let (depth, values, objects) = json_shape(bytes);
+    if depth > MAX_DEPTH {
+        return Err(format!("JSON nested deeper than {MAX_DEPTH} levels"));
+    }
+    if values > MAX_JSON_VALUES || objects > MAX_JSON_OBJECTS {
+        return Err(format!(
+            "JSON document holds more than {MAX_JSON_VALUES} values or {MAX_JSON_OBJECTS} objects"
+        ));
+    }
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    check_annotations(&v, 0)?;
+    Ok(v)
+}
+
+/// Parse a JSON document that must be an object, within every limit of this module.
+///
+/// # Errors
+/// As [`parse_json`], and when the document is not an object.
+pub fn parse_document(bytes: &[u8]) -> std::result::Result<Value, String> {
+    let v = parse_json(bytes)?;
+    if !v.is_object() {
+        return Err("not a JSON object".into());
+    }
+    Ok(v)
+}
+
+/// The reason for a document of `size` bytes.
+pub fn over_size(size: u64) -> String {
+    format!("{size} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit for JSON documents")
+}
+
+/// Read a whole document from `r`, which declares `size` bytes: `Ok(None)` when it holds more than
+/// [`MAX_DOCUMENT_BYTES`]. Memory is reserved up front and a reservation that fails is an error, not an
+/// abort.
+///
+/// # Errors
+/// The reader's errors; [`io::ErrorKind::OutOfMemory`] when the buffer cannot be reserved.
+pub fn read_bounded<R: Read>(r: R, size: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(usize::try_from(size.min(MAX_DOCUMENT_BYTES + 1)).unwrap_or(0))
+        .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e))?;
+    r.take(MAX_DOCUMENT_BYTES + 1).read_to_end(&mut out)?;
+    Ok((out.len() as u64 <= MAX_DOCUMENT_BYTES).then_some(out))
+}
+
+/// Refuse an `annotations` object with more than [`MAX_ANNOTATIONS`] entries anywhere in `v`.
+fn check_annotations(v: &Value, depth: usize) -> std::result::Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Ok(());
+    }
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                if let (true, Value::Object(a)) = (k == "annotations", child) {
+                    if a.len() > MAX_ANNOTATIONS {
+                        return Err(format!(
+                            "an annotations object holds {} entries, over the limit of {MAX_ANNOTATIONS}",
+                            a.len()
+                        ));
+                    }
+                }
+                check_annotations(child, depth + 1)?;
+            }
+            Ok(())
+        }
+        Value::Array(a) => a.iter().try_for_each(|c| check_annotations(c, depth + 1)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape_counts_outside_strings() {
+        assert_eq!(json_shape(br#"{"a":[1,2,{"b":"[{,:"}]}"#), (3, 8, 2));
+        assert_eq!(json_shape(br#""\"[""#), (0, 1, 0));
+        assert_eq!(json_shape(b"[[[]]]"), (3, 4, 0));
+    }
+
+    #[test]
+    fn annotations_over_the_limit_are_refused_anywhere() {
+        let many: serde_json::Map<String, Value> = (0..=MAX_ANNOTATIONS)
+            .map(|i| (format!("k{i}"), Value::from("v")))
+            .collect();
+        let doc = serde_json::json!({"manifests": [{"annotations": many}]});
+        let err = parse_document(&serde_json::to_vec(&doc).unwrap()).unwrap_err();
+        assert!(
+            err.contains("annotations object holds 1001 entries"),
+            "{err}"
+        );
+        let fine = serde_json::json!({"annotations": {"a": "b"}});
+        assert!(parse_document(&serde_json::to_vec(&fine).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn limits_are_checked_before_parsing() {
+        assert!(parse_json(&[b'['; 17]).unwrap_err().contains("deeper"));
+        let wide = format!("[{}0]", "0,".repeat(MAX_JSON_VALUES));
+        assert!(parse_json(wide.as_bytes()).unwrap_err().contains("values"));
+        assert!(parse_document(b"[]").unwrap_err().contains("object"));
+    }
+
+    #[test]
+    fn read_bounded_stops_past_the_limit() {
+        let big = vec![b' '; usize::try_from(MAX_DOCUMENT_BYTES).unwrap() + 1];
+        assert!(read_bounded(big.as_slice(), 10).unwrap().is_none());
+        assert_eq!(read_bounded(&b"{}"[..], 2).unwrap().unwrap(), b"{}");
+    }
+}
