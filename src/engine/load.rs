@@ -266,6 +266,12 @@ pub(crate) fn find_images(source: &mut ArchiveSource<'_>) -> Result<Vec<Found>> 
             "legacy Docker archive with only 'repositories' and no manifest.json (written by Docker before 1.10); re-save it with a current docker",
         ));
     }
+    if let Some(at) = ar.lone_zero_block {
+        return Err(Error::archive(
+            ar.label(),
+            format!("the archive ends early: a lone zero block at byte {at} ends it before any index.json or manifest.json, and more data follows that tar readers do not read"),
+        ));
+    }
     Err(Error::archive(
         ar.label(),
         "not an image archive: no index.json or manifest.json",

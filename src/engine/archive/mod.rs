@@ -1,5 +1,6 @@
 //! Tar archives: the deterministic writer save uses, and the reader load, inspect and verify use.
 
+pub mod guard;
 pub mod gzip;
 pub mod read;
 pub mod write;

@@ -10,6 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::guard::{Refused, TarGuard, MAX_NAME};
 use super::Compression;
 use crate::engine::digest::{self, Digest};
 use crate::engine::document::{self, MAX_DOCUMENT_BYTES};
@@ -75,6 +76,8 @@ pub struct Archive {
     label: String,
     /// The compression the input had.
     pub compression: Option<Compression>,
+    /// Where one zero block ended the archive while more data follows it (entries no tar reader reads).
+    pub lone_zero_block: Option<u64>,
 }
 
 /// Entries of a stream up to this size are held in memory rather than spooled to a file (JSON documents,
@@ -142,12 +145,13 @@ impl Archive {
                     ),
                     None => {
                         let len = f.metadata().at(&p)?.len();
-                        let entries = index_seekable(&f, len, &label)?;
+                        let (entries, lone_zero_block) = index_seekable(&f, len, &label)?;
                         Ok(Archive {
                             entries,
                             data: Data::File(f),
                             label,
                             compression: None,
+                            lone_zero_block,
                         })
                     }
                 }
@@ -161,12 +165,14 @@ impl Archive {
                     }
                     None => {
                         let len = b.len() as u64;
-                        let entries = index_seekable(io::Cursor::new(b.as_slice()), len, &label)?;
+                        let (entries, lone_zero_block) =
+                            index_seekable(io::Cursor::new(b.as_slice()), len, &label)?;
                         Ok(Archive {
                             entries,
                             data: Data::Bytes(b),
                             label,
                             compression: None,
+                            lone_zero_block,
                         })
                     }
                 }
@@ -187,12 +193,18 @@ impl Archive {
     }
 
     fn from_stream(
-        mut reader: Box<dyn Read + Send>,
+        reader: Box<dyn Read + Send>,
         compression: Option<Compression>,
         label: String,
         spool: &mut dyn Spool,
     ) -> Result<Archive> {
+        let mut reader = match compression {
+            Some(outer) => refuse_twice_compressed(reader, outer, &label)?,
+            None => reader,
+        };
         let mut entries = BTreeMap::new();
+        let mut kept = 0u64;
+        let lone_zero_block;
         {
             let mut ar = tar::Archive::new(TarGuard::new(&mut reader));
             let iter = ar.entries().map_err(|e| tar_error(&label, None, &e))?;
@@ -204,7 +216,7 @@ impl Archive {
                     continue;
                 };
                 last = Some(name.clone());
-                if !admit(&entries, &name, &kind)? {
+                if !admit(&entries, &mut kept, &name, &kind)? {
                     continue;
                 }
                 let loc = if kind == Kind::File {
@@ -249,15 +261,16 @@ impl Archive {
                 };
                 entries.insert(name, Entry { kind, size, loc });
             }
+            let mut guard = ar.into_inner();
+            drain(&mut guard, compression, &label)?;
+            lone_zero_block = guard.lone_zero_block();
         }
-        // Drain what follows the end-of-archive marker so a pipe's writer is not cut off; a bounded
-        // amount, since a decompressor can expand a few bytes of trailing garbage to terabytes.
-        let _ = io::copy(&mut (&mut reader).take(MAX_TRAILING), &mut io::sink());
         Ok(Archive {
             entries,
             data: Data::Spooled,
             label,
             compression,
+            lone_zero_block,
         })
     }
 
@@ -380,230 +393,6 @@ impl Read for At<'_> {
     }
 }
 
-/// Largest PAX extended header or GNU long-name / long-link entry accepted. The tar reader keeps these
-/// in memory whole, so without a cap a compressed archive of a few kilobytes could claim gigabytes.
-pub const MAX_EXTENSION: u64 = 1 << 20;
-
-/// An entry the [`TarGuard`] refused, carried inside the `io::Error` the tar reader passes on.
-#[derive(Debug)]
-struct Refused {
-    entry: String,
-    reason: String,
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.entry, self.reason)
-    }
-}
-
-impl std::error::Error for Refused {}
-
-enum GuardState {
-    /// Collecting a 512-byte header block.
-    Header {
-        block: Box<[u8; 512]>,
-        filled: usize,
-    },
-    /// Inside an entry's data and padding; the next header starts at `next`. A PAX extended header's
-    /// records are collected (they are at most [`MAX_EXTENSION`] bytes) for the `size` they may set.
-    Data {
-        next: u64,
-        pax: Option<(Vec<u8>, usize)>,
-    },
-    /// After the end-of-archive block, or where the tar reader itself will fail: bytes pass unchecked.
-    Off,
-}
-
-/// A reader between the input and the tar reader that follows the tar framing as the bytes pass and
-/// refuses, before the tar reader buffers it, an extension entry (PAX `x`/`g`, GNU `L`/`K`) declaring
-/// more than [`MAX_EXTENSION`] bytes. It mirrors the tar reader's rules: a PAX `size` record sets the
-/// size of the next entry that is not an extension; seeks (skipping data) land on the next header.
-struct TarGuard<R> {
-    inner: R,
-    pos: u64,
-    state: GuardState,
-    pending_size: Option<u64>,
-}
-
-impl<R> TarGuard<R> {
-    fn new(inner: R) -> TarGuard<R> {
-        TarGuard {
-            inner,
-            pos: 0,
-            state: GuardState::Header {
-                block: Box::new([0u8; 512]),
-                filled: 0,
-            },
-            pending_size: None,
-        }
-    }
-
-    fn at_header(&mut self) {
-        self.state = GuardState::Header {
-            block: Box::new([0u8; 512]),
-            filled: 0,
-        };
-    }
-
-    /// Follow the framing over `data`, the bytes just read at `self.pos`.
-    fn observe(&mut self, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            match &mut self.state {
-                GuardState::Off => {
-                    self.pos = self.pos.saturating_add(data.len() as u64);
-                    return Ok(());
-                }
-                GuardState::Header { block, filled } => {
-                    let k = 512usize.saturating_sub(*filled).min(data.len());
-                    let (now, rest) = data.split_at(k);
-                    if let Some(dst) = block.get_mut(*filled..*filled + k) {
-                        dst.copy_from_slice(now);
-                    }
-                    *filled += k;
-                    self.pos = self.pos.saturating_add(k as u64);
-                    data = rest;
-                    if *filled == 512 {
-                        let block = std::mem::replace(block, Box::new([0u8; 512]));
-                        self.header(&block)?;
-                    }
-                }
-                GuardState::Data { next, pax } => {
-                    let left = next.saturating_sub(self.pos);
-                    let k = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
-                    let (now, rest) = data.split_at(k);
-                    if let Some((buf, want)) = pax {
-                        let take = want.saturating_sub(buf.len()).min(k);
-                        buf.extend_from_slice(now.get(..take).unwrap_or_default());
-                    }
-                    self.pos = self.pos.saturating_add(k as u64);
-                    data = rest;
-                    if self.pos >= *next {
-                        self.data_done();
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// An entry's data ended: take a PAX header's `size` record, expect the next header.
-    fn data_done(&mut self) {
-        if let GuardState::Data {
-            pax: Some((buf, _)),
-            ..
-        } = &self.state
-        {
-            self.pending_size = pax_size(buf);
-        }
-        self.at_header();
-    }
-
-    /// A header block is complete.
-    fn header(&mut self, block: &[u8; 512]) -> io::Result<()> {
-        if block.iter().all(|&b| b == 0) {
-            // End of archive: the tar reader stops here.
-            self.state = GuardState::Off;
-            return Ok(());
-        }
-        let h = tar::Header::from_byte_slice(block);
-        let et = h.entry_type();
-        let Ok(header_size) = h.entry_size() else {
-            self.state = GuardState::Off;
-            return Ok(());
-        };
-        let extension = et.is_pax_local_extensions()
-            || et.is_pax_global_extensions()
-            || et.is_gnu_longname()
-            || et.is_gnu_longlink();
-        let size = if extension {
-            header_size
-        } else {
-            self.pending_size.take().unwrap_or(header_size)
-        };
-        if et.is_pax_global_extensions() {
-            self.pending_size = None;
-        }
-        if extension && size > MAX_EXTENSION {
-            let what = if et.is_gnu_longname() || et.is_gnu_longlink() {
-                "GNU long-name entry"
-            } else {
-                "PAX extended header"
-            };
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                Refused {
-                    entry: match String::from_utf8_lossy(&h.path_bytes()) {
-                        n if n.is_empty() => {
-                            format!("<header at byte {}>", self.pos.saturating_sub(512))
-                        }
-                        n => n.into_owned(),
-                    },
-                    reason: format!(
-                        "{what} of {size} bytes is over the {MAX_EXTENSION}-byte limit"
-                    ),
-                },
-            ));
-        }
-        if et.is_gnu_sparse() {
-            // Refused by the entry checks; its extension blocks follow the header.
-            self.state = GuardState::Off;
-            return Ok(());
-        }
-        let Some(next) = size
-            .checked_add(511)
-            .map(|s| s & !511)
-            .and_then(|padded| self.pos.checked_add(padded))
-        else {
-            self.state = GuardState::Off;
-            return Ok(());
-        };
-        let pax = et.is_pax_local_extensions().then(|| {
-            let want = usize::try_from(size).unwrap_or(0);
-            (Vec::with_capacity(want), want)
-        });
-        self.state = GuardState::Data { next, pax };
-        if self.pos >= next {
-            self.data_done();
-        }
-        Ok(())
-    }
-}
-
-/// The `size` record of PAX extension records, as the tar reader reads it.
-fn pax_size(records: &[u8]) -> Option<u64> {
-    for ext in tar::PaxExtensions::new(records) {
-        let ext = ext.ok()?;
-        if ext.key() == Ok("size") {
-            return ext.value().ok()?.parse().ok();
-        }
-    }
-    None
-}
-
-impl<R: Read> Read for TarGuard<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.observe(buf.get(..n).unwrap_or(buf))?;
-        Ok(n)
-    }
-}
-
-impl<R: Seek> Seek for TarGuard<R> {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let pos = self.inner.seek(to)?;
-        self.pos = pos;
-        // The tar reader seeks only to skip an entry's data to the next header.
-        match &self.state {
-            GuardState::Data { next, .. } if pos == *next => self.data_done(),
-            GuardState::Data { next, pax: None } if pos < *next => {}
-            GuardState::Header { filled: 0, .. } | GuardState::Off => {}
-            _ => self.state = GuardState::Off,
-        }
-        Ok(pos)
-    }
-}
-
 fn read_head<R: Read>(r: &mut R, head: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < head.len() {
@@ -615,6 +404,32 @@ fn read_head<R: Read>(r: &mut R, head: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// A decompressed stream that starts with another compressor's magic bytes is refused with that cause
+/// (the tar reader would report a numeric header field that is not text); otherwise the stream, whole.
+///
+/// # Errors
+/// [`Error::InvalidArchive`] for a stream compressed twice; read errors of the decompressor.
+fn refuse_twice_compressed(
+    mut r: Box<dyn Read + Send>,
+    outer: Compression,
+    label: &str,
+) -> Result<Box<dyn Read + Send>> {
+    let mut head = [0u8; 6];
+    let n = read_head(&mut r, &mut head).map_err(|e| read_error(label, "at its start", &e))?;
+    let head = head.get(..n).unwrap_or_default();
+    if let Some(inner) = Compression::sniff(head) {
+        return Err(bad(
+            label,
+            format!(
+                "the archive is compressed twice ({} inside {}): decompress it once, then load the result",
+                inner.name(),
+                outer.name()
+            ),
+        ));
+    }
+    Ok(Box::new(io::Cursor::new(head.to_vec()).chain(r)))
 }
 
 fn decoder(c: Compression, r: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
@@ -656,7 +471,9 @@ fn read_error(label: &str, at: &str, e: &io::Error) -> Error {
         return bad(&r.entry, r.reason.clone());
     }
     let msg = e.to_string();
-    let reason = if e.kind() == io::ErrorKind::UnexpectedEof
+    let reason = if msg.contains("too much memory") || msg.contains("memory limit") {
+        format!("the compressed stream needs a decoder window over the {MAX_DECODER_MEMORY}-byte limit {at} ({msg})")
+    } else if e.kind() == io::ErrorKind::UnexpectedEof
         || msg.contains("unexpected EOF")
         || msg.contains("failed to fill whole buffer")
         || msg.contains("failed to read entire block")
@@ -715,14 +532,46 @@ pub fn blob_digest(name: &str) -> Option<Digest> {
 /// Most entries an archive may hold (an image archive holds a few per blob): beyond it the table of
 /// entries, and a stream's spooled files, would grow without bound.
 pub const MAX_ENTRIES: usize = 100_000;
+/// Most bytes of entry names and table entries kept per archive (an entry costs its names and
+/// [`ENTRY_COST`]): 100,000 blob entries take about 20 MiB.
+pub const MAX_METADATA: u64 = 32 << 20;
+const ENTRY_COST: u64 = 128;
+/// Drain what follows the end-of-archive marker so a pipe's writer is not cut off, and so that a
+/// compressed stream's own check (gzip's CRC-32 and length trailer, xz's and zstd's checksums) is read
+/// and verified, as `gzip -t` does; a bounded amount, since a decompressor can expand a few bytes of
+/// trailing garbage to terabytes. Trailing bytes that do not start another gzip member are ignored, as
+/// gzip does.
+///
+/// # Errors
+/// [`Error::InvalidArchive`] when the compressed stream is corrupt or cut short after the archive's end.
+fn drain<R: Read>(r: &mut R, compression: Option<Compression>, label: &str) -> Result<()> {
+    let res = io::copy(&mut r.take(MAX_TRAILING), &mut io::sink());
+    match (res, compression) {
+        (Err(e), Some(c)) if e.to_string() != "invalid gzip header" => Err(bad(
+            label,
+            format!(
+                "the {} stream is corrupt after the archive's end ({e}): its trailer does not check",
+                c.name()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Most bytes read (decompressed) after the end-of-archive marker of a stream.
 const MAX_TRAILING: u64 = 16 << 20;
 
 /// Whether a new entry goes into the table: `false` for a directory listed again.
 ///
 /// # Errors
-/// [`Error::InvalidArchive`] for a name listed twice (other than a directory) and past [`MAX_ENTRIES`].
-fn admit(entries: &BTreeMap<String, Entry>, name: &str, kind: &Kind) -> Result<bool> {
+/// [`Error::InvalidArchive`] for a name listed twice (other than a directory), past [`MAX_ENTRIES`] and
+/// past [`MAX_METADATA`] bytes of names and entries kept (`kept` counts them).
+fn admit(
+    entries: &BTreeMap<String, Entry>,
+    kept: &mut u64,
+    name: &str,
+    kind: &Kind,
+) -> Result<bool> {
     if let Some(prev) = entries.get(name) {
         if prev.kind == Kind::Dir && *kind == Kind::Dir {
             return Ok(false);
@@ -738,11 +587,29 @@ fn admit(entries: &BTreeMap<String, Entry>, name: &str, kind: &Kind) -> Result<b
             format!("the archive holds more than {MAX_ENTRIES} entries"),
         ));
     }
+    let link = match kind {
+        Kind::Link(t) => t.len(),
+        _ => 0,
+    };
+    *kept = kept.saturating_add((name.len() + link) as u64 + ENTRY_COST);
+    if *kept > MAX_METADATA {
+        return Err(bad(
+            name,
+            format!(
+                "the archive's entry names and metadata pass the {MAX_METADATA}-byte limit (after {} entries)",
+                entries.len()
+            ),
+        ));
+    }
     Ok(true)
 }
 
-fn index_seekable<R: Read + Seek>(r: R, len: u64, label: &str) -> Result<BTreeMap<String, Entry>> {
+/// The table of a seekable archive, and where a lone zero block ended it.
+type Table = (BTreeMap<String, Entry>, Option<u64>);
+
+fn index_seekable<R: Read + Seek>(r: R, len: u64, label: &str) -> Result<Table> {
     let mut entries = BTreeMap::new();
+    let mut kept = 0u64;
     let mut ar = tar::Archive::new(TarGuard::new(r));
     let iter = ar
         .entries_with_seek()
@@ -754,7 +621,7 @@ fn index_seekable<R: Read + Seek>(r: R, len: u64, label: &str) -> Result<BTreeMa
             continue;
         };
         last = Some(name.clone());
-        if !admit(&entries, &name, &kind)? {
+        if !admit(&entries, &mut kept, &name, &kind)? {
             continue;
         }
         let loc = if kind == Kind::File {
@@ -771,7 +638,10 @@ fn index_seekable<R: Read + Seek>(r: R, len: u64, label: &str) -> Result<BTreeMa
         };
         entries.insert(name, Entry { kind, size, loc });
     }
-    Ok(entries)
+    // The block after the end-of-archive block, through the guard: is it a lone zero block?
+    let mut guard = ar.into_inner();
+    let _ = io::copy(&mut (&mut guard).take(512), &mut io::sink());
+    Ok((entries, guard.lone_zero_block()))
 }
 
 /// Normalize an entry or link path: strip `./`, refuse absolute paths, `..`, empty or non-UTF-8 names.
@@ -835,6 +705,15 @@ fn check_entry<R: Read>(e: &tar::Entry<'_, R>) -> Result<Option<(String, Kind, u
     if et.is_pax_global_extensions() {
         return Ok(None);
     }
+    if raw.len() > MAX_NAME {
+        return Err(bad(
+            &String::from_utf8_lossy(&raw),
+            format!(
+                "entry name of {} bytes is over the {MAX_NAME}-byte limit",
+                raw.len()
+            ),
+        ));
+    }
     let Some(name) = normalize(&raw, "entry name")? else {
         return if et.is_dir() {
             Ok(None)
@@ -872,6 +751,11 @@ fn check_entry<R: Read>(e: &tar::Entry<'_, R>) -> Result<Option<(String, Kind, u
         return Err(bad(
             &name,
             "device or fifo entries are not allowed in an image archive",
+        ));
+    } else if et.is_gnu_sparse() {
+        return Err(bad(
+            &name,
+            "GNU sparse file (type 'S'): sparse entries are not supported in an image archive",
         ));
     } else {
         return Err(bad(
@@ -992,7 +876,7 @@ mod tests {
 
     #[test]
     fn guard_refuses_an_oversized_extension_header_before_reading_it() {
-        let huge = vec![b'x'; usize::try_from(MAX_EXTENSION).unwrap() + 1];
+        let huge = vec![b'x'; usize::try_from(super::super::guard::MAX_EXTENSION).unwrap() + 1];
         let bytes = tar_with_pax(&[("comment", &huge)], "f", b"x");
         for stream in [false, true] {
             let r = read(bytes.clone(), stream);
