@@ -117,6 +117,18 @@ def _nested_indexes(depth: int) -> bytes:
     return img.tar()
 
 
+def _pax_raw(key: bytes, value: bytes, kind: bytes = tarfile.XHDTYPE) -> A.Member:
+    """A PAX extended header (local, or global with ``kind``) holding one record ``key=value``."""
+    body = b" " + key + b"=" + value + b"\n"
+    n = len(body) + 1
+    while len(str(n)) + len(body) != n:
+        n += 1
+    rec = str(n).encode() + body
+    x = tarfile.TarInfo("PaxHeader")
+    x.type, x.size = kind, len(rec)
+    return A.Member(raw=x.tobuf(format=tarfile.USTAR_FORMAT) + rec + bytes(-len(rec) % A.BLOCK))
+
+
 def _gnu_sparse(real_size: int) -> A.Member:
     """A GNU sparse entry (type ``S``) of ``real_size`` bytes, all but its last 512 a hole: 512 bytes in
     the archive expand to ``real_size``."""
@@ -181,13 +193,36 @@ def _cases() -> dict[str, Callable[[], Hostile]]:
             ("/" + ARM_LAYER, "absolute"),
         ),
         "name-long-pax-duplicate": lambda: Hostile(
-            _add(A.file("./" * 40_000 + "index.json", b"{}")), arc, ("index.json", "duplicate")
+            _add(A.file("./" * 1_000 + "index.json", b"{}")), arc, ("index.json", "duplicate")
         ),
         "name-long-pax-blob": lambda: Hostile(
-            _add(A.file("blobs/sha256/" + "a" * 100_000, b"x")), arc, ("blobs/sha256/aaaa", "not a blob name")
+            _add(A.file("blobs/sha256/" + "a" * 4_000, b"x")), arc, ("blobs/sha256/aaaa", "not a blob name")
         ),
         "name-pax-over-limit": lambda: Hostile(
-            _add(A.file("x" * (2 << 20), b"x")), arc, ("PaxHeader", "over the 1048576-byte limit")
+            _add(A.file("x" * (2 << 20), b"x")), arc, ("PaxHeader", "over the 65536-byte limit")
+        ),
+        "name-pax-over-4-kib": lambda: Hostile(
+            _add(A.file("x" * 5_000, b"x")), arc, ("xxxxxxxx", "PAX path of 5000 bytes is over the 4096-byte limit")
+        ),
+        "name-gnu-over-4-kib": lambda: Hostile(
+            _add(A.file("x" * 5_000, b"x", format=tarfile.GNU_FORMAT)), arc, ("LongLink", "over the 4097-byte limit")
+        ),
+        "pax-global-path": lambda: Hostile(
+            _add(_pax_raw(b"path", b"index.json", tarfile.XGLTYPE), A.file("x", b"x")), arc, ("PAX global header",)
+        ),
+        "pax-sparse-records": lambda: Hostile(
+            _add(_pax_raw(b"GNU.sparse.major", b"1"), A.file("sparse", b"x")), arc, ("GNU sparse file",)
+        ),
+        "pax-malformed-record": lambda: Hostile(
+            _add(A.Member(raw=_pax_raw(b"path", b"x").raw.replace(b"9 path", b"7 path")), A.file("x", b"x")),  # type: ignore[union-attr]
+            arc,
+            ("malformed PAX record",),
+        ),
+        "lone-zero-block": lambda: Hostile(
+            A.tar_bytes([A.file("junk", b"x")], end=False) + bytes(A.BLOCK) + IMG.tar(), arc, ("ends early", "lone zero block")
+        ),
+        "compressed-twice": lambda: Hostile(
+            gzip.compress(gzip.compress(IMG.tar(), mtime=0), mtime=0), arc, ("compressed twice (gzip inside gzip)",)
         ),
         "name-long-gnu-dotdot": lambda: Hostile(
             _add(A.file("x/" * 1000 + "../y", b"x", format=tarfile.GNU_FORMAT)), arc, ("x/x/x", "..")
@@ -273,7 +308,7 @@ def _cases() -> dict[str, Callable[[], Hostile]]:
         "type-hardlink-leaves-archive": lambda: Hostile(
             _add(A.Member("junk", type=tarfile.LNKTYPE, linkname="../x")), arc, ("junk", "..")
         ),
-        "type-gnu-sparse-4gib": lambda: Hostile(_add(_gnu_sparse(4 * G)), arc, ("sparse.bin", "'S'")),
+        "type-gnu-sparse-4gib": lambda: Hostile(_add(_gnu_sparse(4 * G)), arc, ("sparse.bin", "GNU sparse file")),
         "type-unknown": lambda: Hostile(_add(A.Member("junk", type=b"Z", data=b"x")), arc, ("junk", "'Z'")),
         # ---- blob names
         "blob-unknown-algorithm": lambda: Hostile(
@@ -578,7 +613,7 @@ def _cases() -> dict[str, Callable[[], Hostile]]:
         "zstd-corrupt-stream": lambda: Hostile(_flip(_zst([IMG.tar()]), 600, 3), arc, (ARCHIVE,)),
         "zstd-truncated-stream": lambda: Hostile(_zst([IMG.tar()])[:4000], arc, ("truncated",)),
         "zstd-window-too-large": lambda: Hostile(
-            _zst([IMG.tar()])[:5] + bytes([31 << 3]) + _zst([IMG.tar()])[6:], arc, ("memory",)
+            _zst([IMG.tar()])[:5] + bytes([31 << 3]) + _zst([IMG.tar()])[6:], arc, ("decoder window over the 134217728-byte limit",)
         ),
         "xz-truncated-stream": lambda: Hostile(_xz(IMG.tar())[:600], arc, ("truncated",)),
         "bzip2-corrupt-stream": lambda: Hostile(_bz2(IMG.tar())[:60] + b"x" * 60, arc, ("bzip2",)),

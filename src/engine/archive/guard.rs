@@ -318,9 +318,10 @@ impl<R> TarGuard<R> {
     }
 }
 
-/// The entry a PAX record problem is reported against: the path it sets, else the header's place.
+/// The entry a PAX record problem is reported against: the path it sets (messages shorten a long one),
+/// else the header's place.
 fn entry_for(value: &[u8], key: &[u8], here: &dyn Fn() -> String) -> String {
-    if key == b"path" && value.len() <= MAX_NAME {
+    if key == b"path" {
         String::from_utf8_lossy(value).into_owned()
     } else {
         here()

@@ -212,6 +212,7 @@ impl Archive {
             let mut memory = 0u64;
             for item in iter {
                 let mut e = item.map_err(|e| tar_error(&label, last.as_deref(), &e))?;
+                read_global_header(&mut e, &label)?;
                 let Some((name, kind, size)) = check_entry(&e)? else {
                     continue;
                 };
@@ -616,7 +617,8 @@ fn index_seekable<R: Read + Seek>(r: R, len: u64, label: &str) -> Result<Table> 
         .map_err(|e| tar_error(label, None, &e))?;
     let mut last: Option<String> = None;
     for item in iter {
-        let e = item.map_err(|e| tar_error(label, last.as_deref(), &e))?;
+        let mut e = item.map_err(|e| tar_error(label, last.as_deref(), &e))?;
+        read_global_header(&mut e, label)?;
         let Some((name, kind, size)) = check_entry(&e)? else {
             continue;
         };
@@ -695,6 +697,19 @@ fn resolve_link(link: &str, target: &[u8]) -> Result<String> {
         return Err(bad(link, format!("link target {t:?} is the archive root")));
     }
     Ok(parts.join("/"))
+}
+
+/// Read a PAX global header's records through the guard, which checks them (the tar reader would skip
+/// them, by seeking when it can).
+///
+/// # Errors
+/// [`Error::InvalidArchive`] for records the guard refuses or a short read.
+fn read_global_header<R: Read>(e: &mut tar::Entry<'_, R>, label: &str) -> Result<()> {
+    if e.header().entry_type().is_pax_global_extensions() {
+        io::copy(e, &mut io::sink())
+            .map_err(|err| read_error(label, "inside a PAX global header", &err))?;
+    }
+    Ok(())
 }
 
 /// Check one entry: its name, its type, and where blobs and the layout files may be. Returns `None` for
