@@ -219,7 +219,9 @@ def _cases() -> dict[str, Callable[[], Hostile]]:
             ("malformed PAX record",),
         ),
         "lone-zero-block": lambda: Hostile(
-            A.tar_bytes([A.file("junk", b"x")], end=False) + bytes(A.BLOCK) + IMG.tar(), arc, ("ends early", "lone zero block")
+            A.tar_bytes([A.file("junk", b"x")], end=False) + bytes(A.BLOCK) + IMG.tar(),
+            arc,
+            ("ends early", "lone zero block"),
         ),
         "compressed-twice": lambda: Hostile(
             gzip.compress(gzip.compress(IMG.tar(), mtime=0), mtime=0), arc, ("compressed twice (gzip inside gzip)",)
@@ -613,7 +615,9 @@ def _cases() -> dict[str, Callable[[], Hostile]]:
         "zstd-corrupt-stream": lambda: Hostile(_flip(_zst([IMG.tar()]), 600, 3), arc, (ARCHIVE,)),
         "zstd-truncated-stream": lambda: Hostile(_zst([IMG.tar()])[:4000], arc, ("truncated",)),
         "zstd-window-too-large": lambda: Hostile(
-            _zst([IMG.tar()])[:5] + bytes([31 << 3]) + _zst([IMG.tar()])[6:], arc, ("decoder window over the 134217728-byte limit",)
+            _zst([IMG.tar()])[:5] + bytes([31 << 3]) + _zst([IMG.tar()])[6:],
+            arc,
+            ("decoder window over the 134217728-byte limit",),
         ),
         "xz-truncated-stream": lambda: Hostile(_xz(IMG.tar())[:600], arc, ("truncated",)),
         "bzip2-corrupt-stream": lambda: Hostile(_bz2(IMG.tar())[:60] + b"x" * 60, arc, ("bzip2",)),
