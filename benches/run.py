@@ -622,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--cases",
         default="",
-        help="comma-separated subset: save-all,save-one,load-all,load-one,load-gzip,import,inspect",
+        help="comma-separated subset: save-all,save-one,load-all,load-one,load-gzip,import,inspect,hostile",
     )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument(
@@ -656,7 +656,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not a.no_pin:
             pin(work)
-        return _run(a, work, size, reps, only, skopeo, t_start)
+        rc = _run(a, work, size, reps, only, skopeo, t_start)
+        if not only or "hostile" in only:
+            import hostile  # benches/hostile.py: archives that must be refused in bounded time and memory
+
+            print()
+            rc = rc or hostile.main(["--smoke"] if a.smoke else [])
+        return rc
     except BenchError as e:
         print(f"\nrun.py: FAILED: {e}", file=sys.stderr)
         return 1

@@ -129,6 +129,13 @@ def _pax_raw(key: bytes, value: bytes, kind: bytes = tarfile.XHDTYPE) -> A.Membe
     return A.Member(raw=x.tobuf(format=tarfile.USTAR_FORMAT) + rec + bytes(-len(rec) % A.BLOCK))
 
 
+def _gz_trailer(at: int) -> bytes:
+    """The image gzip-compressed with one byte of its trailer (CRC-32, then length) changed."""
+    data = bytearray(gzip.compress(IMG.tar(), mtime=0))
+    data[at] ^= 0x55
+    return bytes(data)
+
+
 def _gnu_sparse(real_size: int) -> A.Member:
     """A GNU sparse entry (type ``S``) of ``real_size`` bytes, all but its last 512 a hole: 512 bytes in
     the archive expand to ``real_size``."""
@@ -222,6 +229,16 @@ def _cases() -> dict[str, Callable[[], Hostile]]:
             A.tar_bytes([A.file("junk", b"x")], end=False) + bytes(A.BLOCK) + IMG.tar(),
             arc,
             ("ends early", "lone zero block"),
+        ),
+        "layout-version-2": lambda: Hostile(
+            _replace("oci-layout", A.file("oci-layout", b'{"imageLayoutVersion":"2.0.0"}')),
+            arc,
+            ("oci-layout", '"2.0.0" is not a 1.x layout'),
+        ),
+        "gzip-trailer-bad-crc": lambda: Hostile(_gz_trailer(-8), arc, (ARCHIVE, "trailer does not check", "checksum")),
+        "gzip-trailer-bad-length": lambda: Hostile(_gz_trailer(-2), arc, (ARCHIVE, "trailer does not check")),
+        "gzip-trailer-cut": lambda: Hostile(
+            gzip.compress(IMG.tar(), mtime=0)[:-3], arc, (ARCHIVE, "trailer does not check")
         ),
         "compressed-twice": lambda: Hostile(
             gzip.compress(gzip.compress(IMG.tar(), mtime=0), mtime=0), arc, ("compressed twice (gzip inside gzip)",)

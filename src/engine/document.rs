@@ -105,6 +105,26 @@ pub fn read_bounded<R: Read>(r: R, size: u64) -> io::Result<Option<Vec<u8>>> {
     Ok((out.len() as u64 <= MAX_DOCUMENT_BYTES).then_some(out))
 }
 
+/// Check an `oci-layout` document: a JSON object whose `imageLayoutVersion` is a 1.x version (load,
+/// inspect and verify refuse an unknown major version alike).
+///
+/// # Errors
+/// A reason naming what was expected and what was found.
+pub fn check_layout(bytes: &[u8]) -> std::result::Result<(), String> {
+    let expected = String::from_utf8_lossy(super::store::OCI_LAYOUT);
+    let v = parse_json(bytes).map_err(|e| format!("{e}; expected {expected}"))?;
+    match v.get("imageLayoutVersion").and_then(|x| x.as_str()) {
+        Some(version) if version.split('.').next() == Some("1") => Ok(()),
+        Some(version) => Err(format!(
+            "imageLayoutVersion {version:?} is not a 1.x layout; expected {expected}"
+        )),
+        None => Err(format!(
+            "found {}, expected {expected}",
+            String::from_utf8_lossy(bytes.get(..200).unwrap_or(bytes))
+        )),
+    }
+}
+
 /// Refuse an `annotations` object with more than [`MAX_ANNOTATIONS`] entries anywhere in `v`.
 fn check_annotations(v: &Value, depth: usize) -> std::result::Result<(), String> {
     if depth > MAX_DEPTH {

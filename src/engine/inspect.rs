@@ -466,7 +466,7 @@ pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
             ));
         };
         let bytes = archive.read_small(name, e)?;
-        check_layout(&bytes).map_err(|r| Error::archive("oci-layout", r))?;
+        document::check_layout(&bytes).map_err(|r| Error::archive("oci-layout", r))?;
     }
     check_references(
         &images,
@@ -556,7 +556,7 @@ fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
         .and_then(|f| document::read_bounded(f, 64))
         .at(&layout)?
         .unwrap_or_default();
-    check_layout(&bytes).map_err(|r| Error::store(&layout, r))?;
+    document::check_layout(&bytes).map_err(|r| Error::store(&layout, r))?;
     let (store, _, images, mut inv) = inspect_store(path)?;
     // Every file under blobs/<alg>/ is named by a digest and hashes to it.
     let mut files: Vec<(PathBuf, Digest, u64)> = Vec::new();
@@ -608,23 +608,4 @@ fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
     )?;
     inv.verified = true;
     Ok(inv)
-}
-
-/// Check an `oci-layout` document: a JSON object whose `imageLayoutVersion` is a 1.x version.
-///
-/// # Errors
-/// A reason naming what was expected and what was found.
-fn check_layout(bytes: &[u8]) -> std::result::Result<(), String> {
-    let expected = String::from_utf8_lossy(OCI_LAYOUT);
-    let v = document::parse_json(bytes).map_err(|e| format!("{e}; expected {expected}"))?;
-    match v.get("imageLayoutVersion").and_then(|x| x.as_str()) {
-        Some(version) if version.split('.').next() == Some("1") => Ok(()),
-        Some(version) => Err(format!(
-            "imageLayoutVersion {version:?} is not a 1.x layout; expected {expected}"
-        )),
-        None => Err(format!(
-            "found {}, expected {expected}",
-            String::from_utf8_lossy(bytes.get(..200).unwrap_or(bytes))
-        )),
-    }
 }

@@ -240,6 +240,10 @@ pub fn open_archive(input: Input, ingest: &mut Ingest) -> Result<Archive> {
 pub(crate) fn find_images(source: &mut ArchiveSource<'_>) -> Result<Vec<Found>> {
     let ar = source.archive;
     if let Some((name, e)) = ar.get("index.json")? {
+        if let Some((layout, le)) = ar.get("oci-layout")? {
+            document::check_layout(&ar.read_small(layout, le)?)
+                .map_err(|r| Error::archive("oci-layout", r))?;
+        }
         let bytes = ar.read_small(name, e)?;
         let index = IndexFile::parse(&bytes).map_err(|r| Error::archive("index.json", r))?;
         if !index.entries.is_empty() {
