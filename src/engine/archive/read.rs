@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::guard::{Refused, TarGuard, MAX_NAME};
@@ -137,12 +138,11 @@ impl Archive {
                 f.seek(SeekFrom::Start(0)).at(&p)?;
                 let label = p.display().to_string();
                 match Compression::sniff(head.get(..n).unwrap_or_default()) {
-                    Some(c) => Archive::from_stream(
-                        decoder(c, Box::new(BufReader::with_capacity(1 << 20, f)))?,
-                        Some(c),
-                        label,
-                        spool,
-                    ),
+                    Some(c) => {
+                        let (r, budget) =
+                            decoded(c, Box::new(BufReader::with_capacity(1 << 20, f)))?;
+                        Archive::from_stream(r, Some(c), label, spool, budget)
+                    }
                     None => {
                         let len = f.metadata().at(&p)?.len();
                         let (entries, lone_zero_block) = index_seekable(&f, len, &label)?;
@@ -161,7 +161,8 @@ impl Archive {
                 match Compression::sniff(b.get(..b.len().min(6)).unwrap_or_default()) {
                     Some(c) => {
                         let r: Box<dyn Read + Send> = Box::new(io::Cursor::new(ArcBytes(b)));
-                        Archive::from_stream(decoder(c, r)?, Some(c), label, spool)
+                        let (r, budget) = decoded(c, r)?;
+                        Archive::from_stream(r, Some(c), label, spool, budget)
                     }
                     None => {
                         let len = b.len() as u64;
@@ -183,11 +184,11 @@ impl Archive {
                 let chained: Box<dyn Read + Send> =
                     Box::new(io::Cursor::new(head.get(..n).unwrap_or_default().to_vec()).chain(r));
                 let c = Compression::sniff(head.get(..n).unwrap_or_default());
-                let reader = match c {
-                    Some(c) => decoder(c, chained)?,
-                    None => chained,
+                let (reader, budget) = match c {
+                    Some(c) => decoded(c, chained)?,
+                    None => (chained, SpoolBudget::new(None)),
                 };
-                Archive::from_stream(reader, c, "<stream>".into(), spool)
+                Archive::from_stream(reader, c, "<stream>".into(), spool, budget)
             }
         }
     }
@@ -197,6 +198,7 @@ impl Archive {
         compression: Option<Compression>,
         label: String,
         spool: &mut dyn Spool,
+        mut budget: SpoolBudget,
     ) -> Result<Archive> {
         let mut reader = match compression {
             Some(outer) => refuse_twice_compressed(reader, outer, &label)?,
@@ -225,7 +227,7 @@ impl Archive {
                     let alg = expected
                         .as_ref()
                         .map_or(digest::Algorithm::Sha256, Digest::algorithm);
-                    let keep = spool.keep(&name, size);
+                    let keep = spool.keep(&name, size) && may_be_needed(&name);
                     let in_memory = keep
                         && size <= MEMORY_ENTRY
                         && memory.saturating_add(size + ENTRY_OVERHEAD) <= MEMORY_BUDGET;
@@ -236,8 +238,14 @@ impl Archive {
                         let copied = copy_hash_into(&mut e, &mut held, alg, size, at)?;
                         (None, Some(held), copied)
                     } else if keep {
-                        let (path, mut file) = spool.temp_file()?;
-                        let copied = copy_hash_into(&mut e, &mut file, alg, size, (&name, &path))?;
+                        budget.admit(&name, size)?;
+                        let (path, file) = spool.temp_file()?;
+                        let mut w = Budgeted {
+                            inner: file,
+                            budget: &mut budget,
+                            name: &name,
+                        };
+                        let copied = copy_hash_into(&mut e, &mut w, alg, size, (&name, &path))?;
                         (Some(path), None, copied)
                     } else {
                         let copied = copy_hash_into(&mut e, &mut io::sink(), alg, size, at)?;
@@ -433,6 +441,141 @@ fn refuse_twice_compressed(
     Ok(Box::new(io::Cursor::new(head.to_vec()).chain(r)))
 }
 
+/// The entry an I/O error carries when the guard or the spool budget refused it.
+fn refused(e: &io::Error) -> Option<&Refused> {
+    e.get_ref().and_then(|r| r.downcast_ref::<Refused>())
+}
+
+/// A decompressor over `r`, and the spool budget that follows how many compressed bytes it has read.
+fn decoded(c: Compression, r: Box<dyn Read + Send>) -> Result<(Box<dyn Read + Send>, SpoolBudget)> {
+    let raw = Arc::new(AtomicU64::new(0));
+    let counted = Box::new(SharedCount {
+        inner: r,
+        n: Arc::clone(&raw),
+    });
+    Ok((decoder(c, counted)?, SpoolBudget::new(Some(raw))))
+}
+
+struct SharedCount<R> {
+    inner: R,
+    n: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for SharedCount<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n.fetch_add(k as u64, Ordering::Relaxed);
+        Ok(k)
+    }
+}
+
+/// Least a compressed stream may spool, whatever its compression ratio.
+pub const SPOOL_FLOOR: u64 = 1 << 30;
+/// Most bytes a compressed stream may spool per compressed byte read beyond [`SPOOL_FLOOR`] (image
+/// layers are compressed already: an archive of them compresses about 1:1, a bomb 1:1000).
+pub const SPOOL_RATIO: u64 = 64;
+
+/// How much of a stream may be spooled to files: without `OCITAR_MAX_SPOOL` (bytes), a plain stream is
+/// not limited (every byte spooled is a byte sent) and a compressed one may spool [`SPOOL_FLOOR`] or
+/// [`SPOOL_RATIO`] times the compressed bytes read, whichever is more; `OCITAR_MAX_SPOOL` sets a fixed
+/// limit for every stream instead.
+pub struct SpoolBudget {
+    fixed: Option<u64>,
+    raw: Option<Arc<AtomicU64>>,
+    spooled: u64,
+}
+
+impl SpoolBudget {
+    fn new(raw: Option<Arc<AtomicU64>>) -> SpoolBudget {
+        let fixed = std::env::var("OCITAR_MAX_SPOOL")
+            .ok()
+            .and_then(|v| v.trim().parse().ok());
+        SpoolBudget {
+            fixed,
+            raw,
+            spooled: 0,
+        }
+    }
+
+    fn limit(&self) -> Option<u64> {
+        self.fixed.or_else(|| {
+            let raw = self.raw.as_ref()?.load(Ordering::Relaxed);
+            Some(SPOOL_FLOOR.max(raw.saturating_mul(SPOOL_RATIO)))
+        })
+    }
+
+    fn over(&self, name: &str, total: u64) -> Error {
+        let why = match self.fixed {
+            Some(f) => format!("the {f}-byte limit OCITAR_MAX_SPOOL sets"),
+            None => format!("what a compressed stream may expand to ({SPOOL_FLOOR} bytes, or {SPOOL_RATIO} times the compressed bytes read; OCITAR_MAX_SPOOL raises it)"),
+        };
+        bad(
+            name,
+            format!(
+                "spooling this entry would take the stream's spool to {total} bytes, over {why}"
+            ),
+        )
+    }
+
+    /// An entry of `size` bytes is about to be spooled: refused at once when it cannot fit a fixed limit.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArchive`] naming the entry and the limit.
+    fn admit(&self, name: &str, size: u64) -> Result<()> {
+        let total = self.spooled.saturating_add(size);
+        match self.fixed {
+            Some(f) if total > f => Err(self.over(name, total)),
+            _ => Ok(()),
+        }
+    }
+
+    /// `n` more bytes spooled.
+    fn take(&mut self, name: &str, n: u64) -> Result<()> {
+        self.spooled = self.spooled.saturating_add(n);
+        match self.limit() {
+            Some(l) if self.spooled > l => Err(self.over(name, self.spooled)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A spool file's writer that counts what it writes against the stream's [`SpoolBudget`].
+struct Budgeted<'a, W> {
+    inner: W,
+    budget: &'a mut SpoolBudget,
+    name: &'a str,
+}
+
+impl<W: io::Write> io::Write for Budgeted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Err(Error::InvalidArchive { entry, reason }) =
+            self.budget.take(self.name, buf.len() as u64)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                Refused { entry, reason },
+            ));
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Whether an image could need an entry, so that a stream spools it: a blob (`blobs/<alg>/<hex>`), a
+/// file at the root (`index.json`, `manifest.json`, `oci-layout`, `repositories`, a Docker archive's
+/// config `<hex>.json` or layer `<hex>.tar`) or a Docker archive's `<id>/layer.tar`. Other entries are
+/// hashed as they pass and not kept.
+fn may_be_needed(name: &str) -> bool {
+    blob_digest(name).is_some()
+        || !name.contains('/')
+        || name
+            .split_once('/')
+            .is_some_and(|(dir, file)| !dir.is_empty() && file == "layer.tar")
+}
+
 fn decoder(c: Compression, r: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
     Ok(match c {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
@@ -468,7 +611,7 @@ fn tar_error(label: &str, last: Option<&str>, e: &io::Error) -> Error {
 
 /// The error for a read failure in `label` (an archive or an entry) at the place `at` describes.
 fn read_error(label: &str, at: &str, e: &io::Error) -> Error {
-    if let Some(r) = e.get_ref().and_then(|r| r.downcast_ref::<Refused>()) {
+    if let Some(r) = refused(e) {
         return bad(&r.entry, r.reason.clone());
     }
     let msg = e.to_string();
@@ -512,7 +655,10 @@ fn copy_hash_into<R: Read, W: io::Write>(
                 if head.len() < 2 {
                     head.extend(chunk.iter().take(2 - head.len()));
                 }
-                w.write_all(chunk).at(path)
+                w.write_all(chunk).map_err(|e| match refused(&e) {
+                    Some(r) => bad(&r.entry, r.reason.clone()),
+                    None => Error::io(path, e),
+                })
             },
         )?;
         if k == 0 {
@@ -830,6 +976,45 @@ mod tests {
         assert!(normalize(b"/etc/passwd", "n").is_err());
         assert!(normalize(b"blobs/sha256/../../x", "n").is_err());
         assert!(normalize(b"\xff\xfe", "n").is_err());
+    }
+
+    #[test]
+    fn a_compressed_stream_spools_the_floor_or_its_ratio() {
+        let raw = Arc::new(AtomicU64::new(1 << 20));
+        let mut b = SpoolBudget {
+            fixed: None,
+            raw: Some(Arc::clone(&raw)),
+            spooled: 0,
+        };
+        b.take("a", SPOOL_FLOOR).unwrap();
+        let err = b.take("bomb", 1).unwrap_err().to_string();
+        assert!(err.contains("OCITAR_MAX_SPOOL raises it"), "{err}");
+        raw.store(1 << 30, Ordering::Relaxed);
+        b.take("b", 10 << 30).unwrap();
+        let plain = SpoolBudget {
+            fixed: None,
+            raw: None,
+            spooled: 0,
+        };
+        assert_eq!(plain.limit(), None);
+    }
+
+    #[test]
+    fn only_entries_an_image_may_need_are_spooled() {
+        for n in [
+            "index.json",
+            "abc.json",
+            "abc.tar",
+            "abc/layer.tar",
+            "repositories",
+        ] {
+            assert!(may_be_needed(n), "{n}");
+        }
+        let blob = format!("blobs/sha256/{}", "a".repeat(64));
+        assert!(may_be_needed(&blob));
+        for n in ["junk/big.bin", "abc/json", "a/b/layer.tar", "blobs/x"] {
+            assert!(!may_be_needed(n), "{n}");
+        }
     }
 
     #[test]
