@@ -129,6 +129,13 @@ def _pax_raw(key: bytes, value: bytes, kind: bytes = tarfile.XHDTYPE) -> A.Membe
     return A.Member(raw=x.tobuf(format=tarfile.USTAR_FORMAT) + rec + bytes(-len(rec) % A.BLOCK))
 
 
+def _listed_twice(_: str, index: dict) -> dict:
+    """The index with its first manifest listed a second time, under another platform."""
+    first = index["manifests"][0]
+    again = {**first, "platform": {"os": "linux", "architecture": "s390x"}}
+    return {**index, "manifests": [first, again, *index["manifests"][1:]]}
+
+
 def _gz_trailer(at: int) -> bytes:
     """The image gzip-compressed with one byte of its trailer (CRC-32, then length) changed."""
     data = bytearray(gzip.compress(IMG.tar(), mtime=0))
@@ -239,6 +246,16 @@ def _cases() -> dict[str, Callable[[], Hostile]]:
         "gzip-trailer-bad-length": lambda: Hostile(_gz_trailer(-2), arc, (ARCHIVE, "trailer does not check")),
         "gzip-trailer-cut": lambda: Hostile(
             gzip.compress(IMG.tar(), mtime=0)[:-3], arc, (ARCHIVE, "trailer does not check")
+        ),
+        "descriptor-says-index-for-a-manifest": lambda: Hostile(
+            A.Oci(manifest_desc=lambda p, d: {**d, "mediaType": A.OCI_INDEX} if p == "linux/amd64" else d).tar(),
+            arc,
+            (amd_manifest, "the descriptor says application/vnd.oci.image.index.v1+json", "is an image manifest"),
+        ),
+        "manifest-under-two-platforms": lambda: Hostile(
+            A.Oci(index=_listed_twice).tar(),
+            arc,
+            (amd_manifest, "listed under two platforms, linux/amd64 and linux/s390x"),
         ),
         "compressed-twice": lambda: Hostile(
             gzip.compress(gzip.compress(IMG.tar(), mtime=0), mtime=0), arc, ("compressed twice (gzip inside gzip)",)

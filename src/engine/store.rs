@@ -102,6 +102,25 @@ impl IndexFile {
 pub const MISSING_STORE: &str =
     "no such store (a directory holding an OCI image layout: oci-layout, index.json, blobs/)";
 
+/// What a file that is not a regular file is, for messages: "a directory", "a FIFO", ….
+pub fn kind_of(m: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// The familiar names of an `index.json` entry, for messages and reports.
 pub fn entry_display_names(d: &Descriptor) -> Vec<String> {
     display_names(
@@ -137,11 +156,22 @@ impl Store {
             ));
         }
         for f in ["oci-layout", "index.json"] {
-            if !root.join(f).is_file() {
-                return Err(Error::store(
-                    root.join(f),
-                    "missing: this directory is not an OCI image layout",
-                ));
+            let p = root.join(f);
+            match fs::metadata(&p) {
+                Ok(m) if m.is_file() => {}
+                Ok(m) => {
+                    return Err(Error::store(
+                        &p,
+                        format!("is {}, not a regular file", kind_of(&m)),
+                    ))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::store(
+                        &p,
+                        "missing: this directory is not an OCI image layout",
+                    ))
+                }
+                Err(e) => return Err(Error::io(&p, e)),
             }
         }
         Ok(Store { root })
@@ -259,14 +289,26 @@ impl Store {
     /// differs from the descriptor's, [`Error::Io`] when it cannot be opened.
     pub fn open_blob(&self, desc: &Descriptor) -> Result<File> {
         let p = self.blob_path(&desc.digest);
-        let f = match File::open(&p) {
-            Ok(f) => f,
+        // Looked at before opening: opening a FIFO would wait for a writer.
+        let meta = match fs::metadata(&p) {
+            Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::store(&p, format!("blob {} is missing", desc.digest)))
             }
             Err(e) => return Err(Error::io(&p, e)),
         };
-        let len = f.metadata().at(&p)?.len();
+        if !meta.is_file() {
+            return Err(Error::store(
+                &p,
+                format!(
+                    "blob {} is {}, not a regular file",
+                    desc.digest,
+                    kind_of(&meta)
+                ),
+            ));
+        }
+        let f = File::open(&p).at(&p)?;
+        let len = meta.len();
         if len != desc.size {
             return Err(Error::SizeMismatch {
                 digest: desc.digest.to_string(),
@@ -407,8 +449,9 @@ impl BlobSource for Store {
         Ok(Some(out))
     }
 
+    /// Present when anything is at the blob's path: reading a directory or FIFO there then fails naming it.
     fn has_blob(&self, desc: &Descriptor) -> bool {
-        self.blob_path(&desc.digest).is_file()
+        self.blob_path(&desc.digest).exists()
     }
 
     fn malformed(&self, location: &str, reason: String) -> Error {

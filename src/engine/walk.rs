@@ -3,7 +3,7 @@
 //! then [`select`] applies a platform [`Matcher`] and the requirement rule. Save, load, inspect and verify
 //! all go through here.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -294,6 +294,46 @@ pub fn is_image_config(mt: &str) -> bool {
     mt == MT_OCI_CONFIG || mt == MT_DOCKER_CONFIG
 }
 
+/// A descriptor's media type and the document it points at agree: an index type for an image manifest,
+/// or a manifest type for an index, is refused (else the walk would quietly find no platform there).
+///
+/// # Errors
+/// A reason naming both.
+fn check_document_kind(
+    desc: &Descriptor,
+    doc_mt: &str,
+    json: &Value,
+) -> std::result::Result<(), String> {
+    let has_manifests = json.get("manifests").is_some();
+    let looks_manifest = json.get("config").is_some() || json.get("layers").is_some();
+    let doc_is_manifest =
+        is_manifest_type(doc_mt) || (doc_mt.is_empty() && !has_manifests && looks_manifest);
+    let doc_is_index =
+        is_index_type(doc_mt) || (doc_mt.is_empty() && has_manifests && !looks_manifest);
+    let found = |what: &str| {
+        if doc_mt.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what} ({doc_mt})")
+        }
+    };
+    if is_index_type(&desc.media_type) && doc_is_manifest {
+        return Err(format!(
+            "the descriptor says {}, but the document is {}",
+            desc.media_type,
+            found("an image manifest")
+        ));
+    }
+    if is_manifest_type(&desc.media_type) && doc_is_index {
+        return Err(format!(
+            "the descriptor says {}, but the document is {}",
+            desc.media_type,
+            found("an index")
+        ));
+    }
+    Ok(())
+}
+
 /// Walk the image under `top` in `source`.
 ///
 /// # Errors
@@ -369,6 +409,7 @@ fn visit(
     let is_index = is_index_type(&desc.media_type)
         || (!is_manifest_type(&desc.media_type)
             && (is_index_type(doc_mt) || json.get("manifests").is_some()));
+    check_document_kind(desc, doc_mt, &json).map_err(|r| source.malformed(&loc, r))?;
     if is_index {
         let list = match json.get("manifests") {
             Some(Value::Array(a)) => a.as_slice(),
@@ -378,8 +419,22 @@ fn visit(
             }
         };
         let mut children = Vec::new();
+        let mut listed: HashMap<Digest, Option<String>> = HashMap::new();
         for child in list {
             let child = Descriptor::from_json(child).map_err(|r| source.malformed(&loc, r))?;
+            let platform = child.platform_text();
+            if let (Some(Some(first)), Some(again)) = (listed.get(&child.digest), &platform) {
+                if first != again {
+                    return Err(source.malformed(
+                        &loc,
+                        format!(
+                            "manifest {} is listed under two platforms, {first} and {again}: a manifest describes one platform",
+                            child.digest
+                        ),
+                    ));
+                }
+            }
+            listed.entry(child.digest.clone()).or_insert(platform);
             // An index that lists one child many times is walked once per child.
             if !seen.insert(child.digest.clone()) {
                 continue;
