@@ -382,12 +382,15 @@ fn check_record<'a>(
     Ok(())
 }
 
+/// One PAX record: key and value.
+pub type PaxRecord<'a> = (&'a [u8], &'a [u8]);
+
 /// PAX extension records, parsed by their length prefix as POSIX readers do (`LEN KEY=VALUE\n`, LEN
 /// counting the whole record).
 ///
 /// # Errors
 /// A reason for a record whose length, key or terminating newline is malformed.
-pub fn pax_records(mut data: &[u8]) -> Result<Vec<(&[u8], &[u8])>, String> {
+pub fn pax_records(mut data: &[u8]) -> Result<Vec<PaxRecord<'_>>, String> {
     let mut out = Vec::new();
     while !data.is_empty() {
         let space = data
