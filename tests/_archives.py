@@ -190,13 +190,13 @@ class Oci:
                     "rootfs": {"type": "layers", "diff_ids": [sha256(gzip.decompress(_layer(p)))]},
                 },
             )
-            cdesc = self._blob(config, OCI_CONFIG)
+            cdesc = self._blob(config, OCI_CONFIG, p)
             self.configs[p] = cdesc["digest"]
             cdesc = self.config_desc(p, cdesc)
             manifest = self.manifest(
                 p, {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cdesc, "layers": [ldesc]}
             )
-            mdesc = self._blob(manifest, OCI_MANIFEST)
+            mdesc = self._blob(manifest, OCI_MANIFEST, p)
             self.manifests[p] = mdesc["digest"]
             mdesc["platform"] = {"architecture": arch, "os": os_}
             manifest_descs.append(self.manifest_desc(p, mdesc))
@@ -211,10 +211,11 @@ class Oci:
         if data is not None:
             self.blobs[digest] = data
 
-    def _blob(self, doc: Doc, media_type: str) -> dict:
+    def _blob(self, doc: Doc, media_type: str, platform: str = "") -> dict:
         if doc is None:
-            # Left out of the archive: describe what would have been there.
-            return {"mediaType": media_type, "digest": sha256(b"absent:" + media_type.encode()), "size": 2}
+            # Left out of the archive: describe what would have been there (one per platform).
+            absent = f"absent:{media_type}{':' + platform if platform else ''}".encode()
+            return {"mediaType": media_type, "digest": sha256(absent), "size": 2}
         data = _doc_bytes(doc)
         d = sha256(data)
         self.blobs[d] = data

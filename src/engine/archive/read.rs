@@ -223,48 +223,12 @@ impl Archive {
                     continue;
                 }
                 let loc = if kind == Kind::File {
-                    let expected = blob_digest(&name);
-                    let alg = expected
-                        .as_ref()
-                        .map_or(digest::Algorithm::Sha256, Digest::algorithm);
-                    let keep = spool.keep(&name, size) && may_be_needed(&name);
-                    let in_memory = keep
-                        && size <= MEMORY_ENTRY
-                        && memory.saturating_add(size + ENTRY_OVERHEAD) <= MEMORY_BUDGET;
-                    let at = (name.as_str(), Path::new(&name));
-                    let (path, held, (found, n, gzip)) = if in_memory {
-                        memory += size + ENTRY_OVERHEAD;
-                        let mut held = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-                        let copied = copy_hash_into(&mut e, &mut held, alg, size, at)?;
-                        (None, Some(held), copied)
-                    } else if keep {
-                        budget.admit(&name, size)?;
-                        let (path, file) = spool.temp_file()?;
-                        let mut w = Budgeted {
-                            inner: file,
-                            budget: &mut budget,
-                            name: &name,
-                        };
-                        let copied = copy_hash_into(&mut e, &mut w, alg, size, (&name, &path))?;
-                        (Some(path), None, copied)
-                    } else {
-                        let copied = copy_hash_into(&mut e, &mut io::sink(), alg, size, at)?;
-                        (None, None, copied)
+                    let mut to = Destination {
+                        spool: &mut *spool,
+                        budget: &mut budget,
+                        memory: &mut memory,
                     };
-                    if n != size {
-                        return Err(bad(
-                            &name,
-                            format!("truncated: header says {size} bytes, found {n}"),
-                        ));
-                    }
-                    if let Some(d) = &expected {
-                        digest::check(d, size, &found, n, &format!("{label}:{name}"))?;
-                    }
-                    match (path, held) {
-                        (Some(p), _) => Loc::Spooled(p, found),
-                        (None, Some(buf)) => Loc::Memory(buf.into(), found),
-                        (None, None) => Loc::Hashed(found, gzip),
-                    }
+                    to.take(&mut e, &name, size, &label)?
                 } else {
                     Loc::None
                 };
@@ -536,6 +500,65 @@ impl SpoolBudget {
             Some(l) if self.spooled > l => Err(self.over(name, self.spooled)),
             _ => Ok(()),
         }
+    }
+}
+
+/// Where a stream's file entries go: memory (small ones, within [`MEMORY_BUDGET`]), a spool file (within
+/// the [`SpoolBudget`]), or nowhere (hashed only: entries the spool does not keep).
+struct Destination<'a> {
+    spool: &'a mut dyn Spool,
+    budget: &'a mut SpoolBudget,
+    memory: &'a mut u64,
+}
+
+impl Destination<'_> {
+    /// Read a file entry of `size` bytes, hashing it (against its name for blobs), into its place.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArchive`] when short or over a limit, [`Error::DigestMismatch`], [`Error::Io`].
+    fn take<R: Read>(&mut self, e: &mut R, name: &str, size: u64, label: &str) -> Result<Loc> {
+        let expected = blob_digest(name);
+        let alg = expected
+            .as_ref()
+            .map_or(digest::Algorithm::Sha256, Digest::algorithm);
+        let keep = self.spool.keep(name, size) && may_be_needed(name);
+        let in_memory = keep
+            && size <= MEMORY_ENTRY
+            && self.memory.saturating_add(size + ENTRY_OVERHEAD) <= MEMORY_BUDGET;
+        let at = (name, Path::new(name));
+        let (path, held, (found, n, gzip)) = if in_memory {
+            *self.memory += size + ENTRY_OVERHEAD;
+            let mut held = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            let copied = copy_hash_into(e, &mut held, alg, size, at)?;
+            (None, Some(held), copied)
+        } else if keep {
+            self.budget.admit(name, size)?;
+            let (path, file) = self.spool.temp_file()?;
+            let mut w = Budgeted {
+                inner: file,
+                budget: &mut *self.budget,
+                name,
+            };
+            let copied = copy_hash_into(e, &mut w, alg, size, (name, &path))?;
+            (Some(path), None, copied)
+        } else {
+            let copied = copy_hash_into(e, &mut io::sink(), alg, size, at)?;
+            (None, None, copied)
+        };
+        if n != size {
+            return Err(bad(
+                name,
+                format!("truncated: header says {size} bytes, found {n}"),
+            ));
+        }
+        if let Some(d) = &expected {
+            digest::check(d, size, &found, n, &format!("{label}:{name}"))?;
+        }
+        Ok(match (path, held) {
+            (Some(p), _) => Loc::Spooled(p, found),
+            (None, Some(buf)) => Loc::Memory(buf.into(), found),
+            (None, None) => Loc::Hashed(found, gzip),
+        })
     }
 }
 
