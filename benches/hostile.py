@@ -39,23 +39,12 @@ LOAD = (
 )
 
 
-def record(key: str, value: bytes) -> bytes:
-    body = b" " + key.encode() + b"=" + value + b"\n"
-    n = len(body) + 1
-    while len(str(n)) + len(body) != n:
-        n += 1
-    return str(n).encode() + body
-
-
 def pax_names(path: Path, entries: int, name_len: int) -> None:
     """``entries`` members, each behind a PAX header whose ``path`` is ``name_len`` bytes, zstd-compressed."""
     with subprocess.Popen(["zstd", "-q", "-3", "-o", str(path), "-f"], stdin=subprocess.PIPE) as p:
         assert p.stdin is not None
         for i in range(entries):
-            rec = record("path", (b"%06d/" % i) + b"a" * (name_len - 7))
-            x = tarfile.TarInfo("PaxHeader")
-            x.type, x.size = tarfile.XHDTYPE, len(rec)
-            p.stdin.write(x.tobuf(format=tarfile.USTAR_FORMAT) + rec + bytes(-len(rec) % A.BLOCK))
+            p.stdin.write(A.pax_header(A.pax_record("path", (b"%06d/" % i) + b"a" * (name_len - 7))))
             p.stdin.write(A.member_bytes(A.file("f", b"x", format=tarfile.USTAR_FORMAT)))
         p.stdin.write(bytes(2 * A.BLOCK))
     if p.returncode:
@@ -93,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--python", default=sys.executable, help="the interpreter whose ocitar is measured")
     a = ap.parse_args(argv)
     cases = {
-        "pax-names": (lambda p: pax_names(p, 20, 8 << 10)) if a.smoke else (lambda p: pax_names(p, 700, (1 << 20) - 32)),
+        "pax-names": (lambda p: pax_names(p, 20, 8 << 10))
+        if a.smoke
+        else (lambda p: pax_names(p, 700, (1 << 20) - 32)),
         "annotations": (lambda p: annotations(p, 4_000)) if a.smoke else (lambda p: annotations(p, 400_000)),
     }
     failed = False

@@ -96,6 +96,22 @@ def tar_bytes(members: Iterable[Member], end: bool = True) -> bytes:
     return out + (bytes(2 * BLOCK) if end else b"")
 
 
+def pax_record(key: str, value: bytes) -> bytes:
+    """One PAX record, ``LEN KEY=VALUE\\n`` with LEN counting the whole record."""
+    body = b" " + key.encode() + b"=" + value + b"\n"
+    n = len(body) + 1
+    while len(str(n)) + len(body) != n:
+        n += 1
+    return str(n).encode() + body
+
+
+def pax_header(records: bytes, kind: bytes = tarfile.XHDTYPE) -> bytes:
+    """A PAX extended header (local, or global with ``kind``) holding ``records`` verbatim."""
+    x = tarfile.TarInfo("PaxHeader")
+    x.type, x.size = kind, len(records)
+    return x.tobuf(format=tarfile.USTAR_FORMAT) + records + _pad(len(records))
+
+
 def file(name: str | bytes, data: bytes = b"", **kw: Any) -> Member:
     return Member(name=name, data=data, **kw)
 

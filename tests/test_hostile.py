@@ -119,14 +119,7 @@ def _nested_indexes(depth: int) -> bytes:
 
 def _pax_raw(key: bytes, value: bytes, kind: bytes = tarfile.XHDTYPE) -> A.Member:
     """A PAX extended header (local, or global with ``kind``) holding one record ``key=value``."""
-    body = b" " + key + b"=" + value + b"\n"
-    n = len(body) + 1
-    while len(str(n)) + len(body) != n:
-        n += 1
-    rec = str(n).encode() + body
-    x = tarfile.TarInfo("PaxHeader")
-    x.type, x.size = kind, len(rec)
-    return A.Member(raw=x.tobuf(format=tarfile.USTAR_FORMAT) + rec + bytes(-len(rec) % A.BLOCK))
+    return A.Member(raw=A.pax_header(A.pax_record(key.decode(), value), kind))
 
 
 def _listed_twice(_: str, index: dict) -> dict:

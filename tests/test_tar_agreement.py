@@ -22,13 +22,7 @@ IMG_A = A.Oci(name="docker.io/library/seen-by-ocitar:1", platforms=("linux/amd64
 IMG_B = A.Oci(name="docker.io/library/seen-by-others:1", platforms=("linux/arm64",))
 
 
-def record(key: str, value: bytes) -> bytes:
-    """One PAX record, ``LEN KEY=VALUE\\n`` with LEN counting the whole record."""
-    body = b" " + key.encode() + b"=" + value + b"\n"
-    n = len(body) + 1
-    while len(str(n)) + len(body) != n:
-        n += 1
-    return str(n).encode() + body
+record = A.pax_record
 
 
 def hidden(path: str) -> bytes:
@@ -38,10 +32,7 @@ def hidden(path: str) -> bytes:
 
 def pax_member(records: bytes, name: str, data: bytes) -> A.Member:
     """A PAX extended header holding ``records`` verbatim, then a ustar member ``name``."""
-    x = tarfile.TarInfo("PaxHeader")
-    x.type = tarfile.XHDTYPE
-    x.size = len(records)
-    head = x.tobuf(format=tarfile.USTAR_FORMAT) + records + bytes(-len(records) % A.BLOCK)
+    head = A.pax_header(records)
     body = A.member_bytes(A.file(name, data, format=tarfile.USTAR_FORMAT))
     return A.Member(raw=head + body)
 
