@@ -389,10 +389,16 @@ fn refuse_twice_compressed(
     outer: Compression,
     label: &str,
 ) -> Result<Box<dyn Read + Send>> {
-    let mut head = [0u8; 6];
+    let mut head = [0u8; 10];
     let n = read_head(&mut r, &mut head).map_err(|e| read_error(label, "at its start", &e))?;
     let head = head.get(..n).unwrap_or_default();
-    if let Some(inner) = Compression::sniff(head) {
+    // A tar's first bytes are its first entry's name: "BZh…" counts as bzip2 only with a block header.
+    let inner = Compression::sniff(head).filter(|c| {
+        *c != Compression::Bzip2
+            || (head.get(3).is_some_and(u8::is_ascii_digit)
+                && head.get(4..10) == Some(&[0x31, 0x41, 0x59, 0x26, 0x53, 0x59][..]))
+    });
+    if let Some(inner) = inner {
         return Err(bad(
             label,
             format!(
