@@ -348,17 +348,3 @@ def test_unused_images_stay_out(oci_store_factory):
     assert blob_digests(data) == set(win.blobs)
 
 
-def test_ref_name_match_writes_the_images_own_name(fixtures: Path, tmp_path: Path) -> None:
-    # store-small names img0 "example.test/peers/img0:latest" with ref.name "img0": asking for "img0"
-    # finds it through ref.name, and the archive carries the image's own name, not docker.io/library/img0.
-    out = tmp_path / "img0.tar"
-    report = ocitar.save(fixtures / "generated" / "store-small", "img0", platforms="linux/amd64", output=out)
-    assert report.images[0].names == ("example.test/peers/img0:latest",)
-    with tarfile.open(out) as t:
-        index = json.loads(t.extractfile("index.json").read())  # type: ignore[union-attr]
-        manifest = json.loads(t.extractfile("manifest.json").read())  # type: ignore[union-attr]
-    assert index["manifests"][0]["annotations"] == {
-        "io.containerd.image.name": "example.test/peers/img0:latest",
-        "org.opencontainers.image.ref.name": "latest",
-    }
-    assert manifest[0]["RepoTags"] == ["example.test/peers/img0:latest"]

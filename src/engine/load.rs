@@ -248,7 +248,9 @@ pub(crate) fn find_images(source: &mut ArchiveSource<'_>) -> Result<Vec<Found>> 
         let index = IndexFile::parse(&bytes).map_err(|r| Error::archive("index.json", r))?;
         if !index.entries.is_empty() {
             let mut found: Vec<Found> = Vec::new();
-            for d in index.entries {
+            for (i, mut d) in index.entries.into_iter().enumerate() {
+                name_entry(&mut d)
+                    .map_err(|r| Error::archive("index.json", format!("manifests[{i}]: {r}")))?;
                 match found.iter_mut().find(|f| f.top.digest == d.digest) {
                     Some(f) => f.entries.push(d),
                     None => found.push(Found {
@@ -280,6 +282,33 @@ pub(crate) fn find_images(source: &mut ArchiveSource<'_>) -> Result<Vec<Found>> 
         ar.label(),
         "not an image archive: no index.json or manifest.json",
     ))
+}
+
+/// Check the names of an archive's `index.json` entry, and make its two name annotations agree: a
+/// `ref.name` that says otherwise than the image name becomes that name's tag, so that it cannot reach
+/// the store (the image name decides, as in containerd). Entries that agree are kept as written.
+///
+/// # Errors
+/// A reason when a name annotation is not a valid reference (see [`reference::archive_name`]).
+fn name_entry(d: &mut Descriptor) -> std::result::Result<(), String> {
+    let (image, refn) = (
+        d.annotation(ANNOTATION_IMAGE_NAME),
+        d.annotation(ANNOTATION_REF_NAME),
+    );
+    let name = reference::archive_name(image, refn)?;
+    let (Some(image), Some(refn)) = (image, refn) else {
+        return Ok(());
+    };
+    if reference::ref_name_agrees(image, refn) {
+        return Ok(());
+    }
+    let mut a = d.annotations.clone();
+    match name.and_then(|r| r.tag) {
+        Some(tag) => a.insert(ANNOTATION_REF_NAME.to_string(), tag),
+        None => a.remove(ANNOTATION_REF_NAME),
+    };
+    d.set_annotations(a);
+    Ok(())
 }
 
 #[derive(serde::Deserialize)]
@@ -592,7 +621,12 @@ pub fn load(
                         .next()
                     })
                     .map(|n| reference::familiar(&n))
-                    .collect(),
+                    .fold(Vec::new(), |mut v, n| {
+                        if !v.contains(&n) {
+                            v.push(n);
+                        }
+                        v
+                    }),
                 digest: top.digest.clone(),
                 media_type: top.media_type.clone(),
                 platforms: sel.platforms.clone(),

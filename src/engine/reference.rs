@@ -11,6 +11,12 @@ pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 const DEFAULT_DOMAIN: &str = "docker.io";
+/// Longest repository name (with its registry), as Docker's reference grammar allows.
+pub const MAX_NAME: usize = 255;
+/// Longest tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+const MAX_TAG: usize = 128;
+/// Longest text quoted whole in a message; a longer one is cut (a name may be 100,000 characters).
+const QUOTE_MAX: usize = 80;
 
 /// A parsed reference: a name with an optional tag, a name with a digest, or a bare digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +29,85 @@ pub struct Reference {
     pub digest: Option<Digest>,
 }
 
+/// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn is_tag(t: &str) -> bool {
+    t.len() <= MAX_TAG
+        && t.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Docker's path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+fn is_path_component(c: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let b = c.as_bytes();
+    let mut i = 0;
+    loop {
+        let start = i;
+        while b.get(i).copied().is_some_and(alnum) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+        match b.get(i) {
+            None => return true,
+            Some(b'.') => i += 1,
+            Some(b'_') => i += if b.get(i + 1) == Some(&b'_') { 2 } else { 1 },
+            Some(b'-') => {
+                while b.get(i) == Some(&b'-') {
+                    i += 1;
+                }
+            }
+            Some(_) => return false,
+        }
+    }
+}
+
+/// Docker's registry grammar: a host name of dot-separated labels (letters, digits, inner dashes), an
+/// IPv4 address or a bracketed IPv6 address, with an optional numeric port.
+fn is_domain(d: &str) -> bool {
+    let (host, port) = if let Some(rest) = d.strip_prefix('[') {
+        let Some((inner, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if inner.is_empty() || !inner.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+            return false;
+        }
+        match after {
+            "" => return true,
+            p => ("", p.strip_prefix(':').unwrap_or("x")),
+        }
+    } else {
+        match d.rsplit_once(':') {
+            Some((h, p)) => (h, p),
+            None => (d, "0"),
+        }
+    };
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && l.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    !port.is_empty()
+        && port.chars().all(|c| c.is_ascii_digit())
+        && (d.starts_with('[') || host.split('.').all(label))
+}
+
+/// `s` quoted for a message, cut to its first [`QUOTE_MAX`] characters when longer.
+fn quoted(s: &str) -> String {
+    format!("{:?}", cut(s))
+}
+
+fn cut(s: &str) -> String {
+    match s.char_indices().nth(QUOTE_MAX) {
+        Some((i, _)) => format!("{}… ({} characters)", s.get(..i).unwrap_or_default(), s.chars().count()),
+        None => s.to_string(),
+    }
+}
+
 impl Reference {
     /// Parse and normalize a reference.
     ///
@@ -30,11 +115,18 @@ impl Reference {
     /// [`Error::InvalidReference`] naming the string when it is not a valid reference.
     pub fn parse(s: &str) -> Result<Reference> {
         let bad = |reason: &str| Error::InvalidReference {
-            reference: s.to_string(),
+            reference: cut(s),
             reason: reason.to_string(),
         };
         if s.is_empty() {
             return Err(bad("empty reference"));
+        }
+        // Name, tag and digest together can be no longer than this; refuse longer text before reading it.
+        if s.len() > MAX_NAME + 1 + MAX_TAG + 1 + 7 + 128 {
+            return Err(bad(&format!(
+                "{} characters is longer than any valid reference",
+                s.len()
+            )));
         }
         if s.starts_with("sha256:") || s.starts_with("sha512:") {
             let digest = s.parse::<Digest>().map_err(|e| bad(&e.to_string()))?;
@@ -53,18 +145,19 @@ impl Reference {
         };
         // A tag is after the last ':' that follows the last '/' (a ':' before it is a registry port).
         let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-        let (repo, tag) = match name[last_slash..].rfind(':') {
-            Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
+        let (repo, tag) = match name.get(last_slash..).and_then(|t| t.rfind(':')) {
+            Some(i) => (
+                name.get(..last_slash + i).unwrap_or_default(),
+                Some(name.get(last_slash + i + 1..).unwrap_or_default()),
+            ),
             None => (name, None),
         };
         if let Some(t) = tag {
-            let ok = !t.is_empty()
-                && t.len() <= 128
-                && !t.starts_with(['.', '-'])
-                && t.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-            if !ok {
-                return Err(bad(&format!("invalid tag {t:?}")));
+            if !is_tag(t) {
+                return Err(bad(&format!(
+                    "invalid tag {}",
+                    quoted(t)
+                )));
             }
         }
         let mut comps: Vec<&str> = repo.split('/').collect();
@@ -76,11 +169,8 @@ impl Reference {
                     || c.chars().any(|ch| ch.is_ascii_uppercase())
             }) {
             let d = comps.remove(0);
-            if !d
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
-            {
-                return Err(bad(&format!("invalid registry {d:?}")));
+            if !is_domain(d) {
+                return Err(bad(&format!("invalid registry {}", quoted(d))));
             }
             d.to_string()
         } else {
@@ -92,15 +182,10 @@ impl Reference {
             domain
         };
         for c in &comps {
-            let ok = !c.is_empty()
-                && c.chars().all(|ch| {
-                    ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '.' | '_' | '-')
-                })
-                && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
-                && c.ends_with(|ch: char| ch.is_ascii_alphanumeric());
-            if !ok {
+            if !is_path_component(c) {
                 return Err(bad(&format!(
-                    "repository name component {c:?} must be lowercase letters, digits and separators"
+                    "repository name component {} must be lowercase letters and digits, joined by '.', '_', '__' or dashes",
+                    quoted(c)
                 )));
             }
         }
@@ -108,6 +193,12 @@ impl Reference {
             comps.insert(0, "library");
         }
         let repository = format!("{domain}/{}", comps.join("/"));
+        if repository.len() > MAX_NAME {
+            return Err(bad(&format!(
+                "the name is {} characters long, over Docker's limit of {MAX_NAME}",
+                repository.len()
+            )));
+        }
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_string()),
             (None, None) => Some("latest".to_string()),
@@ -149,18 +240,60 @@ pub fn familiar(full: &str) -> String {
         .unwrap_or_else(|| full.to_string())
 }
 
-/// The names an `index.json` entry answers to: normalized forms of `io.containerd.image.name` and of
-/// `org.opencontainers.image.ref.name` (when that parses as a reference), plus the raw `ref.name`.
+/// The names an `index.json` entry answers to: the normalized `io.containerd.image.name` when the entry
+/// has one (it decides, as in containerd: a `ref.name` that says otherwise names nothing), else the
+/// normalized `org.opencontainers.image.ref.name`. Names that do not parse are no names.
 pub fn entry_names(image_name: Option<&str>, ref_name: Option<&str>) -> Vec<String> {
-    let mut out = Vec::new();
-    for n in [image_name, ref_name].into_iter().flatten() {
-        if let Some(full) = Reference::parse(n).ok().and_then(|r| r.full_name()) {
-            if !out.contains(&full) {
-                out.push(full);
-            }
+    image_name
+        .or(ref_name)
+        .and_then(|n| Reference::parse(n).ok())
+        .and_then(|r| r.full_name())
+        .into_iter()
+        .collect()
+}
+
+/// Whether an entry's raw `ref.name` may be matched as typed (skopeo's `oci:DIR:REF`): always without an
+/// image name; with one, only when it agrees with it (it is its tag, or the same full name).
+fn ref_name_counts(image_name: Option<&str>, ref_name: &str) -> bool {
+    image_name.is_none_or(|image| ref_name_agrees(image, ref_name))
+}
+
+/// Whether a `ref.name` agrees with the image name beside it: it is its tag, or the same full name.
+pub fn ref_name_agrees(image_name: &str, ref_name: &str) -> bool {
+    let Ok(image) = Reference::parse(image_name) else {
+        return false;
+    };
+    image.tag.as_deref() == Some(ref_name)
+        || Reference::parse(ref_name).is_ok_and(|r| r.full_name().is_some() && r.full_name() == image.full_name())
+}
+
+/// The one name an archive's `index.json` entry is loaded under: its `io.containerd.image.name`, else its
+/// `org.opencontainers.image.ref.name`; `None` for an unnamed entry. Both annotations, when present, must
+/// be valid: the image name a reference with a tag, the ref name a reference or (beside an image name) a
+/// tag.
+///
+/// # Errors
+/// A reason naming the annotation and what is wrong with its value.
+pub fn archive_name(
+    image_name: Option<&str>,
+    ref_name: Option<&str>,
+) -> std::result::Result<Option<Reference>, String> {
+    let parse = |key: &str, v: &str| {
+        let r = Reference::parse(v).map_err(|e| format!("annotation {key}: {e}"))?;
+        match r.full_name() {
+            Some(_) => Ok(r),
+            None => Err(format!("annotation {key}: {} has no tag", quoted(v))),
         }
-    }
-    out
+    };
+    let image = image_name
+        .map(|v| parse(ANNOTATION_IMAGE_NAME, v))
+        .transpose()?;
+    let reference = match ref_name {
+        Some(v) if image.is_some() && is_tag(v) => None,
+        Some(v) => Some(parse(ANNOTATION_REF_NAME, v)?),
+        None => None,
+    };
+    Ok(image.or(reference))
 }
 
 /// Whether `reference` (as typed, and parsed) names an entry with these annotations and digest.
@@ -185,7 +318,7 @@ pub fn matches(
                 .iter()
                 .any(|n| n.rsplit_once(':').is_some_and(|(r, _)| r == repo));
     }
-    if ref_name == Some(typed) {
+    if ref_name == Some(typed) && ref_name_counts(image_name, typed) {
         return true;
     }
     let Some(full) = reference.full_name() else {
@@ -244,9 +377,83 @@ mod tests {
 
     #[test]
     fn rejects_invalid() {
-        for bad in ["", "Alpine", "alpine:", "alpine:-x", "a//b", "-a", "a b"] {
+        let long = "a".repeat(100_000);
+        let long_name = format!("{}:1", "a".repeat(250));
+        for bad in [
+            "",
+            "Alpine",
+            "alpine:",
+            "alpine:-x",
+            "alpine:.x",
+            "a//b",
+            "-a",
+            "a b",
+            "../x:1",
+            "./x",
+            "x/../y",
+            "a..b",
+            "a___b",
+            "a_-b",
+            "a.",
+            "app:1\u{1b}]0;owned\u{7}",
+            "app\n:1",
+            ".:5000/x",
+            "-reg.io/x",
+            "reg.io:/x",
+            "reg.io:5x/x",
+            "[zz]/x",
+            "reg.io/A-b",
+            &long,
+            &long_name,
+        ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?}");
         }
+        let e = Reference::parse(&long).unwrap_err().to_string();
+        assert!(e.len() < 300, "{e}");
+    }
+
+    #[test]
+    fn accepts_docker_grammar() {
+        for good in [
+            "a__b",
+            "a--b",
+            "a-b.c_d",
+            "x:_tag",
+            "[::1]:5000/x",
+            "[::1]/x",
+            "localhost:5000/x",
+            "127.0.0.1:5000/team/x:1",
+        ] {
+            assert!(Reference::parse(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn image_name_decides_over_a_disagreeing_ref_name() {
+        let d = Digest::sha256_of(b"x");
+        let evil = Some("docker.io/library/evil:1");
+        let r = Reference::parse("demo:1.0").unwrap();
+        assert!(!matches("demo:1.0", &r, evil, Some("demo:1.0"), &d));
+        assert!(!matches(
+            "docker.io/library/demo:1.0",
+            &Reference::parse("docker.io/library/demo:1.0").unwrap(),
+            evil,
+            Some("docker.io/library/demo:1.0"),
+            &d
+        ));
+        // A ref.name that is the image's own tag still matches as typed.
+        let one = Reference::parse("1").unwrap();
+        assert!(matches("1", &one, evil, Some("1"), &d));
+        assert_eq!(
+            archive_name(Some("evil:1"), Some("docker.io/library/demo:1.0"))
+                .unwrap()
+                .and_then(|r| r.full_name()),
+            Some("docker.io/library/evil:1".to_string())
+        );
+        assert!(archive_name(Some("app:1"), Some("Latest")).is_ok());
+        assert!(archive_name(None, Some("Latest")).is_err());
+        assert!(archive_name(Some("../x:1"), None).is_err());
+        assert!(archive_name(None, Some("./x")).is_err());
     }
 
     #[test]
