@@ -550,7 +550,7 @@ pub fn load(
     let (mut written, mut present, mut bytes) = (0usize, 0usize, 0u64);
     let mut missing: Vec<&Descriptor> = Vec::new();
     for d in needed {
-        match store.blob_size(d) {
+        match store.existing_blob(&d.digest)? {
             // A blob the store has already must be the size the archive's descriptor says.
             Some(size) if size != d.size => {
                 return Err(Error::SizeMismatch {
@@ -560,7 +560,10 @@ pub fn load(
                     found: size.to_string(),
                 })
             }
-            Some(_) => present += 1,
+            Some(_) => {
+                present += 1;
+                ingest.rely_on(d.digest.clone());
+            }
             None => missing.push(d),
         }
     }

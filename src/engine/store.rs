@@ -4,22 +4,27 @@
 //! Durability contract (what is on disk when):
 //! 1. New blobs are written to files in a private staging directory inside the store
 //!    (`.ocitar-ingest-<pid>-<n>-<nanos>/`), hashed and counted while written, and checked against their
-//!    descriptors; writeback of each starts as soon as it is complete (`sync_file_range`). A crash here
-//!    leaves only the staging directory, which readers ignore and the next ingest removes once its process
-//!    is gone.
+//!    descriptors; writeback of each starts as soon as it is complete (`sync_file_range`). The load holds
+//!    a `flock` on its staging directory while it runs. A crash here leaves only the staging directory,
+//!    which readers ignore and the next ingest removes once its lock can be taken (the owner is gone,
+//!    whatever PID namespace it ran in: no process ids are compared).
 //! 2. Only when every blob of the operation is verified are they all `fsync`ed; then, under an exclusive
 //!    `flock` on the store directory, `index.json` is re-read and updated in memory (a lock timeout, a
 //!    malformed index or a refused update stops here, the store untouched), the blobs are renamed into
 //!    `blobs/<alg>/<hex>`, and the blob directories `fsync`ed. A crash here leaves complete, unreferenced
-//!    blobs: a valid store.
+//!    blobs: a valid store. A failure here (a blob path holding a directory, FIFO or link; a full disk
+//!    while `index.json` is written) removes the blobs and directories this commit added again.
 //! 3. Still under the lock, `index.json` is written to a temporary file, `fsync`ed, renamed over the old
 //!    one, and the store directory `fsync`ed. Readers see the old or the new index, never a torn one, and
 //!    concurrent writers lose no entry. A crash here leaves `.ocitar-ingest-<pid>-index.json.tmp` beside
 //!    the old index.
 //!
 //! Whatever a killed process left (staging directories, temporary index files, all named
-//! `.ocitar-ingest-<pid>-…`) is ignored by readers and `verify`, and removed by the next ingest once no
-//! process with that pid runs.
+//! `.ocitar-ingest-<pid>-…`) is ignored by readers and `verify`, and removed by the next ingest: a staging
+//! directory once its lock can be taken, a temporary file while the store lock is free.
+//!
+//! Symbolic links among the store's own files (`oci-layout`, `index.json`, `blobs/`, `blobs/<alg>/`, a
+//! blob) are refused, never followed: everything ocitar reads and writes stays inside the store.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -174,6 +179,7 @@ impl Store {
                 Err(e) => return Err(Error::io(&p, e)),
             }
         }
+        check_internals(&root)?;
         Ok(Store { root })
     }
 
@@ -197,6 +203,7 @@ impl Store {
             if !fresh {
                 return Store::open(&root);
             }
+            check_internals(&root)?;
         }
         Ok(Store { root })
     }
@@ -282,33 +289,45 @@ impl Store {
         }
     }
 
+    /// The size of blob `d` when the store has it (a regular file), `None` when it has not.
+    ///
+    /// # Errors
+    /// [`Error::Store`] naming the path when something else is there (a directory, a FIFO, a symbolic
+    /// link, a device): ocitar neither follows nor replaces it; [`Error::Io`] when it cannot be examined.
+    pub fn existing_blob(&self, d: &Digest) -> Result<Option<u64>> {
+        let p = self.blob_path(d);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(m) => Err(Error::store(
+                &p,
+                format!(
+                    "blob {d} is {}, not a regular file (remove it; `ocitar verify` checks the store)",
+                    kind_of(&m)
+                ),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&p, e)),
+        }
+    }
+
     /// Open a blob for reading, checking its size against `desc` (the digest is checked by the copier).
     ///
     /// # Errors
-    /// [`Error::Store`] naming the path when the blob is missing, [`Error::SizeMismatch`] when its size
-    /// differs from the descriptor's, [`Error::Io`] when it cannot be opened.
+    /// [`Error::Store`] naming the path when the blob is missing or not a regular file,
+    /// [`Error::SizeMismatch`] when its size differs from the descriptor's, [`Error::Io`] when it cannot
+    /// be opened.
     pub fn open_blob(&self, desc: &Descriptor) -> Result<File> {
         let p = self.blob_path(&desc.digest);
-        // Looked at before opening: opening a FIFO would wait for a writer.
-        let meta = match fs::metadata(&p) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::store(&p, format!("blob {} is missing", desc.digest)))
-            }
-            Err(e) => return Err(Error::io(&p, e)),
-        };
-        if !meta.is_file() {
-            return Err(Error::store(
-                &p,
-                format!(
-                    "blob {} is {}, not a regular file",
-                    desc.digest,
-                    kind_of(&meta)
-                ),
-            ));
+        // Looked at before opening (opening a FIFO would wait for a writer), never followed.
+        if self.existing_blob(&desc.digest)?.is_none() {
+            return Err(Error::store(&p, format!("blob {} is missing", desc.digest)));
         }
-        let f = File::open(&p).at(&p)?;
-        let len = meta.len();
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&p)
+            .at(&p)?;
+        let len = f.metadata().at(&p)?.len();
         if len != desc.size {
             return Err(Error::SizeMismatch {
                 digest: desc.digest.to_string(),
@@ -373,48 +392,76 @@ impl Store {
             Some(top)
         };
         self.remove_stale_ingests();
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir = self
-            .root
-            .join(format!("{INGEST_PREFIX}{}-{n}-{nanos}", std::process::id()));
-        fs::create_dir(&dir).at(&dir)?;
+        let (dir, lock) = self.new_staging_dir()?;
         Ok(Ingest {
             store: self.clone(),
             dir,
+            _lock: lock,
             staged: BTreeMap::new(),
+            relied: Vec::new(),
             counter: 0,
             created_root,
             committed: false,
         })
     }
 
+    /// Create a staging directory and take the lock on it that says its load is alive (`flock` on the
+    /// directory, held until the ingest ends, in whatever PID namespace it runs).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be created or locked.
+    fn new_staging_dir(&self) -> Result<(PathBuf, File)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let dir = self
+                .root
+                .join(format!("{INGEST_PREFIX}{}-{n}-{nanos}", std::process::id()));
+            fs::create_dir(&dir).at(&dir)?;
+            let f = File::open(&dir).at(&dir)?;
+            // SAFETY: flock on a descriptor we own. Blocking: a cleaner that took the lock first (between
+            // mkdir and here) holds it only while it removes the directory.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(Error::io(&dir, std::io::Error::last_os_error()));
+            }
+            // Still ours (a cleaner did not remove it before the lock was taken)?
+            use std::os::unix::fs::MetadataExt;
+            let ours = f.metadata().at(&dir)?;
+            if fs::symlink_metadata(&dir).is_ok_and(|m| m.ino() == ours.ino() && m.dev() == ours.dev())
+            {
+                return Ok((dir, f));
+            }
+        }
+    }
+
+    /// Remove what loads that are gone left: staging directories whose lock can be taken (their owner
+    /// ended, whatever PID namespace it ran in), and, when the store lock is free, temporary
+    /// `index.json` / `oci-layout` files (only ever written under that lock).
     fn remove_stale_ingests(&self) {
         let Ok(rd) = fs::read_dir(&self.root) else {
             return;
         };
+        let mut store_lock: Option<Option<File>> = None;
         for e in rd.flatten() {
             let name = e.file_name();
-            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(INGEST_PREFIX)) else {
+            if !name.to_str().is_some_and(Store::is_ingest_dir) {
                 continue;
-            };
-            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-                continue;
-            };
-            // SAFETY: kill with signal 0 only checks whether the process exists.
-            let alive = pid > 0
-                && (unsafe { libc::kill(pid, 0) } == 0
-                    || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
-            if !alive {
-                // A staging directory, or the temporary index.json or oci-layout of write_atomic.
-                let path = e.path();
-                let _ = match e.file_type() {
-                    Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
-                    _ => fs::remove_file(&path),
-                };
+            }
+            let path = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                let Ok(f) = File::open(&path) else { continue };
+                // SAFETY: flock on a descriptor we own; LOCK_NB never waits.
+                if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                    let _ = fs::remove_dir_all(&path);
+                }
+            } else if store_lock
+                .get_or_insert_with(|| try_lock(&self.root))
+                .is_some()
+            {
+                let _ = fs::remove_file(&path);
             }
         }
     }
@@ -427,7 +474,7 @@ impl Store {
 
 impl BlobSource for Store {
     fn blob_size(&self, desc: &Descriptor) -> Option<u64> {
-        fs::metadata(self.blob_path(&desc.digest))
+        fs::symlink_metadata(self.blob_path(&desc.digest))
             .ok()
             .filter(|m| m.is_file())
             .map(|m| m.len())
@@ -435,7 +482,7 @@ impl BlobSource for Store {
 
     fn document(&self, desc: &Descriptor) -> Result<Option<Vec<u8>>> {
         let p = self.blob_path(&desc.digest);
-        if !p.exists() {
+        if self.existing_blob(&desc.digest)?.is_none() {
             return Ok(None);
         }
         let f = self.open_blob(desc)?;
@@ -451,7 +498,7 @@ impl BlobSource for Store {
 
     /// Present when anything is at the blob's path: reading a directory or FIFO there then fails naming it.
     fn has_blob(&self, desc: &Descriptor) -> bool {
-        self.blob_path(&desc.digest).exists()
+        fs::symlink_metadata(self.blob_path(&desc.digest)).is_ok()
     }
 
     fn malformed(&self, location: &str, reason: String) -> Error {
@@ -460,6 +507,13 @@ impl BlobSource for Store {
             reason,
         )
     }
+}
+
+/// The store's lock when it is free now (`flock` with `LOCK_NB`), else `None`.
+fn try_lock(root: &Path) -> Option<File> {
+    let f = File::open(root).ok()?;
+    // SAFETY: flock on a descriptor we own; LOCK_NB never waits.
+    (unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0).then_some(f)
 }
 
 /// The store's exclusive lock, released when dropped.
@@ -472,7 +526,11 @@ pub struct StoreLock {
 pub struct Ingest {
     store: Store,
     dir: PathBuf,
+    /// The lock on `dir` that tells other loads this one is alive.
+    _lock: File,
     staged: BTreeMap<Digest, PathBuf>,
+    /// Blobs found in the store, not staged: they must still be there when the index names them.
+    relied: Vec<Digest>,
     counter: u64,
     created_root: Option<PathBuf>,
     committed: bool,
@@ -506,6 +564,11 @@ impl Ingest {
         self.staged.insert(digest, path);
     }
 
+    /// Record that the index will name `digest`, found in the store rather than staged.
+    pub fn rely_on(&mut self, digest: Digest) {
+        self.relied.push(digest);
+    }
+
     /// Whether `digest` is staged already.
     pub fn is_staged(&self, digest: &Digest) -> bool {
         self.staged.contains_key(digest)
@@ -527,13 +590,14 @@ impl Ingest {
 
     /// Under the store lock: re-read `index.json` and let `update` change it, then move the staged blobs
     /// into `blobs/` (blobs already there are kept, not rewritten) and replace `index.json` atomically.
-    /// Nothing is renamed into the store when the lock, the index or `update` fails.
+    /// Nothing is renamed into the store when the lock, the index or `update` fails; when a later step
+    /// fails (a full disk while `index.json` is written), the blobs and directories this commit added are
+    /// removed again, so the store is as it was.
     ///
     /// # Errors
-    /// [`Error::Io`] on filesystem failures, [`Error::Store`] on lock timeout or a malformed index, and
-    /// whatever `update` returns.
+    /// [`Error::Io`] on filesystem failures, [`Error::Store`] on lock timeout, a malformed index or a blob
+    /// path that holds something other than a regular file, and whatever `update` returns.
     pub fn commit<T>(mut self, update: impl FnOnce(&mut IndexFile) -> Result<T>) -> Result<T> {
-        let root = self.store.root.clone();
         // Durability first: every staged blob is on disk before any is named.
         for tmp in self.staged.values() {
             File::open(tmp).and_then(|f| f.sync_all()).at(tmp)?;
@@ -541,22 +605,56 @@ impl Ingest {
         // Lock, read and update the index before any blob is named, so that a lock timeout, a malformed
         // index or a refused update leaves the store as it was.
         let _lock = self.store.lock()?;
+        for d in &self.relied {
+            if self.store.existing_blob(d)?.is_none() {
+                return Err(Error::store(
+                    self.store.blob_path(d),
+                    format!("blob {d} was removed while this load ran (a concurrent load failed and took back what it added); load again"),
+                ));
+            }
+        }
         let mut index = self.store.read_index()?;
         let out = update(&mut index)?;
-        let mut dirs = Vec::new();
+        let mut added = Added::default();
+        match self.publish(&index, &mut added) {
+            Ok(()) => {
+                self.committed = true;
+                Ok(out)
+            }
+            Err(e) => {
+                if !added.index {
+                    added.undo();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Rename the staged blobs into place and write `index.json`, recording in `added` what appeared.
+    fn publish(&self, index: &IndexFile, added: &mut Added) -> Result<()> {
+        let root = &self.store.root;
+        check_internals(root)?;
+        let mut dirs: Vec<PathBuf> = Vec::new();
         for (digest, tmp) in &self.staged {
             let dest = self.store.blob_path(digest);
             let Some(parent) = dest.parent() else {
                 continue;
             };
-            if !dirs.iter().any(|d: &PathBuf| d == parent) {
-                fs::create_dir_all(parent).at(parent)?;
+            if !dirs.iter().any(|d| d == parent) {
+                for dir in [root.join("blobs"), parent.to_path_buf()] {
+                    match fs::create_dir(&dir) {
+                        Ok(()) => added.dirs.push(dir),
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(Error::io(&dir, e)),
+                    }
+                }
                 dirs.push(parent.to_path_buf());
             }
-            if dest.exists() {
+            if self.store.existing_blob(digest)?.is_some() {
                 continue;
             }
             fs::rename(tmp, &dest).at(&dest)?;
+            added.blobs.push(dest);
         }
         for d in &dirs {
             File::open(d).and_then(|f| f.sync_all()).at(d)?;
@@ -566,11 +664,33 @@ impl Ingest {
             File::open(&blobs).and_then(|f| f.sync_all()).at(&blobs)?;
         }
         if !root.join("oci-layout").exists() {
-            write_atomic(&root, "oci-layout", OCI_LAYOUT)?;
+            write_atomic(root, "oci-layout", OCI_LAYOUT, &mut |_| {})?;
+            added.layout = Some(root.join("oci-layout"));
         }
-        write_atomic(&root, "index.json", &index.to_bytes())?;
-        self.committed = true;
-        Ok(out)
+        write_atomic(root, "index.json", &index.to_bytes(), &mut |done| {
+            added.index = done;
+        })
+    }
+}
+
+/// What a commit added to the store, removed again when it fails before `index.json` is replaced.
+#[derive(Default)]
+struct Added {
+    blobs: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+    layout: Option<PathBuf>,
+    /// Whether the new `index.json` is in place (then nothing is undone: it names the blobs).
+    index: bool,
+}
+
+impl Added {
+    fn undo(&self) {
+        for p in self.blobs.iter().chain(&self.layout) {
+            let _ = fs::remove_file(p);
+        }
+        for d in self.dirs.iter().rev() {
+            let _ = fs::remove_dir(d);
+        }
     }
 }
 
@@ -597,10 +717,16 @@ impl Drop for Ingest {
 }
 
 /// Replace `dir/name` atomically: write a temporary file beside it, fsync, rename, fsync the directory.
+/// `renamed(true)` is called once the new file is in place (a later failure does not take it back).
 ///
 /// # Errors
 /// [`Error::Io`] naming the file.
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    renamed: &mut dyn FnMut(bool),
+) -> Result<()> {
     let tmp = dir.join(format!("{INGEST_PREFIX}{}-{name}.tmp", std::process::id()));
     let dest = dir.join(name);
     let res = (|| -> std::io::Result<()> {
@@ -613,12 +739,36 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, &dest)?;
+        renamed(true);
         File::open(dir)?.sync_all()
     })();
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     res.at(&dest)
+}
+
+/// Refuse a store whose own files are symbolic links (`oci-layout`, `index.json`, `blobs/`,
+/// `blobs/<algorithm>/`): following them would read and write outside the store, and replacing
+/// `index.json` would replace the link, not what it points to. The store directory itself may be a link.
+///
+/// # Errors
+/// [`Error::Store`] naming the link.
+fn check_internals(root: &Path) -> Result<()> {
+    let blobs = root.join("blobs");
+    let mut paths = vec![root.join("oci-layout"), root.join("index.json"), blobs.clone()];
+    if let Ok(rd) = fs::read_dir(&blobs) {
+        paths.extend(rd.flatten().map(|e| e.path()));
+    }
+    for p in paths {
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::store(
+                &p,
+                "is a symbolic link: ocitar keeps a store's files inside it and does not follow links there",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A candidate image for a reference: its two name annotations (either may be a familiar name) and digest.
