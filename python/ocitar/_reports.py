@@ -192,6 +192,9 @@ class LoadedImage:
     attestations: int
     moved: tuple[str, ...]
     """Names that pointed at another image before; that image stays in the store, unnamed."""
+    foreign: tuple[str, ...]
+    """Digests of foreign layers (``urls`` set, as Windows base layers) the archive does not hold: loaded as
+    descriptors without blobs, as ``docker load`` does."""
 
     def platform(self, spec: str) -> str:
         """The loaded platform ``spec`` names, as the image writes it, matched after normalization
@@ -258,6 +261,9 @@ class PlatformInfo:
     """Number of layers; None when the platform is absent."""
     attestations: tuple[str, ...]
     """Digests of attestation manifests describing this platform."""
+    foreign: tuple[str, ...]
+    """Digests of foreign layers (``urls`` set) whose blobs are not there: not missing, fetched from their
+    URLs by whoever runs the image."""
 
 
 @dataclass(frozen=True)

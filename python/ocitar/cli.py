@@ -108,6 +108,8 @@ def _cmd_load(args: argparse.Namespace) -> int:
                     print(f"Loaded image: {name}")
             else:
                 print(f"Loaded image ID: {image.digest}")
+            if image.foreign:
+                sys.stderr.write(f"{len(image.foreign)} foreign layer(s) of {image.digest} not in the archive: kept as descriptors, as docker does\n")
             for name in image.moved:
                 sys.stderr.write(f"The image {name} moved to {image.digest}; the old image stays, untagged\n")
     return 0
@@ -123,7 +125,7 @@ def _inventory_table(inv: ocitar.Inventory) -> str:
                     name if i == 0 else "",
                     image.digest[7:19] if i == 0 else "",
                     p.platform,
-                    "present" if p.present else "absent",
+                    ("present" if p.present else "absent") + (f", {len(p.foreign)} foreign" if p.foreign else ""),
                     human(p.size) if p.size is not None else "-",
                     str(p.layers) if p.layers is not None else "-",
                     str(len(p.attestations)),
@@ -172,7 +174,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         _show(inv, "json")
     elif not args.quiet:
         absent = sum(1 for i in inv.images for p in i.platforms if not p.present)
+        foreign = len({f for i in inv.images for p in i.platforms for f in p.foreign})
         note = f", {absent} platform(s) absent (sparse)" if absent else ""
+        note += f", {foreign} foreign layer(s) not included (fetched from their urls)" if foreign else ""
         print(f"{args.path}: OK, {inv.blobs} blobs, {human(inv.bytes)} verified{note}")
     return 0
 

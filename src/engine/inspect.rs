@@ -38,6 +38,8 @@ pub struct PlatformEntry {
     pub layers: usize,
     /// Digests of the attestation manifests that describe this platform.
     pub attestations: Vec<Digest>,
+    /// Foreign layers (with `urls`) whose blobs are not there: not missing, fetched from their URLs.
+    pub foreign: Vec<Digest>,
 }
 
 /// One image.
@@ -197,6 +199,7 @@ fn summarize(
                     .filter(|a| a.attestation_of.as_ref() == Some(&m.desc.digest))
                     .map(|a| a.desc.digest.clone())
                     .collect(),
+                foreign: m.foreign.clone(),
             });
         }
         for d in image.absent() {
@@ -213,6 +216,7 @@ fn summarize(
                 size: d.size,
                 layers: 0,
                 attestations: Vec::new(),
+                foreign: Vec::new(),
             });
         }
         out.push(ImageEntry {
@@ -524,11 +528,7 @@ fn check_references(
     for (_, image) in images {
         for m in image.manifests() {
             for b in m.config.iter().chain(m.layers.iter()) {
-                if b.raw
-                    .get("urls")
-                    .and_then(|u| u.as_array())
-                    .is_some_and(|u| !u.is_empty())
-                {
+                if b.is_foreign() && size_of(b).is_none() {
                     continue;
                 }
                 match size_of(b) {

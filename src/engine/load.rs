@@ -43,6 +43,8 @@ pub struct LoadedImage {
     pub attestations: usize,
     /// Names that pointed at another image before; that image stays in the store, unnamed.
     pub moved: Vec<String>,
+    /// Foreign layers (with `urls`) the archive does not hold: loaded as descriptors, without blobs.
+    pub foreign: Vec<Digest>,
 }
 
 /// What load did.
@@ -636,6 +638,7 @@ pub fn load(
                 absent: [sel.absent.as_slice(), sel.left_out.as_slice()].concat(),
                 attestations: sel.attestations,
                 moved,
+                foreign: sel.foreign.clone(),
             });
         }
         Ok(out)

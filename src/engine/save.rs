@@ -337,6 +337,7 @@ fn plan_image(
                 m.config
                     .iter()
                     .chain(m.layers.iter())
+                    .filter(|d| !m.foreign.contains(&d.digest))
                     .map(|d| (d.clone(), None)),
             );
             (top, blobs)

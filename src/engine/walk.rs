@@ -170,6 +170,15 @@ impl Descriptor {
         Some(s)
     }
 
+    /// Whether this is a foreign layer: one with `urls` to fetch it from (Windows base layers, as
+    /// `docker save` writes them), which an archive or store may hold without its blob.
+    pub fn is_foreign(&self) -> bool {
+        self.raw
+            .get("urls")
+            .and_then(Value::as_array)
+            .is_some_and(|u| !u.is_empty())
+    }
+
     /// The manifest this attestation manifest describes: its `vnd.docker.reference.digest`, when it is
     /// marked as an attestation (buildkit's `attestation-manifest` reference type, or the `unknown/unknown`
     /// platform that other writers give it with another reference type).
@@ -259,6 +268,8 @@ pub struct Manifest {
     pub layers: Vec<Descriptor>,
     /// Config and layer blobs the source does not have.
     pub missing: Vec<Digest>,
+    /// Foreign layers the source does not have: kept as descriptors, never copied, not missing.
+    pub foreign: Vec<Digest>,
 }
 
 impl Manifest {
@@ -474,15 +485,18 @@ fn visit(
             .collect::<Result<Vec<_>>>()?,
         Some(_) => return Err(source.malformed(&loc, "manifest \"layers\" is not an array".into())),
     };
-    let mut missing = Vec::new();
+    let (mut missing, mut foreign) = (Vec::new(), Vec::new());
     for blob in config.iter().chain(layers.iter()) {
-        let foreign = blob
-            .raw
-            .get("urls")
-            .and_then(Value::as_array)
-            .is_some_and(|u| !u.is_empty());
-        if !foreign && !source.has_blob(blob) && !missing.contains(&blob.digest) {
-            missing.push(blob.digest.clone());
+        if source.has_blob(blob) {
+            continue;
+        }
+        let list = if blob.is_foreign() {
+            &mut foreign
+        } else {
+            &mut missing
+        };
+        if !list.contains(&blob.digest) {
+            list.push(blob.digest.clone());
         }
     }
     let attestation_of =
@@ -531,6 +545,7 @@ fn visit(
         config,
         layers,
         missing,
+        foreign,
     }))
 }
 
@@ -583,6 +598,9 @@ pub struct Selection {
     pub left_out: Vec<String>,
     /// Selected attestation manifests.
     pub attestations: usize,
+    /// Foreign layers of the selected manifests that are absent: their descriptors are kept, their
+    /// blobs are not there to copy (as `docker load` does).
+    pub foreign: Vec<Digest>,
 }
 
 /// Apply `matcher` to `image`: with a platform list, every listed platform must be present and complete;
@@ -633,6 +651,11 @@ pub fn select(
             sel.manifests.push(m.desc.digest.clone());
             sel.platforms.push(m.platform_name());
             sel.kept.insert(m.desc.digest.clone());
+            for f in &m.foreign {
+                if !sel.foreign.contains(f) {
+                    sel.foreign.push(f.clone());
+                }
+            }
         } else {
             sel.absent.push(m.platform_name());
         }
@@ -750,7 +773,7 @@ fn gather(n: &Node, sel: &mut Selection, seen: &mut HashSet<Digest>, top: bool) 
             sel.kept.insert(m.desc.digest.clone());
             push(sel, seen, &m.desc);
             for b in m.config.iter().chain(m.layers.iter()) {
-                if !m.missing.contains(&b.digest) {
+                if !m.missing.contains(&b.digest) && !m.foreign.contains(&b.digest) {
                     push(sel, seen, b);
                 }
             }
