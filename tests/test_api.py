@@ -133,7 +133,7 @@ def test_inventory_to_dict_keys(store: BuiltStore) -> None:
     assert d["kind"] == "store" and not d["verified"]
     app = d["images"][0]
     assert set(app) == {"names", "digest", "media_type", "platforms", "size"}
-    assert set(app["platforms"][0]) == {"platform", "digest", "present", "size", "layers", "attestations"}
+    assert set(app["platforms"][0]) == {"platform", "digest", "present", "size", "layers", "attestations", "foreign"}
     assert app["digest"] == store.image("app:1.0").digest
     # tools:0.3 shares no blob with app; nothing is shared.
     assert d["shared_bytes"] == 0

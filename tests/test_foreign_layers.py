@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import ocitar
-
 from _archives import Oci, blob_name
 
 FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"

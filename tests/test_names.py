@@ -9,9 +9,8 @@ from typing import Any
 
 import ocitar
 import pytest
-from ocitar import ImageNotFoundError, InvalidArchiveError
-
 from _archives import DOCKER_OK, IMAGE_NAME, REF_NAME, Oci, docker_archive
+from ocitar import ImageNotFoundError, InvalidArchiveError
 
 
 def named(image: str | None, ref: str | None, **kw: Any) -> Oci:
@@ -136,3 +135,67 @@ def test_a_ref_name_only_entry_keeps_its_name(tmp_path: Path) -> None:
     report = ocitar.load(named(None, "example.test/x/app:3").tar(), store=store)
     assert report.images[0].names == ("example.test/x/app:3",)
     assert store_entries(store)[0]["annotations"] == {REF_NAME: "example.test/x/app:3"}
+
+
+# --------------------------------------------------------------------------
+# text from an archive, shown to a person
+# --------------------------------------------------------------------------
+
+HOSTILE = "x\x1b]0;owned\x07\x1b[2J\x9b31m\u202e<script>alert(1)</script>"
+
+
+def hostile_platform_archive() -> bytes:
+    def manifest_desc(p: str, d: dict[str, Any]) -> dict[str, Any]:
+        return {**d, "platform": {**d["platform"], "variant": HOSTILE}}
+
+    return Oci(manifest_desc=manifest_desc).tar()
+
+
+def assert_safe(text: str, markup: bool = False) -> None:
+    assert not any(c in text for c in "\x1b\x07\x9b\u202e"), repr(text)
+    if markup:
+        assert "<script" not in text, text
+
+
+def test_archive_text_is_escaped_in_reprs_html_and_markdown(tmp_path: Path) -> None:
+    data = hostile_platform_archive()
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(data)
+    inv = ocitar.inspect(archive)
+    assert any(HOSTILE in p.platform for p in inv.images[0].platforms)  # the data itself is kept as it is
+    report = ocitar.load(archive, store=tmp_path / "store")
+    assert any(HOSTILE in p for p in report.images[0].platforms)
+    for obj in (inv, report, ocitar.inspect(tmp_path / "store")):
+        assert_safe(repr(obj))
+        assert_safe(obj._repr_html_(), markup=True)
+        assert_safe(obj._repr_markdown_(), markup=True)
+
+
+def test_archive_text_is_escaped_on_the_command_line(tmp_path: Path, capsys: Any) -> None:
+    from ocitar.cli import main
+
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(hostile_platform_archive())
+    store = tmp_path / "store"
+    for argv in (["inspect", str(archive)], ["load", "-i", str(archive), "--store", str(store)], ["ls", "--store", str(store)]):
+        assert main(argv) == 0
+        out = capsys.readouterr()
+        assert_safe(out.out + out.err)
+        if argv[0] != "load":
+            assert "\\x1b]0;owned" in out.out
+
+
+def test_archive_text_is_escaped_in_error_messages(tmp_path: Path, capsys: Any) -> None:
+    from ocitar.cli import main
+
+    # The refused name is quoted in the message, escaped.
+    bad = named("docker.io/library/x:1", "\x1b]0;owned\x07")
+    with pytest.raises(InvalidArchiveError) as e:
+        ocitar.load(bad.tar(), store=tmp_path / "s")
+    assert_safe(str(e.value))
+    assert "\\x1b]0;owned" in str(e.value) or "\\u{1b}]0;owned" in str(e.value)
+    (tmp_path / "b.tar").write_bytes(bad.tar())
+    assert main(["load", "-i", str(tmp_path / "b.tar"), "--store", str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err
+    assert_safe(err)
+    assert "owned" in err

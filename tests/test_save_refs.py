@@ -4,8 +4,6 @@ select nothing, select two images, or do not parse (issue 2 §3; README "Python"
 from __future__ import annotations
 
 import json
-import tarfile
-from pathlib import Path
 
 import ocitar
 import pytest

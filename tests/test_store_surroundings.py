@@ -16,9 +16,8 @@ from typing import Any
 
 import ocitar
 import pytest
-from ocitar import StoreError
-
 from _archives import IMAGE_NAME, OCI_INDEX, REF_NAME, Oci, blob_name
+from ocitar import StoreError
 
 INGEST = ".ocitar-ingest-"
 

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
+from ocitar._text import printable
+
 
 def _as_dict(obj: Any) -> dict[str, Any]:
     def conv(v: Any) -> Any:
@@ -78,8 +80,8 @@ def short(digest: str) -> str:
 
 def _image_repr(image: Any, platforms: list[str], extra: str = "") -> str:
     """An image over several lines: its names and short digest, then one platform a line."""
-    head = f"{', '.join(image.names) or '<unnamed>'} {short(image.digest)}{extra}"
-    return "\n".join([head, *(f"  {p}" for p in platforms)]) if platforms else head + " (no platforms)"
+    head = printable(f"{', '.join(image.names) or '<unnamed>'} {short(image.digest)}{extra}")
+    return "\n".join([head, *(f"  {printable(p)}" for p in platforms)]) if platforms else head + " (no platforms)"
 
 
 def _saved_lines(image: Any) -> list[str]:
@@ -160,7 +162,7 @@ class SaveReport:
 
     def __repr__(self) -> str:
         to = f" to {self.output}" if self.output else ""
-        lines = [f"SaveReport({len(self.images)} image(s), {self.blobs} blobs, {_size(self.blob_bytes)}{to})"]
+        lines = [printable(f"SaveReport({len(self.images)} image(s), {self.blobs} blobs, {_size(self.blob_bytes)}{to})")]
         for i in self.images:
             was = f" (store: {short(i.original_digest)})" if i.original_digest else ""
             lines.append("  " + _image_repr(i, _saved_lines(i), was).replace("\n", "\n  "))
@@ -347,7 +349,7 @@ class Inventory:
 
     def __repr__(self) -> str:
         head = f"Inventory({self.kind} {self.path}: {len(self.images)} image(s), {self.blobs} blobs, {_size(self.bytes)})"
-        lines = [head]
+        lines = [printable(head)]
         for i in self.images:
             lines.append("  " + repr(i).replace("\n", "\n  "))
         return "\n".join(lines)

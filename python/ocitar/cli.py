@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import ocitar
+from ocitar._text import printable
 from ocitar.display import human
 from ocitar.errors import OcitarError, PlatformNotFoundError
 
 
 def _usage(message: str) -> SystemExit:
     """A usage error found after parsing: one line, exit 2."""
-    sys.stderr.write(f"ocitar: error: {message}\n")
+    sys.stderr.write(f"ocitar: error: {printable(message)}\n")
     return SystemExit(2)
 
 
@@ -35,7 +36,7 @@ def _did_you_mean(e: PlatformNotFoundError) -> str:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # usage errors exit 2 with one line
         self.print_usage(sys.stderr)
-        sys.stderr.write(f"ocitar: error: {message}\n")
+        sys.stderr.write(f"ocitar: error: {printable(message)}\n")
         raise SystemExit(2)
 
 
@@ -86,7 +87,7 @@ def _cmd_save(args: argparse.Namespace) -> int:
         for image in report.images:
             names = ", ".join(image.names) or image.digest
             absent = f" ({len(image.absent)} listed, absent: sparse)" if image.absent else ""
-            sys.stderr.write(f"Saved {names} [{', '.join(image.platforms)}]{absent} to {args.output}\n")
+            sys.stderr.write(printable(f"Saved {names} [{', '.join(image.platforms)}]{absent} to {args.output}") + "\n")
     return 0
 
 
@@ -105,13 +106,13 @@ def _cmd_load(args: argparse.Namespace) -> int:
         for image in report.images:
             if image.names:
                 for name in image.names:
-                    print(f"Loaded image: {name}")
+                    print(printable(f"Loaded image: {name}"))
             else:
-                print(f"Loaded image ID: {image.digest}")
+                print(printable(f"Loaded image ID: {image.digest}"))
             if image.foreign:
                 sys.stderr.write(f"{len(image.foreign)} foreign layer(s) of {image.digest} not in the archive: kept as descriptors, as docker does\n")
             for name in image.moved:
-                sys.stderr.write(f"The image {name} moved to {image.digest}; the old image stays, untagged\n")
+                sys.stderr.write(printable(f"The image {name} moved to {image.digest}; the old image stays, untagged") + "\n")
     return 0
 
 
@@ -133,8 +134,9 @@ def _inventory_table(inv: ocitar.Inventory) -> str:
             )
         if not image.platforms:
             rows.append((name, image.digest[7:19], "-", "-", human(image.size), "-", "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    cells = [[printable(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    lines = ["   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.append(f"{len(inv.images)} image(s), {inv.blobs} blobs, {human(inv.bytes)} ({human(inv.shared_bytes)} shared)")
     if inv.kind == "archive":
         lines.append(f"{inv.format or 'oci'} archive, {inv.compression or 'not'} compressed")
@@ -160,7 +162,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         else:
             # The store's totals would mislead under one image: say the image's own size instead.
             table = _inventory_table(one).splitlines()[:-1]
-            print("\n".join([*table, f"{', '.join(image.names) or image.digest}: {human(image.size)} in {inv.path}"]))
+            print("\n".join([*table, printable(f"{', '.join(image.names) or image.digest}: {human(image.size)} in {inv.path}")]))
         return 0
     if len(args.path) != 1:
         raise _usage("inspect takes one PATH (or --store STORE IMAGE)")
@@ -177,7 +179,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         foreign = len({f for i in inv.images for p in i.platforms for f in p.foreign})
         note = f", {absent} platform(s) absent (sparse)" if absent else ""
         note += f", {foreign} foreign layer(s) not included (fetched from their urls)" if foreign else ""
-        print(f"{args.path}: OK, {inv.blobs} blobs, {human(inv.bytes)} verified{note}")
+        print(printable(f"{args.path}: OK, {inv.blobs} blobs, {human(inv.bytes)} verified{note}"))
     return 0
 
 
@@ -201,8 +203,9 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         for name in image.names or ["<none>:<none>"]:
             repo, _, tag = name.rpartition(":") if ":" in name.split("/")[-1] else (name, "", "<none>")
             rows.append((repo, tag, image.digest[7:19], plats, human(image.size)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
+    cells = [[printable(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    for r in cells:
         print("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     if hint:
         print(hint)
@@ -290,10 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except PlatformNotFoundError as e:
-        sys.stderr.write(f"ocitar: error: {e}{_did_you_mean(e)}\n")
+        sys.stderr.write(f"ocitar: error: {printable(e)}{printable(_did_you_mean(e))}\n")
         return 1
     except (OcitarError, OSError, ValueError, LookupError, TypeError) as e:
-        sys.stderr.write(f"ocitar: error: {e}\n")
+        sys.stderr.write(f"ocitar: error: {printable(e)}\n")
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("ocitar: interrupted\n")

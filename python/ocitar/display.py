@@ -5,8 +5,10 @@ Digests show as 12 hex digits; the full digest is in the ``title`` attribute (on
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
+
+from ocitar._text import html as escape
+from ocitar._text import markdown as md
 
 STYLE = (
     "<style>"
@@ -116,9 +118,9 @@ def report_markdown(title: str, report: dict[str, Any]) -> str:
     """A Markdown table per image of a save or load report."""
     lines = [f"**{title}**", ""]
     for image in report["images"]:
-        lines += [f"`{_names(image)}` `{image['digest']}`", "", "| platform | status |", "|---|---|"]
-        lines += [f"| {p} | present |" for p in image["platforms"]]
-        lines += [f"| {p} | *absent* |" for p in image.get("absent", [])]
+        lines += [f"{md(_names(image))} {md(image['digest'])}", "", "| platform | status |", "|---|---|"]
+        lines += [f"| {md(p)} | present |" for p in image["platforms"]]
+        lines += [f"| {md(p)} | *absent* |" for p in image.get("absent", [])]
         lines.append("")
     return "\n".join(lines)
 
@@ -165,12 +167,12 @@ def inventory_html(inv: dict[str, Any]) -> str:
 def inventory_markdown(inv: dict[str, Any]) -> str:
     """A Markdown table per image of an inventory."""
     lines = [
-        f"**{inv['kind']}** `{inv['path']}`: {len(inv['images'])} image(s), {inv['blobs']} blobs, {human(inv['bytes'])}",
+        f"**{md(inv['kind'])}** {md(inv['path'])}: {len(inv['images'])} image(s), {inv['blobs']} blobs, {human(inv['bytes'])}",
         "",
     ]
     for image in inv["images"]:
         lines += [
-            f"`{_names(image)}` `{image['digest']}`",
+            f"{md(_names(image))} {md(image['digest'])}",
             "",
             "| platform | status | size | layers | attestations |",
             "|---|---|---|---|---|",
@@ -178,6 +180,6 @@ def inventory_markdown(inv: dict[str, Any]) -> str:
         for p in image["platforms"]:
             status = "present" if p["present"] else "*absent*"
             layers = DASH if p["layers"] is None else p["layers"]
-            lines.append(f"| {p['platform']} | {status} | {human(p['size'])} | {layers} | {len(p['attestations'])} |")
+            lines.append(f"| {md(p['platform'])} | {status} | {human(p['size'])} | {layers} | {len(p['attestations'])} |")
         lines.append("")
     return "\n".join(lines)

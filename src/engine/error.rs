@@ -162,6 +162,53 @@ impl Error {
             reason: reason.into(),
         }
     }
+
+    /// The message shown to a person: [`Display`](std::fmt::Display) with every character that could
+    /// act on a terminal escaped (see [`printable`]); names and paths may come from an archive.
+    pub fn message(&self) -> String {
+        printable(&self.to_string()).into_owned()
+    }
+}
+
+/// `s` with control characters (C0, DEL, C1: what starts ANSI and OSC sequences) and invisible
+/// formatting characters (bidirectional overrides, zero-width, line separators) written as `\xNN` or
+/// `\uNNNN`, so that text from an archive cannot act on the terminal that shows it. The same set as the
+/// Python helper `ocitar._text.printable`.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{61c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if !unsafe_char(c) {
+            out.push(c);
+        } else if u32::from(c) < 0x100 {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_what_acts_on_a_terminal() {
+        assert_eq!(printable("alpine:3.20"), "alpine:3.20");
+        assert_eq!(
+            printable("a\u{1b}]0;x\u{7}b\u{9b}31m\n\u{202e}"),
+            "a\\x1b]0;x\\x07b\\x9b31m\\x0a\\u202e"
+        );
+        let e = Error::archive("blobs/\u{1b}[2J", "bad");
+        assert_eq!(e.message(), "invalid archive: blobs/\\x1b[2J: bad");
+    }
 }
 
 /// Marker carried inside an `io::Error` when a progress callback or signal cancels a copy.

@@ -33,8 +33,7 @@ pub struct Reference {
 pub fn is_tag(t: &str) -> bool {
     t.len() <= MAX_TAG
         && t.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        && t
-            .chars()
+        && t.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
@@ -103,7 +102,11 @@ fn quoted(s: &str) -> String {
 
 fn cut(s: &str) -> String {
     match s.char_indices().nth(QUOTE_MAX) {
-        Some((i, _)) => format!("{}… ({} characters)", s.get(..i).unwrap_or_default(), s.chars().count()),
+        Some((i, _)) => format!(
+            "{}… ({} characters)",
+            s.get(..i).unwrap_or_default(),
+            s.chars().count()
+        ),
         None => s.to_string(),
     }
 }
@@ -154,10 +157,7 @@ impl Reference {
         };
         if let Some(t) = tag {
             if !is_tag(t) {
-                return Err(bad(&format!(
-                    "invalid tag {}",
-                    quoted(t)
-                )));
+                return Err(bad(&format!("invalid tag {}", quoted(t))));
             }
         }
         let mut comps: Vec<&str> = repo.split('/').collect();
@@ -264,7 +264,8 @@ pub fn ref_name_agrees(image_name: &str, ref_name: &str) -> bool {
         return false;
     };
     image.tag.as_deref() == Some(ref_name)
-        || Reference::parse(ref_name).is_ok_and(|r| r.full_name().is_some() && r.full_name() == image.full_name())
+        || Reference::parse(ref_name)
+            .is_ok_and(|r| r.full_name().is_some() && r.full_name() == image.full_name())
 }
 
 /// The one name an archive's `index.json` entry is loaded under: its `io.containerd.image.name`, else its

@@ -430,7 +430,8 @@ impl Store {
             // Still ours (a cleaner did not remove it before the lock was taken)?
             use std::os::unix::fs::MetadataExt;
             let ours = f.metadata().at(&dir)?;
-            if fs::symlink_metadata(&dir).is_ok_and(|m| m.ino() == ours.ino() && m.dev() == ours.dev())
+            if fs::symlink_metadata(&dir)
+                .is_ok_and(|m| m.ino() == ours.ino() && m.dev() == ours.dev())
             {
                 return Ok((dir, f));
             }
@@ -756,7 +757,11 @@ pub fn write_atomic(
 /// [`Error::Store`] naming the link.
 fn check_internals(root: &Path) -> Result<()> {
     let blobs = root.join("blobs");
-    let mut paths = vec![root.join("oci-layout"), root.join("index.json"), blobs.clone()];
+    let mut paths = vec![
+        root.join("oci-layout"),
+        root.join("index.json"),
+        blobs.clone(),
+    ];
     if let Ok(rd) = fs::read_dir(&blobs) {
         paths.extend(rd.flatten().map(|e| e.path()));
     }

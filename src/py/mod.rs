@@ -29,7 +29,7 @@ type Pending = Arc<Mutex<Option<PyErr>>>;
 /// Map an engine error to its Python exception, explicitly per variant, with the variant's values as the
 /// exception's attributes (see `ocitar/errors.py` for their names).
 fn to_pyerr(e: Error, pending: &Pending) -> PyErr {
-    let msg = e.to_string();
+    let msg = e.message();
     match e {
         Error::InvalidPlatform { spec, .. } => InvalidPlatformError::new_err((msg, spec)),
         Error::InvalidReference { reference, .. } => {
