@@ -421,7 +421,12 @@ impl Store {
                 .root
                 .join(format!("{INGEST_PREFIX}{}-{n}-{nanos}", std::process::id()));
             fs::create_dir(&dir).at(&dir)?;
-            let f = File::open(&dir).at(&dir)?;
+            let f = match File::open(&dir) {
+                Ok(f) => f,
+                // A cleaner took it for stale between mkdir and here: make another.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&dir, e)),
+            };
             // SAFETY: flock on a descriptor we own. Blocking: a cleaner that took the lock first (between
             // mkdir and here) holds it only while it removes the directory.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
