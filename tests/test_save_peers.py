@@ -309,8 +309,10 @@ def test_fixture_containers_image_wrong_descriptor_size(multi, tmp_path, unchang
 @pytest.mark.parametrize("name", ["store-small", "store-docker-mt"])
 def test_fixture_generated_stores(fixtures, tmp_path, name):
     root = fixtures / "generated" / name
-    refs = ["img0", "img1", "img0-linux-s390x", "img1-windows-amd64"]
-    data = check_fixture_save(root, refs, [entry_for(root, r) for r in refs], tmp_path)
+    # Their ref.names ("img0") disagree with the image names beside them: the image names are the refs.
+    descs = [entry_for(root, r) for r in ["img0", "img1", "img0-linux-s390x", "img1-windows-amd64"]]
+    refs = [d["annotations"]["io.containerd.image.name"] for d in descs]
+    data = check_fixture_save(root, refs, descs, tmp_path)
     assert len(manifest_json(data)) == 4
 
 
