@@ -622,9 +622,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--cases",
         default="",
-        help="comma-separated subset: save-all,save-one,load-all,load-one,load-gzip,import,inspect,hostile",
+        help="comma-separated subset: save-all,save-one,load-all,load-one,load-gzip,import,inspect,hostile,many",
     )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument(
+        "--many",
+        default=None,
+        help="image counts of the many-images case (benches/many.py), comma-separated, 0 to skip "
+        "(default 1000,5000; 50 with --smoke)",
+    )
     ap.add_argument(
         "--max-wait",
         type=float,
@@ -677,6 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for n in ("out", "tmp", "pinned", "full.tar", "full.tar.gz", "archives.params"):
                 rm(work / n)
+            rm(work / "many")
 
 
 def _run(
@@ -797,6 +804,16 @@ def _run(
     tg = targets(all_cases, extra)
     for name, ok, detail in tg:
         print(f"  {'PASS' if ok else ('n/a ' if ok is None else 'MISS')}  {name}: {detail}")
+    many_cases: list[Case] = []
+    many_targets: list[tuple[str, bool | None, str]] = []
+    counts = [int(x) for x in (a.many or ("50" if a.smoke else "1000,5000")).split(",") if int(x) > 0]
+    if counts and (not only or "many" in only):
+        import many  # the many-images case (issue 15): its own stores, same measuring
+
+        many_cases = many.run_many(work / "many", counts, reps)
+        many_targets = many.targets(many_cases)
+        for name, ok, detail in many_targets:
+            print(f"  {'PASS' if ok else ('n/a ' if ok is None else 'MISS')}  {name}: {detail}")
     total = time.perf_counter() - t_start
     print(f"\ntotal {total:.0f} s")
     now = revision(PKG_DIR or Path(ocitar.__file__).parent)
@@ -829,7 +846,7 @@ def _run(
                                 for i in c.impls
                             ],
                         }
-                        for c in all_cases
+                        for c in all_cases + many_cases
                     ],
                     "other": {
                         k: {
@@ -840,7 +857,7 @@ def _run(
                         }
                         for k, i in extra.items()
                     },
-                    "targets": [{"target": n, "met": ok, "value": d} for n, ok, d in tg],
+                    "targets": [{"target": n, "met": ok, "value": d} for n, ok, d in tg + many_targets],
                 },
                 indent=1,
             )
