@@ -102,8 +102,11 @@ pub struct SaveReport {
     pub archive_bytes: u64,
 }
 
+/// Where a blob's bytes come from. Per blob the plan keeps only its digest and size (in [`Plan::blobs`])
+/// and this: a store blob is opened by digest when it is written, so that thousands of images do not
+/// hold their parsed descriptors until the end.
 enum Content {
-    Store(Descriptor),
+    Store,
     Memory(Vec<u8>),
 }
 
@@ -347,7 +350,7 @@ fn plan_image(
     for (d, mem) in blobs {
         let content = match mem {
             Some(bytes) => Content::Memory(bytes),
-            None => Content::Store(d.clone()),
+            None => Content::Store,
         };
         plan.blobs
             .entry(d.digest.blob_name())
@@ -643,8 +646,8 @@ fn write<W: Write>(
                     Content::Memory(bytes) => {
                         tar.blob(digest, size, bytes.as_slice(), MEMORY_LOCATION, &mut tick)?;
                     }
-                    Content::Store(desc) => {
-                        let f = store.open_blob(desc)?;
+                    Content::Store => {
+                        let f = store.open_blob_sized(digest, size)?;
                         let loc = store.blob_path(digest).display().to_string();
                         tar.blob(digest, size, f, &loc, &mut tick)?;
                     }
@@ -678,7 +681,7 @@ fn write_file(
     // Bytes between blobs (headers, documents, padding), written at `pos` before the next blob.
     let mut pending: Vec<u8> = Vec::new();
     let mut pos = 0u64;
-    let mut blobs: Vec<(&Descriptor, u64)> = Vec::new();
+    let mut blobs: Vec<(&Digest, u64, u64)> = Vec::new();
     let flush = |pending: &mut Vec<u8>, pos: &mut u64| -> Result<()> {
         file.write_all_at(pending, *pos).at(dest)?;
         *pos = pos.saturating_add(pending.len() as u64);
@@ -708,7 +711,7 @@ fn write_file(
                 pending.extend_from_slice(padding(len));
                 progress.advance(len).at(dest)?;
             }
-            Item::Blob(digest, size, Content::Store(desc)) => {
+            Item::Blob(digest, size, Content::Store) => {
                 pending.extend(header_bytes(
                     &digest.blob_name(),
                     size,
@@ -716,7 +719,7 @@ fn write_file(
                     tar::EntryType::Regular,
                 ));
                 flush(&mut pending, &mut pos)?;
-                blobs.push((desc, pos));
+                blobs.push((digest, size, pos));
                 pos = pos.saturating_add(size);
                 pending.extend_from_slice(padding(size));
             }
@@ -726,20 +729,20 @@ fn write_file(
     flush(&mut pending, &mut pos)?;
     for batch in blobs.chunks(OPEN_BLOBS) {
         let mut opened = Vec::with_capacity(batch.len());
-        for (desc, offset) in batch {
-            let f = store.open_blob(desc)?;
-            let loc = store.blob_path(&desc.digest).display().to_string();
-            opened.push((f, loc, *desc, *offset));
+        for (digest, size, offset) in batch {
+            let f = store.open_blob_sized(digest, *size)?;
+            let loc = store.blob_path(digest).display().to_string();
+            opened.push((f, loc, *digest, *size, *offset));
         }
         let jobs: Vec<copy::Job<'_>> = opened
             .iter()
-            .map(|(f, loc, desc, offset)| copy::Job {
+            .map(|(f, loc, digest, size, offset)| copy::Job {
                 src: f,
                 src_offset: 0,
                 dst: file,
                 dst_offset: *offset,
-                size: desc.size,
-                digest: &desc.digest,
+                size: *size,
+                digest,
                 location: loc,
                 dest,
             })

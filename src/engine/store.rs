@@ -46,6 +46,9 @@ use super::walk::{BlobSource, Descriptor, MT_OCI_INDEX};
 /// The content of `oci-layout`.
 pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 const INGEST_PREFIX: &str = ".ocitar-ingest-";
+/// Most staged files an ingest `fsync`s one by one before it uses one `syncfs(2)` instead
+/// ([`Ingest::sync_staged`]).
+const FSYNC_EACH_MAX: usize = 64;
 /// Default wait for the store lock, in seconds (`OCITAR_LOCK_TIMEOUT` overrides it).
 pub const DEFAULT_LOCK_TIMEOUT: f64 = 300.0;
 
@@ -317,10 +320,19 @@ impl Store {
     /// [`Error::SizeMismatch`] when its size differs from the descriptor's, [`Error::Io`] when it cannot
     /// be opened.
     pub fn open_blob(&self, desc: &Descriptor) -> Result<File> {
-        let p = self.blob_path(&desc.digest);
+        self.open_blob_sized(&desc.digest, desc.size)
+    }
+
+    /// Open the blob `digest`, which must hold `size` bytes (what [`Store::open_blob`] checks, from the
+    /// digest and size alone).
+    ///
+    /// # Errors
+    /// As [`Store::open_blob`].
+    pub fn open_blob_sized(&self, digest: &Digest, size: u64) -> Result<File> {
+        let p = self.blob_path(digest);
         // Looked at before opening (opening a FIFO would wait for a writer), never followed.
-        if self.existing_blob(&desc.digest)?.is_none() {
-            return Err(Error::store(&p, format!("blob {} is missing", desc.digest)));
+        if self.existing_blob(digest)?.is_none() {
+            return Err(Error::store(&p, format!("blob {digest} is missing")));
         }
         let f = OpenOptions::new()
             .read(true)
@@ -328,11 +340,11 @@ impl Store {
             .open(&p)
             .at(&p)?;
         let len = f.metadata().at(&p)?.len();
-        if len != desc.size {
+        if len != size {
             return Err(Error::SizeMismatch {
-                digest: desc.digest.to_string(),
+                digest: digest.to_string(),
                 location: p.display().to_string(),
-                expected: desc.size,
+                expected: size,
                 found: len.to_string(),
             });
         }
@@ -594,6 +606,31 @@ impl Ingest {
         Ok(())
     }
 
+    /// Make every staged file durable. Up to [`FSYNC_EACH_MAX`] files are `fsync`ed one by one; more are
+    /// made durable by one `syncfs(2)` on the staging directory's filesystem (the store's), which writes
+    /// them back together and reports any writeback error on that filesystem (Linux 5.8 and later). Per-file
+    /// `fsync` of thousands of small blobs commits the journal once per file: measured on this machine's
+    /// ext4 (benches/README.md, "many images"), 21,000 blobs of 10 KiB took 30 s one by one against
+    /// 0.1 s with one `syncfs`; the cost of `syncfs` is the other dirty data on the filesystem, hence the
+    /// threshold. Either way nothing is renamed into `blobs/` before the sync returns without error.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file, or the staging directory for `syncfs`.
+    fn sync_staged(&self) -> Result<()> {
+        if self.staged.len() <= FSYNC_EACH_MAX {
+            for tmp in self.staged.values() {
+                File::open(tmp).and_then(|f| f.sync_all()).at(tmp)?;
+            }
+            return Ok(());
+        }
+        let dir = File::open(&self.dir).at(&self.dir)?;
+        // SAFETY: syncfs on a descriptor we own and keep open for the call.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(Error::io(&self.dir, std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
     /// Under the store lock: re-read `index.json` and let `update` change it, then move the staged blobs
     /// into `blobs/` (blobs already there are kept, not rewritten) and replace `index.json` atomically.
     /// Nothing is renamed into the store when the lock, the index or `update` fails; when a later step
@@ -605,9 +642,7 @@ impl Ingest {
     /// path that holds something other than a regular file, and whatever `update` returns.
     pub fn commit<T>(mut self, update: impl FnOnce(&mut IndexFile) -> Result<T>) -> Result<T> {
         // Durability first: every staged blob is on disk before any is named.
-        for tmp in self.staged.values() {
-            File::open(tmp).and_then(|f| f.sync_all()).at(tmp)?;
-        }
+        self.sync_staged()?;
         // Lock, read and update the index before any blob is named, so that a lock timeout, a malformed
         // index or a refused update leaves the store as it was.
         let _lock = self.store.lock()?;
