@@ -218,6 +218,9 @@ def index_cases(work: Path, n: int) -> list[Case]:
     ]
 
 
+FAILED: dict[str, str] = {}  # "case: row" -> the last line of its error
+
+
 def measure_all(all_cases: list[Case], reps: int) -> None:
     env = dict(run.os.environ)
     for rep in range(reps):
@@ -226,9 +229,14 @@ def measure_all(all_cases: list[Case], reps: int) -> None:
             for i in c.impls:
                 for n in ("save.tar", "dest"):
                     rm(c.out / n)
-                i.samples.append(run.measure(i.cmd, env, i.stdin))
-                if i.check:
-                    i.check()
+                if f"{c.key}: {i.label}" in FAILED:
+                    continue
+                try:
+                    i.samples.append(run.measure(i.cmd, env, i.stdin))
+                    if i.check:
+                        i.check()
+                except BenchError as e:  # recorded (an archive its own load refuses is a result), not fatal
+                    FAILED[f"{c.key}: {i.label}"] = str(e).strip().splitlines()[-1][:300]
                 print(".", end="", flush=True)
             for n in ("save.tar", "dest"):
                 rm(c.out / n)
@@ -242,6 +250,8 @@ def run_many(work: Path, counts: list[int], reps: int) -> list[Case]:
     print()
     print(f"many images ({'/'.join(map(str, counts))} images x 4 platforms x 3 layers of 10 KiB), {reps} repetition(s)")
     print(run.table(all_cases))
+    for row, err in FAILED.items():
+        print(f"FAILED {row}: {err}")
     return all_cases
 
 

@@ -2,7 +2,7 @@
 //! at once an OCI image layout and a Docker archive (`manifest.json`). Every blob is re-hashed as it is
 //! copied; nothing is written before every reference, platform and shape has been checked.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::archive::gzip::ParallelGzip;
+use super::archive::read;
 use super::archive::write::{header_bytes, padding, TarWriter, MODE_BLOB, MODE_DIR, MODE_JSON};
 use super::archive::Compression;
 use super::copy;
@@ -283,7 +284,31 @@ fn plan(store: &Store, opts: &SaveOptions) -> Result<Plan> {
         let sel = walk::select(&image, &matcher, &label, |r| Error::store(store.root(), r))?;
         plan_image(&mut plan, req, &image, &sel, opts.index, &prefer, &label)?;
     }
+    check_entries(&plan)?;
     Ok(plan)
+}
+
+/// Refuse, before anything is written, an archive that load, inspect and verify would refuse for its
+/// number of entries: its blobs, their directories and the three top-level files.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming the count and the limit.
+fn check_entries(plan: &Plan) -> Result<()> {
+    let algorithms: HashSet<&str> = plan
+        .blobs
+        .values()
+        .map(|(d, _, _)| d.algorithm().name())
+        .collect();
+    let n = plan.blobs.len() + algorithms.len() + 4; // blobs/, blobs/<alg>/, index.json, manifest.json, oci-layout
+    let limit = read::max_entries();
+    if n > limit {
+        return Err(Error::InvalidArgument(format!(
+            "the archive would hold {n} entries ({} blobs), more than load, inspect and verify read: {}; save fewer images per archive, or raise the limit where the archive is read too",
+            plan.blobs.len(),
+            read::entry_limit_text(limit)
+        )));
+    }
+    Ok(())
 }
 
 fn plan_image(

@@ -207,6 +207,7 @@ impl Archive {
         let mut entries = BTreeMap::new();
         let mut kept = 0u64;
         let lone_zero_block;
+        let limit = max_entries();
         {
             let mut ar = tar::Archive::new(TarGuard::new(&mut reader));
             let iter = ar.entries().map_err(|e| tar_error(&label, None, &e))?;
@@ -219,7 +220,7 @@ impl Archive {
                     continue;
                 };
                 last = Some(name.clone());
-                if !admit(&entries, &mut kept, &name, &kind)? {
+                if !admit(&entries, &mut kept, &name, &kind, limit)? {
                     continue;
                 }
                 let loc = if kind == Kind::File {
@@ -705,13 +706,39 @@ pub fn blob_digest(name: &str) -> Option<Digest> {
     Digest::from_parts(alg, hex).ok()
 }
 
-/// Most entries an archive may hold (an image archive holds a few per blob): beyond it the table of
-/// entries, and a stream's spooled files, would grow without bound.
-pub const MAX_ENTRIES: usize = 100_000;
-/// Most bytes of entry names and table entries kept per archive (an entry costs its names and
-/// [`ENTRY_COST`]): 100,000 blob entries take about 20 MiB.
-pub const MAX_METADATA: u64 = 32 << 20;
-const ENTRY_COST: u64 = 128;
+/// Most entries an archive may hold by default (an image archive holds one per blob, and a few more):
+/// beyond it the table of entries would grow without bound. An entry costs about 200 bytes of that table
+/// (its name, 77 bytes for a sha256 blob, and ~120 of map node and [`Entry`]), so the default bounds it
+/// near 50 MiB and admits ~12,000 images of 4 platforms x 3 layers (21 blobs each). `save` refuses an
+/// archive over the same limit, so that what it writes is read back.
+pub const MAX_ENTRIES: usize = 1 << 18;
+/// The environment variable that sets the entry limit (for save, load, inspect and verify alike).
+pub const MAX_ENTRIES_VAR: &str = "OCITAR_MAX_ENTRIES";
+
+/// The entry limit in force: [`MAX_ENTRIES_VAR`] when set to a positive integer, else [`MAX_ENTRIES`].
+pub fn max_entries() -> usize {
+    std::env::var(MAX_ENTRIES_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(MAX_ENTRIES)
+}
+
+/// How the entry limit is named in messages: its value, and how to raise it.
+pub fn entry_limit_text(limit: usize) -> String {
+    format!("the limit of {limit} entries ({MAX_ENTRIES_VAR} raises it; default {MAX_ENTRIES}, about 200 bytes of memory each)")
+}
+/// Bytes of entry names and table entries kept per archive, for each entry the limit admits: an entry
+/// costs its names and [`ENTRY_COST`], and a sha256 blob's 205 bytes fit with room for longer names.
+pub const METADATA_PER_ENTRY: u64 = 256;
+/// What an entry of the table costs beside its names (map node and [`Entry`]).
+pub const ENTRY_COST: u64 = 128;
+
+/// Most bytes of names and entries kept for `limit` entries (64 MiB at the default limit).
+pub fn max_metadata(limit: usize) -> u64 {
+    (limit as u64).saturating_mul(METADATA_PER_ENTRY)
+}
+
 /// Drain what follows the end-of-archive marker so a pipe's writer is not cut off, and so that a
 /// compressed stream's own check (gzip's CRC-32 and length trailer, xz's and zstd's checksums) is read
 /// and verified, as `gzip -t` does; a bounded amount, since a decompressor can expand a few bytes of
@@ -740,13 +767,14 @@ const MAX_TRAILING: u64 = 16 << 20;
 /// Whether a new entry goes into the table: `false` for a directory listed again.
 ///
 /// # Errors
-/// [`Error::InvalidArchive`] for a name listed twice (other than a directory), past [`MAX_ENTRIES`] and
-/// past [`MAX_METADATA`] bytes of names and entries kept (`kept` counts them).
+/// [`Error::InvalidArchive`] for a name listed twice (other than a directory), past `limit` entries
+/// ([`max_entries`]) and past [`max_metadata`] bytes of names and entries kept (`kept` counts them).
 fn admit(
     entries: &BTreeMap<String, Entry>,
     kept: &mut u64,
     name: &str,
     kind: &Kind,
+    limit: usize,
 ) -> Result<bool> {
     if let Some(prev) = entries.get(name) {
         if prev.kind == Kind::Dir && *kind == Kind::Dir {
@@ -757,10 +785,13 @@ fn admit(
             "duplicate entry (the archive holds this name twice)",
         ));
     }
-    if entries.len() >= MAX_ENTRIES {
+    if entries.len() >= limit {
         return Err(bad(
             name,
-            format!("the archive holds more than {MAX_ENTRIES} entries"),
+            format!(
+                "the archive holds more entries than {}",
+                entry_limit_text(limit)
+            ),
         ));
     }
     let link = match kind {
@@ -768,12 +799,14 @@ fn admit(
         _ => 0,
     };
     *kept = kept.saturating_add((name.len() + link) as u64 + ENTRY_COST);
-    if *kept > MAX_METADATA {
+    if *kept > max_metadata(limit) {
         return Err(bad(
             name,
             format!(
-                "the archive's entry names and metadata pass the {MAX_METADATA}-byte limit (after {} entries)",
-                entries.len()
+                "the archive's entry names and metadata pass the {}-byte limit (after {} entries; {METADATA_PER_ENTRY} bytes for each entry of {})",
+                max_metadata(limit),
+                entries.len(),
+                entry_limit_text(limit)
             ),
         ));
     }
@@ -786,6 +819,7 @@ type Table = (BTreeMap<String, Entry>, Option<u64>);
 fn index_seekable<R: Read + Seek>(r: R, len: u64, label: &str) -> Result<Table> {
     let mut entries = BTreeMap::new();
     let mut kept = 0u64;
+    let limit = max_entries();
     let mut ar = tar::Archive::new(TarGuard::new(r));
     let iter = ar
         .entries_with_seek()
@@ -798,7 +832,7 @@ fn index_seekable<R: Read + Seek>(r: R, len: u64, label: &str) -> Result<Table> 
             continue;
         };
         last = Some(name.clone());
-        if !admit(&entries, &mut kept, &name, &kind)? {
+        if !admit(&entries, &mut kept, &name, &kind, limit)? {
             continue;
         }
         let loc = if kind == Kind::File {
