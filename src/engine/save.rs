@@ -289,7 +289,7 @@ fn plan(store: &Store, opts: &SaveOptions) -> Result<Plan> {
 }
 
 /// Refuse, before anything is written, an archive that load, inspect and verify would refuse for its
-/// number of entries: its blobs, their directories and the three top-level files.
+/// number of entries (its blobs, their directories and the three top-level files) or their names.
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] naming the count and the limit.
@@ -301,7 +301,12 @@ fn check_entries(plan: &Plan) -> Result<()> {
         .collect();
     let n = plan.blobs.len() + algorithms.len() + 4; // blobs/, blobs/<alg>/, index.json, manifest.json, oci-layout
     let limit = read::max_entries();
-    if n > limit {
+    // What the reader's table costs for these entries: names and a fixed cost each.
+    let names: usize = plan.blobs.keys().map(String::len).sum::<usize>()
+        + algorithms.iter().map(|a| a.len() + 7).sum::<usize>()
+        + "blobs/index.jsonmanifest.jsonoci-layout".len();
+    let metadata = (names as u64).saturating_add((n as u64).saturating_mul(read::ENTRY_COST));
+    if n > limit || metadata > read::max_metadata(limit) {
         return Err(Error::InvalidArgument(format!(
             "the archive would hold {n} entries ({} blobs), more than load, inspect and verify read: {}; save fewer images per archive, or raise the limit where the archive is read too",
             plan.blobs.len(),
