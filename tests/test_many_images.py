@@ -48,7 +48,9 @@ def test_many_images_round_trip_through_one_archive(tmp_path: Path) -> None:
     assert {n for img in ocitar.inspect(dest).images for n in img.names} == {n for img in inv.images for n in img.names}
 
 
-def test_save_refuses_an_archive_over_the_entry_limit_that_load_applies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_save_refuses_an_archive_over_the_entry_limit_that_load_applies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tmp_path / "src"
     build_store(src, many_images(40))
     refs = [f"many/img{i}:t" for i in range(40)]
@@ -66,7 +68,9 @@ def test_save_refuses_an_archive_over_the_entry_limit_that_load_applies(tmp_path
     assert len(ocitar.load(out, store=tmp_path / "dest").images) == 40
 
 
-def test_load_inspect_verify_name_the_entry_limit_and_how_to_raise_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_inspect_verify_name_the_entry_limit_and_how_to_raise_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tmp_path / "src"
     build_store(src, many_images(40))
     out = tmp_path / "many.tar"
