@@ -10,12 +10,14 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use super::archive::read::{Archive, Entry, Input, Kind, Spool};
+use super::content::Source;
 use super::digest::{self, Digest};
 use super::document::{self, MAX_DOCUMENT_BYTES};
 use super::error::{Error, IoContext, Result};
 use super::load::{find_images, ArchiveSource};
 use super::platform::Matcher;
 use super::reference::{self, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use super::registry::{Registry, RegistrySource};
 use super::store::{IndexFile, Store, MISSING_STORE, OCI_LAYOUT};
 use super::walk::{self, BlobSource, Descriptor, Image, Node};
 use super::Progress;
@@ -338,6 +340,34 @@ fn missing_store(path: &Path) -> Result<()> {
     Err(Error::store(path, MISSING_STORE))
 }
 
+/// What a registry holds under `typed` (`docker://REF` or `REF` resolved against the registry's base):
+/// its platforms and sizes, read from manifests only (no layer is downloaded).
+///
+/// # Errors
+/// [`Error::InvalidReference`], [`Error::ImageNotFound`], [`Error::Registry`],
+/// [`Error::Authentication`], [`Error::DigestMismatch`] for a manifest that does not match its digest.
+pub fn inspect_registry(registry: &Registry, typed: &str) -> Result<Inventory> {
+    let refs = [typed.to_string()];
+    let source = RegistrySource::open(registry, &refs)?;
+    let (reference, mut top, origin) = source.resolve(typed)?;
+    if let Some(name) = reference.full_name() {
+        let mut a = BTreeMap::new();
+        a.insert(ANNOTATION_IMAGE_NAME.to_string(), name);
+        top.set_annotations(a);
+    }
+    let blobs = source.blobs(origin);
+    let images = walk_all(blobs, vec![vec![top]])?;
+    let shown = registry.target(typed)?.display();
+    let mut inv = summarize(
+        Path::new(&format!("docker://{shown}")),
+        "registry",
+        &images,
+        &|d| blobs.has_blob(d),
+    );
+    fix_platform_names(&mut inv, &images);
+    Ok(inv)
+}
+
 fn inspect_archive(path: &Path, archive: &Archive) -> Result<Inventory> {
     Ok(archive_images(path, archive)?.2)
 }
@@ -368,14 +398,28 @@ fn parallel<T: Sync>(
     work: impl Fn(&T) -> Result<()> + Sync,
     progress: &mut Progress,
 ) -> Result<()> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    parallel_n(items, threads, size, work, progress)
+}
+
+/// Run `work` on every item with at most `threads` threads, reporting bytes done; stops at the first
+/// error (registry transfers use it with their `jobs`).
+///
+/// # Errors
+/// The first error of `work`; [`Error::Cancelled`] when the progress callback fails.
+pub(crate) fn parallel_n<T: Sync>(
+    items: &[T],
+    threads: usize,
+    size: impl Fn(&T) -> u64 + Sync,
+    work: impl Fn(&T) -> Result<()> + Sync,
+    progress: &mut Progress,
+) -> Result<()> {
     let next = AtomicUsize::new(0);
     let done = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     progress.start(total(items.iter().map(&size)));
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(items.len().max(1));
+    let threads = threads.clamp(1, items.len().max(1));
     // Workers wake the reporting thread when they end, so a small job does not wait out a poll interval.
     let reporter = std::thread::current();
     let ended = AtomicUsize::new(0);

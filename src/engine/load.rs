@@ -56,6 +56,8 @@ pub struct LoadReport {
     pub blobs_written: usize,
     /// Blobs the store had already (not rewritten).
     pub blobs_present: usize,
+    /// Blobs a registry mounted from another of its repositories (0 for a store directory).
+    pub blobs_mounted: usize,
     /// Bytes of the blobs written.
     pub bytes_written: u64,
 }
@@ -85,6 +87,24 @@ impl<'a> ArchiveSource<'a> {
             synthesized: HashMap::new(),
             by_path: HashMap::new(),
         }
+    }
+
+    /// A reader of blob `desc`'s bytes (not verified: the caller hashes them).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArchive`] when the blob is missing, [`Error::SizeMismatch`] when its size differs.
+    pub(crate) fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + '_>> {
+        if let Some(bytes) = self.synthesized.get(&desc.digest) {
+            return Ok(Box::new(bytes.as_slice()));
+        }
+        let Some((name, e)) = self.entry(&desc.digest)? else {
+            return Err(Error::archive(
+                desc.digest.blob_name(),
+                "blob is missing from the archive",
+            ));
+        };
+        self.check_size(name, e, desc)?;
+        self.archive.open(e)
     }
 
     /// Whether `d` is a document ocitar made (a Docker archive's manifest).
@@ -647,6 +667,7 @@ pub fn load(
         images,
         blobs_written: written,
         blobs_present: present,
+        blobs_mounted: 0,
         bytes_written: bytes,
     })
 }

@@ -14,12 +14,13 @@ use serde_json::Value;
 use super::archive::gzip::ParallelGzip;
 use super::archive::write::{header_bytes, padding, TarWriter, MODE_BLOB, MODE_DIR, MODE_JSON};
 use super::archive::Compression;
+use super::content::{Origin, Source, StoreSource};
 use super::copy;
 use super::digest::{self, Digest};
 use super::error::{Error, IoContext, Result};
 use super::platform::{Matcher, Platform};
 use super::reference::{Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
-use super::store::{entry_display_names, Store, OCI_LAYOUT};
+use super::store::{entry_display_names, OCI_LAYOUT};
 use super::walk::{self, Descriptor, Image, Node, Selection, MT_OCI_INDEX};
 use super::Progress;
 
@@ -103,7 +104,7 @@ pub struct SaveReport {
 }
 
 enum Content {
-    Store(Descriptor),
+    Source(Origin, Descriptor),
     Memory(Vec<u8>),
 }
 
@@ -142,9 +143,23 @@ pub fn save<W: Write>(
     dest: &Path,
     progress: &mut Progress,
 ) -> Result<(SaveReport, W)> {
-    let store = Store::open(store)?;
-    let plan = plan(&store, opts)?;
-    write(&store, plan, opts.compression, out, dest, progress)
+    let store = StoreSource::open(store)?;
+    save_from(&store, opts, out, dest, progress)
+}
+
+/// Save `opts.refs` from `source` (a store directory or a registry) into `out`.
+///
+/// # Errors
+/// As [`save`], with the source's errors (a registry's [`Error::Registry`]).
+pub fn save_from<W: Write>(
+    source: &dyn Source,
+    opts: &SaveOptions,
+    out: W,
+    dest: &Path,
+    progress: &mut Progress,
+) -> Result<(SaveReport, W)> {
+    let plan = plan(source, opts)?;
+    write(source, plan, opts.compression, out, dest, progress)
 }
 
 /// Save to a file: written to a temporary file beside `path` and renamed on success; on failure no file
@@ -158,8 +173,21 @@ pub fn save_to_path(
     path: &Path,
     progress: &mut Progress,
 ) -> Result<SaveReport> {
-    let store = Store::open(store)?;
-    let plan = plan(&store, opts)?;
+    let store = StoreSource::open(store)?;
+    save_from_to_path(&store, opts, path, progress)
+}
+
+/// Save from `source` (a store directory or a registry) to a file, as [`save_to_path`].
+///
+/// # Errors
+/// As [`save_to_path`], with the source's errors.
+pub fn save_from_to_path(
+    source: &dyn Source,
+    opts: &SaveOptions,
+    path: &Path,
+    progress: &mut Progress,
+) -> Result<SaveReport> {
+    let plan = plan(source, opts)?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -183,10 +211,10 @@ pub fn save_to_path(
         .at(path)?;
     let guard = RemoveOnDrop(Some(tmp.clone()));
     let report = match opts.compression {
-        None => write_file(&store, plan, &file, path, progress)?,
+        None => write_file(source, plan, &file, path, progress)?,
         Some(_) => {
             let (report, w) = write(
-                &store,
+                source,
                 plan,
                 opts.compression,
                 BufWriter::with_capacity(digest::COPY_BUFFER, file),
@@ -218,10 +246,11 @@ type PlannedBlob = (Descriptor, Option<Vec<u8>>);
 
 struct Request {
     entry: Descriptor,
+    origin: Origin,
     names: Vec<Reference>,
 }
 
-fn plan(store: &Store, opts: &SaveOptions) -> Result<Plan> {
+fn plan(source: &dyn Source, opts: &SaveOptions) -> Result<Plan> {
     let matcher = Matcher::only(Platform::parse_list(&opts.platforms)?);
     let prefer = match &opts.prefer {
         Some(p) => Platform::parse(p)?,
@@ -230,10 +259,9 @@ fn plan(store: &Store, opts: &SaveOptions) -> Result<Plan> {
     if opts.refs.is_empty() {
         return Err(Error::InvalidArgument("no image reference given".into()));
     }
-    let index = store.read_index()?;
     let mut requests: Vec<Request> = Vec::new();
     for typed in &opts.refs {
-        let (mut r, entry) = store.resolve(&index, typed)?;
+        let (mut r, entry, origin) = source.resolve(typed)?;
         // Matched only through a raw `ref.name` (`img0`): the image's own full name, when it has one, is
         // the name to write.
         if let Some(own) = entry.annotation(ANNOTATION_IMAGE_NAME) {
@@ -251,6 +279,7 @@ fn plan(store: &Store, opts: &SaveOptions) -> Result<Plan> {
             None => {
                 requests.push(Request {
                     entry,
+                    origin,
                     names: Vec::new(),
                 });
                 requests.len() - 1
@@ -276,8 +305,8 @@ fn plan(store: &Store, opts: &SaveOptions) -> Result<Plan> {
             .and_then(Reference::familiar_name)
             .or_else(|| entry_display_names(&req.entry).into_iter().next())
             .unwrap_or_else(|| req.entry.digest.to_string());
-        let image = walk::walk(store, &req.entry)?;
-        let sel = walk::select(&image, &matcher, &label, |r| Error::store(store.root(), r))?;
+        let image = walk::walk(source.blobs(req.origin), &req.entry)?;
+        let sel = walk::select(&image, &matcher, &label, |r| source.invalid(r))?;
         plan_image(&mut plan, req, &image, &sel, opts.index, &prefer, &label)?;
     }
     Ok(plan)
@@ -347,7 +376,7 @@ fn plan_image(
     for (d, mem) in blobs {
         let content = match mem {
             Some(bytes) => Content::Memory(bytes),
-            None => Content::Store(d.clone()),
+            None => Content::Source(req.origin, d.clone()),
         };
         plan.blobs
             .entry(d.digest.blob_name())
@@ -434,7 +463,7 @@ fn plan_image(
 
 /// Rewrite the indexes under `n` to list only kept children. Returns the new descriptor of `n` when it
 /// (or anything below it) changed; the new documents go into `out`, keyed by their original digest.
-fn subset(
+pub(crate) fn subset(
     n: &Node,
     sel: &Selection,
     out: &mut BTreeMap<Digest, (Descriptor, Vec<u8>)>,
@@ -610,7 +639,7 @@ fn report(plan: Plan, archive_bytes: u64) -> SaveReport {
 /// Write the archive to `out` as a stream (compressed or not): each blob is read, hashed and written
 /// in one pass, with the hashing on a second thread for large blobs.
 fn write<W: Write>(
-    store: &Store,
+    source: &dyn Source,
     plan: Plan,
     compression: Option<Compression>,
     out: W,
@@ -643,9 +672,9 @@ fn write<W: Write>(
                     Content::Memory(bytes) => {
                         tar.blob(digest, size, bytes.as_slice(), MEMORY_LOCATION, &mut tick)?;
                     }
-                    Content::Store(desc) => {
-                        let f = store.open_blob(desc)?;
-                        let loc = store.blob_path(digest).display().to_string();
+                    Content::Source(origin, desc) => {
+                        let f = source.open(*origin, desc)?;
+                        let loc = source.location(*origin, digest);
                         tar.blob(digest, size, f, &loc, &mut tick)?;
                     }
                 }
@@ -659,15 +688,12 @@ fn write<W: Write>(
     Ok((report(plan, archive_bytes), out))
 }
 
-/// Store blobs opened at once by [`write_file`] (each is an open file until its batch is copied).
-const OPEN_BLOBS: usize = 128;
-
 /// Write the uncompressed archive into the regular file `file` (opened for reading and writing): every
 /// entry's offset is known in advance, so headers and documents are written in place and the blobs are
 /// copied by [`copy::copy_verified_all`] (kernel copies, hashed as written, on every core). The bytes are
 /// those [`write`] produces.
 fn write_file(
-    store: &Store,
+    source: &dyn Source,
     plan: Plan,
     file: &fs::File,
     dest: &Path,
@@ -678,7 +704,7 @@ fn write_file(
     // Bytes between blobs (headers, documents, padding), written at `pos` before the next blob.
     let mut pending: Vec<u8> = Vec::new();
     let mut pos = 0u64;
-    let mut blobs: Vec<(&Descriptor, u64)> = Vec::new();
+    let mut blobs: Vec<(Origin, &Descriptor, u64)> = Vec::new();
     let flush = |pending: &mut Vec<u8>, pos: &mut u64| -> Result<()> {
         file.write_all_at(pending, *pos).at(dest)?;
         *pos = pos.saturating_add(pending.len() as u64);
@@ -708,7 +734,7 @@ fn write_file(
                 pending.extend_from_slice(padding(len));
                 progress.advance(len).at(dest)?;
             }
-            Item::Blob(digest, size, Content::Store(desc)) => {
+            Item::Blob(digest, size, Content::Source(origin, desc)) => {
                 pending.extend(header_bytes(
                     &digest.blob_name(),
                     size,
@@ -716,7 +742,7 @@ fn write_file(
                     tar::EntryType::Regular,
                 ));
                 flush(&mut pending, &mut pos)?;
-                blobs.push((desc, pos));
+                blobs.push((*origin, desc, pos));
                 pos = pos.saturating_add(size);
                 pending.extend_from_slice(padding(size));
             }
@@ -724,28 +750,7 @@ fn write_file(
     }
     pending.extend_from_slice(&[0u8; 1024]);
     flush(&mut pending, &mut pos)?;
-    for batch in blobs.chunks(OPEN_BLOBS) {
-        let mut opened = Vec::with_capacity(batch.len());
-        for (desc, offset) in batch {
-            let f = store.open_blob(desc)?;
-            let loc = store.blob_path(&desc.digest).display().to_string();
-            opened.push((f, loc, *desc, *offset));
-        }
-        let jobs: Vec<copy::Job<'_>> = opened
-            .iter()
-            .map(|(f, loc, desc, offset)| copy::Job {
-                src: f,
-                src_offset: 0,
-                dst: file,
-                dst_offset: *offset,
-                size: desc.size,
-                digest: &desc.digest,
-                location: loc,
-                dest,
-            })
-            .collect();
-        copy::copy_verified_all(&jobs, false, progress)?;
-    }
+    source.copy_into(&blobs, file, dest, progress)?;
     progress.finish()?;
     Ok(report(plan, pos))
 }

@@ -12,8 +12,10 @@ use serde_json::Value;
 
 use crate::engine::archive::read::Input;
 use crate::engine::archive::Compression;
+use crate::engine::content::{Source, StoreSource};
 use crate::engine::error::Cancelled;
-use crate::engine::save::SaveOptions;
+use crate::engine::registry::{self, auth::Credential, Registry, RegistrySource};
+use crate::engine::save::{IndexShape, SaveOptions};
 use crate::engine::{self, Error, Progress};
 
 pyo3::import_exception!(ocitar.errors, InvalidPlatformError);
@@ -22,6 +24,8 @@ pyo3::import_exception!(ocitar.errors, PlatformNotFoundError);
 pyo3::import_exception!(ocitar.errors, DigestMismatchError);
 pyo3::import_exception!(ocitar.errors, InvalidArchiveError);
 pyo3::import_exception!(ocitar.errors, StoreError);
+pyo3::import_exception!(ocitar.errors, RegistryError);
+pyo3::import_exception!(ocitar.errors, AuthenticationError);
 
 /// A Python exception raised inside a callback, kept until the engine has unwound.
 type Pending = Arc<Mutex<Option<PyErr>>>;
@@ -68,6 +72,16 @@ fn to_pyerr(e: Error, pending: &Pending) -> PyErr {
         )),
         Error::InvalidArchive { entry, .. } => InvalidArchiveError::new_err((msg, entry)),
         Error::Store { path, .. } => StoreError::new_err((msg, path.display().to_string())),
+        Error::Registry {
+            status,
+            code,
+            url,
+            moved,
+            ..
+        } => RegistryError::new_err((msg, status, code, url, moved)),
+        Error::Authentication {
+            status, code, url, ..
+        } => AuthenticationError::new_err((msg, status, code, url, Vec::<String>::new())),
         Error::InvalidArgument(_) => PyValueError::new_err(msg),
         Error::Cancelled => match pending.lock().ok().and_then(|mut p| p.take()) {
             Some(err) => err,
@@ -203,10 +217,69 @@ fn compression(name: Option<&str>) -> PyResult<Option<Compression>> {
     }
 }
 
+/// A registry as Python describes it: `(base, user, password, token, ca_file, insecure, jobs)`.
+type RegistryArgs = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<PathBuf>,
+    bool,
+    usize,
+);
+
+fn open_registry(args: RegistryArgs) -> engine::Result<Registry> {
+    let (base, user, password, token, ca_file, insecure, jobs) = args;
+    let auth = match (user, password, token) {
+        (_, _, Some(t)) => Some(Credential::Token(t)),
+        (Some(user), Some(password), None) => Some(Credential::Basic { user, password }),
+        _ => None,
+    };
+    Registry::open(
+        &base,
+        registry::Options {
+            auth,
+            ca_file,
+            insecure,
+        },
+        jobs,
+    )
+}
+
+/// Where save writes: a path, a Python file object, or bytes returned.
+enum Out {
+    Path(PathBuf),
+    Writer(Py<PyAny>),
+    Bytes,
+}
+
+fn save_to(
+    source: &dyn Source,
+    opts: &SaveOptions,
+    out: Out,
+    progress: &mut Progress,
+) -> engine::Result<(engine::save::SaveReport, Option<Vec<u8>>)> {
+    match out {
+        Out::Path(p) => {
+            engine::save::save_from_to_path(source, opts, &p, progress).map(|r| (r, None))
+        }
+        Out::Writer(w) => {
+            let dest = PathBuf::from("<file object>");
+            engine::save::save_from(source, opts, PyWriter(w), &dest, progress)
+                .map(|(r, _)| (r, None))
+        }
+        Out::Bytes => {
+            let dest = PathBuf::from("<bytes>");
+            engine::save::save_from(source, opts, Vec::new(), &dest, progress)
+                .map(|(r, v)| (r, Some(v)))
+        }
+    }
+}
+
 /// Save images from a store. `output` is a path, a writable binary file object, or None (return bytes).
 /// Returns `(report, bytes or None)`.
 #[pyfunction]
-#[pyo3(signature = (store, refs, platforms, output, index, prefer, compression_name, progress))]
+#[pyo3(signature = (store, refs, platforms, output, index, prefer, compression_name, progress, registry=None))]
 #[allow(clippy::too_many_arguments)]
 fn save(
     py: Python<'_>,
@@ -218,6 +291,7 @@ fn save(
     prefer: Option<String>,
     compression_name: Option<&str>,
     progress: Option<Py<PyAny>>,
+    registry: Option<RegistryArgs>,
 ) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
     let pending: Pending = Arc::default();
     let opts = SaveOptions {
@@ -228,11 +302,6 @@ fn save(
         compression: compression(compression_name)?,
     };
     let mut tick = ticker(progress, pending.clone());
-    enum Out {
-        Path(PathBuf),
-        Writer(Py<PyAny>),
-        Bytes,
-    }
     let out = match output {
         None => Out::Bytes,
         Some(o) if o.hasattr("write")? => Out::Writer(o.unbind()),
@@ -240,20 +309,13 @@ fn save(
     };
     let result = py.detach(|| {
         let mut progress = Progress::new(&mut tick);
-        match out {
-            Out::Path(p) => {
-                engine::save::save_to_path(&store, &opts, &p, &mut progress).map(|r| (r, None))
+        match registry {
+            Some(args) => {
+                let reg = open_registry(args)?;
+                let source = RegistrySource::open(&reg, &opts.refs)?;
+                save_to(&source, &opts, out, &mut progress)
             }
-            Out::Writer(w) => {
-                let dest = PathBuf::from("<file object>");
-                engine::save::save(&store, &opts, PyWriter(w), &dest, &mut progress)
-                    .map(|(r, _)| (r, None))
-            }
-            Out::Bytes => {
-                let dest = PathBuf::from("<bytes>");
-                engine::save::save(&store, &opts, Vec::new(), &dest, &mut progress)
-                    .map(|(r, v)| (r, Some(v)))
-            }
+            None => save_to(&StoreSource::open(&store)?, &opts, out, &mut progress),
         }
     });
     let (r, bytes) = result.map_err(|e| to_pyerr(e, &pending))?;
@@ -265,13 +327,15 @@ fn save(
 
 /// Load an archive (a path, bytes, or a readable binary file object) into a store.
 #[pyfunction]
-#[pyo3(signature = (archive, platforms, store, progress))]
+#[pyo3(signature = (archive, platforms, store, progress, registry=None, index="keep"))]
 fn load(
     py: Python<'_>,
     archive: Bound<'_, PyAny>,
     platforms: Vec<String>,
     store: Option<PathBuf>,
     progress: Option<Py<PyAny>>,
+    registry: Option<RegistryArgs>,
+    index: &str,
 ) -> PyResult<Py<PyAny>> {
     let pending: Pending = Arc::default();
     let input = if let Ok(b) = archive.cast::<PyBytes>() {
@@ -281,11 +345,20 @@ fn load(
     } else {
         Input::Path(archive.extract::<PathBuf>()?)
     };
+    let shape: IndexShape = index.parse().map_err(|e| to_pyerr(e, &pending))?;
+    let mut tick = ticker(progress, pending.clone());
+    if let Some(args) = registry {
+        let result = py.detach(|| {
+            let mut progress = Progress::new(&mut tick);
+            let reg = open_registry(args)?;
+            registry::push::load(input, &reg, &platforms, shape, &mut progress)
+        });
+        return report(py, &result.map_err(|e| to_pyerr(e, &pending))?);
+    }
     let store = match store {
         Some(s) => s,
         None => engine::store::default_store().map_err(|e| to_pyerr(e, &pending))?,
     };
-    let mut tick = ticker(progress, pending.clone());
     let result = py.detach(|| {
         let mut progress = Progress::new(&mut tick);
         engine::load::load(input, &store, &platforms, &mut progress)
@@ -299,6 +372,22 @@ fn load(
 fn inspect(py: Python<'_>, path: PathBuf) -> PyResult<Py<PyAny>> {
     let r = py
         .detach(|| engine::inspect::inspect(&path))
+        .map_err(|e| to_pyerr(e, &Pending::default()))?;
+    report(py, &r)
+}
+
+/// What a registry holds under a reference (manifests only).
+#[pyfunction]
+fn inspect_registry(
+    py: Python<'_>,
+    registry: RegistryArgs,
+    reference: String,
+) -> PyResult<Py<PyAny>> {
+    let r = py
+        .detach(|| {
+            let reg = open_registry(registry)?;
+            engine::inspect::inspect_registry(&reg, &reference)
+        })
         .map_err(|e| to_pyerr(e, &Pending::default()))?;
     report(py, &r)
 }
@@ -347,6 +436,7 @@ fn _ocitar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect_registry, m)?)?;
     m.add_function(wrap_pyfunction!(default_store, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_platform, m)?)?;
     m.add_function(wrap_pyfunction!(pick, m)?)?;
