@@ -294,6 +294,13 @@ impl Registry {
     }
 }
 
+fn is_manifest(desc: &Descriptor) -> bool {
+    matches!(
+        desc.media_type.as_str(),
+        MT_OCI_INDEX | MT_OCI_MANIFEST | MT_DOCKER_LIST | MT_DOCKER_MANIFEST
+    )
+}
+
 /// One repository of a registry, as the walker sees it. Documents fetched are kept for the operation.
 pub struct Repo<'r> {
     registry: &'r Registry,
@@ -335,11 +342,26 @@ impl<'r> Repo<'r> {
         Ok(r)
     }
 
+    /// A reader of `desc`'s bytes: a manifest or index from the manifests endpoint (kept from the walk),
+    /// any other blob streamed.
+    ///
+    /// # Errors
+    /// As [`Repo::open_blob`]; [`Error::Store`] for a manifest the registry does not have.
+    pub fn open_any(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+        if is_manifest(desc) {
+            return match self.document(desc)? {
+                Some(bytes) => Ok(Box::new(io::Cursor::new(bytes))),
+                None => Err(Error::store(
+                    format!("{}/{}@{}", self.target.host, self.target.repository, desc.digest),
+                    "manifest not found in the registry",
+                )),
+            };
+        }
+        Ok(Box::new(self.open_blob(desc)?))
+    }
+
     fn fetch(&self, desc: &Descriptor) -> Result<Option<Vec<u8>>> {
-        let manifest = matches!(
-            desc.media_type.as_str(),
-            MT_OCI_INDEX | MT_OCI_MANIFEST | MT_DOCKER_LIST | MT_DOCKER_MANIFEST
-        );
+        let manifest = is_manifest(desc);
         let client = &self.registry.client;
         let host = self.target.api_host();
         let path = self.path(if manifest { "manifests" } else { "blobs" }, &desc.digest);
@@ -578,7 +600,7 @@ impl Source for RegistrySource<'_> {
     }
 
     fn open(&self, origin: Origin, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
-        Ok(Box::new(self.repo(origin)?.open_blob(desc)?))
+        self.repo(origin)?.open_any(desc)
     }
 
     fn location(&self, origin: Origin, digest: &Digest) -> String {
@@ -600,7 +622,7 @@ impl Source for RegistrySource<'_> {
             self.registry.jobs,
             |(_, d, _)| d.size,
             |(origin, desc, offset)| {
-                let reader = self.repo(*origin)?.open_blob(desc)?;
+                let reader = self.repo(*origin)?.open_any(desc)?;
                 let mut out = AtWriter { file, pos: *offset };
                 let loc = self.location(*origin, &desc.digest);
                 digest::copy_verified(

@@ -205,7 +205,9 @@ impl Client {
             }
             let base = format!("{scheme}://{host}");
             let url = format!("{base}/v2/");
-            match self.retrying(&url, || self.plain_agent.get(&url).call()) {
+            // HTTPS answered by a plain-HTTP server is a protocol error: no retry when HTTP may follow.
+            let attempts = if scheme == "https" && plain_ok { 1 } else { ATTEMPTS };
+            match self.retrying_n(&url, attempts, || self.plain_agent.get(&url).call()) {
                 Ok(resp) => {
                     let challenge = match resp.status().as_u16() {
                         401 => resp
@@ -441,6 +443,16 @@ impl Client {
         url: &str,
         call: impl Fn() -> std::result::Result<Response<Body>, ureq::Error>,
     ) -> Result<Response<Body>> {
+        self.retrying_n(url, ATTEMPTS, call)
+    }
+
+    /// Run `call` up to `attempts` times, as [`Client::retrying`].
+    fn retrying_n(
+        &self,
+        url: &str,
+        attempts: u32,
+        call: impl Fn() -> std::result::Result<Response<Body>, ureq::Error>,
+    ) -> Result<Response<Body>> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -450,13 +462,13 @@ impl Client {
                     if !(status == 408 || status == 429 || status >= 500) {
                         return Ok(resp);
                     }
-                    if attempt >= ATTEMPTS {
+                    if attempt >= attempts {
                         return Err(status_error(resp, url));
                     }
                     retry_after(&resp).unwrap_or_else(|| backoff(attempt))
                 }
                 Err(e) => {
-                    if attempt >= ATTEMPTS || !is_transient(&e) {
+                    if attempt >= attempts || !is_transient(&e) {
                         return Err(transport_error(&e, url));
                     }
                     backoff(attempt)
