@@ -7,6 +7,7 @@ self-signed certificate for IP:127.0.0.1) and bearer tokens from :class:`TokenSe
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import http.server
 import ipaddress
@@ -32,7 +33,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def self_signed(dirpath: Path, name: str) -> tuple[Path, Path, Any, Any]:
+def self_signed(dirpath: Path, name: str, ca: bool = False) -> tuple[Path, Path, Any, Any]:
     """A self-signed certificate for IP:127.0.0.1 and localhost: (cert path, key path, cert, key)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -56,7 +57,7 @@ def self_signed(dirpath: Path, name: str) -> tuple[Path, Path, Any, Any]:
             ),
             critical=False,
         )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = dirpath / f"{name}.crt", dirpath / f"{name}.key"
@@ -296,10 +297,8 @@ class FaultProxy:
             finally:
                 cut.set()
                 for s in (src, dst):
-                    try:
+                    with contextlib.suppress(OSError):
                         s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
 
         t = threading.Thread(target=pump, args=(upstream, client, "down"), daemon=True)
         t.start()

@@ -16,10 +16,9 @@ from typing import Any
 
 import ocitar
 import pytest
-from ocitar.testing import BuiltStore, Image, Layer, Platform, build_store
-
 from _registry import PASSWORD, USER, FaultProxy, RegistryServer, catalog, start_registry
 from conftest import _tool, run
+from ocitar.testing import BuiltStore, Image, Layer, Platform, build_store
 
 MiB = 1 << 20
 
@@ -111,6 +110,19 @@ def index_entry(archive: Path) -> dict[str, Any]:
     return entries[0]
 
 
+def layer_digests(archive: Path) -> set[str]:
+    """The layers every manifest of an archive lists."""
+    out: set[str] = set()
+    for name in blob_names(archive):
+        try:
+            doc = json.loads(member(archive, name))
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            out.update(layer["digest"] for layer in doc.get("layers") or [])
+    return out
+
+
 def member(archive: Path, name: str) -> bytes:
     with tarfile.open(archive) as t:
         f = t.extractfile(name)
@@ -181,9 +193,9 @@ def test_inspect_shows_a_registry_images_platforms(tmp_path: Path, anonymous: Re
     assert [p.platform for p in image.platforms] == ["linux/amd64", "linux/arm64"]
     assert all(p.present for p in image.platforms)
     # No layer was downloaded: the registry log has no GET of a layer blob.
-    log = anonymous.log_text()
-    gets = [line for line in log.splitlines() if '"GET /v2/' + r in line and "/blobs/" in line]
-    assert len(gets) <= 2  # the two configs at most, never a layer
+    gets = [line for line in anonymous.log_text().splitlines() if '"GET /v2/' + r in line and "/blobs/" in line]
+    assert gets  # configs are read (for platforms) ...
+    assert not any(layer in line for line in gets for layer in layer_digests(a))  # ... layers never
     assert ocitar.inspect(ocitar.Registry(f"{anonymous.host}/{r}"), "library/demo:1.0").images[0].digest == image.digest
 
 
@@ -545,3 +557,26 @@ def test_429_with_retry_after_is_honoured(tmp_path: Path, anonymous: RegistrySer
     finally:
         proxy.stop()
     assert state["sent"] == 1 and inv.images
+
+
+def test_registry_and_token_reprs_hide_secrets_and_arguments_are_checked() -> None:
+    reg = ocitar.Registry("docker://r.example:5000/mirror/", auth=("me", PASSWORD), jobs=2)
+    assert repr(reg) == "Registry('r.example:5000/mirror', auth=***, jobs=2)"
+    assert reg.base == "r.example:5000/mirror" and reg.jobs == 2 and not reg.insecure
+    assert repr(ocitar.Token(PASSWORD)) == "Token(***)"
+    with pytest.raises(TypeError, match="auth"):
+        ocitar.Registry("r.example", auth=("only-user",))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="jobs"):
+        ocitar.Registry("r.example", jobs=0)
+    with pytest.raises(ValueError, match="registry base"):
+        ocitar.inspect(ocitar.Registry("mirror"), "x:1")
+
+
+def test_plain_http_only_for_loopback_hosts(tmp_path: Path, anonymous: RegistryServer) -> None:
+    # `localhost.localdomain`-style names that are not loopback by name get no plain-HTTP fallback.
+    with pytest.raises(ocitar.RegistryError, match="loopback hosts or with insecure=True") as e:
+        ocitar.inspect(ocitar.Registry("ocitar-test.invalid:5000"), "x:1")
+    assert e.value.status == 0
+    port = anonymous.host.rsplit(":", 1)[1]
+    with pytest.raises(ocitar.ImageNotFoundError):
+        ocitar.inspect(ocitar.Registry(f"localhost:{port}"), "nothing/here:1")

@@ -113,9 +113,9 @@ class Registry:
             raise TypeError(f"base must be a str, not {type(base).__name__}")
         if base.startswith("docker://"):
             base = base[len("docker://") :]
-        if auth is not None and not isinstance(auth, Token):
-            if not (isinstance(auth, tuple) and len(auth) == 2 and all(isinstance(a, str) for a in auth)):
-                raise TypeError("auth must be a (user, password) tuple of str or an ocitar.Token")
+        pair = isinstance(auth, tuple) and len(auth) == 2 and all(isinstance(a, str) for a in auth)
+        if auth is not None and not isinstance(auth, Token) and not pair:
+            raise TypeError("auth must be a (user, password) tuple of str or an ocitar.Token")
         if not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be a positive int, not {jobs!r}")
         self.base = base.rstrip("/")

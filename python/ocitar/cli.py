@@ -79,7 +79,7 @@ def _store(args: argparse.Namespace, default: bool = True) -> Any:
     if args.username:
         if not args.password_stdin:
             raise ValueError("--username needs --password-stdin (a password on the command line would be visible)")
-        if getattr(args, "input", None) in (None, "-"):
+        if args.command == "load" and args.input in (None, "-"):
             raise ValueError("--password-stdin reads stdin: give the archive with -i FILE")
         auth = (args.username, sys.stdin.readline().rstrip("\r\n"))
     elif args.password_stdin:

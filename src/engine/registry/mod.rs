@@ -352,7 +352,10 @@ impl<'r> Repo<'r> {
             return match self.document(desc)? {
                 Some(bytes) => Ok(Box::new(io::Cursor::new(bytes))),
                 None => Err(Error::store(
-                    format!("{}/{}@{}", self.target.host, self.target.repository, desc.digest),
+                    format!(
+                        "{}/{}@{}",
+                        self.target.host, self.target.repository, desc.digest
+                    ),
                     "manifest not found in the registry",
                 )),
             };

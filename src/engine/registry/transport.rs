@@ -206,8 +206,15 @@ impl Client {
             let base = format!("{scheme}://{host}");
             let url = format!("{base}/v2/");
             // HTTPS answered by a plain-HTTP server is a protocol error: no retry when HTTP may follow.
-            let attempts = if scheme == "https" && plain_ok { 1 } else { ATTEMPTS };
+            let attempts = if scheme == "https" && plain_ok {
+                1
+            } else {
+                ATTEMPTS
+            };
             match self.retrying_n(&url, attempts, || self.plain_agent.get(&url).call()) {
+                // A TLS server answers plain HTTP with 400: the HTTPS error says more.
+                Ok(resp) if scheme == "http" && resp.status().as_u16() == 400 && last.is_some() => {
+                }
                 Ok(resp) => {
                     let challenge = match resp.status().as_u16() {
                         401 => resp
