@@ -580,3 +580,60 @@ def test_plain_http_only_for_loopback_hosts(tmp_path: Path, anonymous: RegistryS
     port = anonymous.host.rsplit(":", 1)[1]
     with pytest.raises(ocitar.ImageNotFoundError):
         ocitar.inspect(ocitar.Registry(f"localhost:{port}"), "nothing/here:1")
+
+
+def test_a_failure_among_the_tags_lists_the_tags_already_moved(tmp_path: Path, anonymous: RegistryServer) -> None:
+    build_store(tmp_path / "store", [Image(names=["demo:1.0", "demo:2.0"], platforms=["linux/amd64"])])
+    a = tmp_path / "a.tar"
+    ocitar.save(tmp_path / "store", ["demo:1.0", "demo:2.0"], output=a)
+    r = repo("tags")
+    # An older image already tagged 1.0 there: its digest is reported as the previous one.
+    build_store(tmp_path / "old", [Image(names=["demo:1.0"], platforms=["linux/arm64"])])
+    old = ocitar.load(ocitar.save(tmp_path / "old", "demo:1.0"), store=ocitar.Registry(f"{anonymous.host}/{r}"))
+
+    def refuse_second_tag(index: int, direction: str, data: bytes, total: int) -> bytes | None:
+        return None if direction == "up" and b"/library/demo/manifests/2.0 HTTP" in data and data.startswith(b"PUT") else data
+
+    proxy = FaultProxy(anonymous.host, refuse_second_tag)
+    try:
+        with pytest.raises(ocitar.RegistryError) as e:
+            ocitar.load(a, store=ocitar.Registry(f"{proxy.host}/{r}"))
+    finally:
+        proxy.stop()
+    assert e.value.moved == (f"{proxy.host}/{r}/library/demo:1.0 (was {old.images[0].digest})",)
+    assert "tags already moved" in str(e.value)
+    now = ocitar.inspect(f"docker://{anonymous.host}/{r}/library/demo:1.0").images[0].digest
+    assert now == ocitar.inspect(tmp_path / "store").images[0].digest != old.images[0].digest
+    with pytest.raises(ocitar.ImageNotFoundError):
+        ocitar.inspect(f"docker://{anonymous.host}/{r}/library/demo:2.0")
+
+
+def test_a_token_that_has_expired_is_fetched_again(tmp_path: Path, token: RegistryServer) -> None:
+    assert token.token is not None
+    a = archive_of(tmp_path)
+    target = f"{token.host}/{repo('exp')}"
+    reg = ocitar.Registry(target, auth=(USER, PASSWORD))
+    ocitar.load(a, store=reg)
+    # The next token handed out expired two minutes ago (beyond the registry's leeway): it answers 401,
+    # and ocitar fetches a new token once and goes on.
+    token.token.expire_next = 1
+    before = token.token.requests
+    out = tmp_path / "b.tar"
+    ocitar.save(reg, "library/demo:1.0", output=out)
+    assert token.token.expire_next == 0 and token.token.requests - before == 2
+    ocitar.verify(out)
+    # Expired every time: an AuthenticationError after the one refetch.
+    token.token.expire_next = 2
+    with pytest.raises(ocitar.AuthenticationError) as e:
+        ocitar.inspect(reg, "library/demo:1.0")
+    assert e.value.status == 401 and token.token.expire_next == 0
+
+
+def test_cli_inspect_a_registry_image(tmp_path: Path, anonymous: RegistryServer) -> None:
+    a = archive_of(tmp_path)
+    r = repo("cli")
+    ocitar.load(a, store=ocitar.Registry(f"{anonymous.host}/{r}"))
+    p = run("ocitar", "inspect", "--format", "json", f"docker://{anonymous.host}/{r}/library/demo:1.0")
+    doc = json.loads(p.stdout)
+    assert doc["kind"] == "registry"
+    assert [x["platform"] for x in doc["images"][0]["platforms"]] == ["linux/amd64", "linux/arm64"]
