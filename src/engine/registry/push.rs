@@ -533,33 +533,10 @@ fn put_blob(
     };
     let mut last = None;
     for _ in 0..ATTEMPTS {
-        let post = match from {
-            Some(src) => format!(
-                "/v2/{}/blobs/uploads/?mount={}&from={src}",
-                t.repository, b.digest
-            ),
-            None => format!("/v2/{}/blobs/uploads/", t.repository),
+        let Some(location) = start_upload(registry, t, b, from)? else {
+            counts.mounted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
         };
-        let post_url = client.url(host, &post)?;
-        let resp = client.send(host, "POST", &post, &[], &Payload::Empty)?;
-        match resp.status().as_u16() {
-            201 if from.is_some() => {
-                counts.mounted.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-            202 => {}
-            _ => return Err(status_error(resp, &post_url)),
-        }
-        let Some(location) = header(&resp, "location").map(str::to_string) else {
-            return Err(Error::Registry {
-                status: 202,
-                code: String::new(),
-                url: shown(&post_url),
-                message: "upload session without a Location".into(),
-                moved: Vec::new(),
-            });
-        };
-        let location = client.url(host, &location)?;
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={}", b.digest);
         let sent = client.send(
@@ -592,6 +569,45 @@ fn put_blob(
         message: "upload failed".into(),
         moved: Vec::new(),
     }))
+}
+
+/// Start an upload of `b` into `t`'s repository: a mount from `from` when given (`None` when the
+/// registry mounted it), else, or when the mount is answered with a session, the session's URL.
+///
+/// # Errors
+/// [`Error::Registry`] for an answer other than 201 (mount) or 202 with a `Location`.
+fn start_upload(
+    registry: &Registry,
+    t: &Target,
+    b: &Descriptor,
+    from: Option<&str>,
+) -> Result<Option<String>> {
+    let client = &registry.client;
+    let host = t.api_host();
+    let post = match from {
+        Some(src) => format!(
+            "/v2/{}/blobs/uploads/?mount={}&from={src}",
+            t.repository, b.digest
+        ),
+        None => format!("/v2/{}/blobs/uploads/", t.repository),
+    };
+    let post_url = client.url(host, &post)?;
+    let resp = client.send(host, "POST", &post, &[], &Payload::Empty)?;
+    match resp.status().as_u16() {
+        201 if from.is_some() => return Ok(None),
+        202 => {}
+        _ => return Err(status_error(resp, &post_url)),
+    }
+    let Some(location) = header(&resp, "location") else {
+        return Err(Error::Registry {
+            status: 202,
+            code: String::new(),
+            url: shown(&post_url),
+            message: "upload session without a Location".into(),
+            moved: Vec::new(),
+        });
+    };
+    client.url(host, location).map(Some)
 }
 
 /// Hashes what an upload reads; at the end, a digest or size that differs from the descriptor's is

@@ -283,7 +283,12 @@ impl Client {
         let mut refreshed = false;
         loop {
             let authz = self.authorization(&h, refreshed)?;
-            let resp = self.retrying(&url, || {
+            // A dropped upload is not sent again to the same session: the caller starts a new one.
+            let attempts = match payload {
+                Payload::Stream(..) => 1,
+                _ => ATTEMPTS,
+            };
+            let resp = self.retrying_n(&url, attempts, || {
                 let mut b = http::Request::builder().method(method).uri(&url);
                 for (k, v) in headers {
                     b = b.header(*k, *v);
