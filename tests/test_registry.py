@@ -637,3 +637,19 @@ def test_cli_inspect_a_registry_image(tmp_path: Path, anonymous: RegistryServer)
     doc = json.loads(p.stdout)
     assert doc["kind"] == "registry"
     assert [x["platform"] for x in doc["images"][0]["platforms"]] == ["linux/amd64", "linux/arm64"]
+
+
+def test_cli_authfile_and_ca_file(tmp_path: Path, tls: RegistryServer) -> None:
+    assert tls.ca_file is not None
+    a = archive_of(tmp_path)
+    target = f"{tls.host}/{repo('authfile')}"
+    ocitar.load(a, store=ocitar.Registry(target, auth=(USER, PASSWORD), ca_file=tls.ca_file))
+    authfile = tmp_path / "auth.json"
+    authfile.write_text(json.dumps({"auths": {tls.host: {"auth": _auth(USER, PASSWORD)}}}))
+    ref = f"docker://{target}/library/demo:1.0"
+    p = run("ocitar", "inspect", "--authfile", str(authfile), "--ca-file", str(tls.ca_file), ref)
+    assert "linux/arm64" in p.stdout
+    # Without the CA the certificate is refused; --insecure accepts any certificate.
+    refused = run("ocitar", "inspect", "--authfile", str(authfile), ref, check=False)
+    assert refused.returncode == 1 and "registry error" in refused.stderr
+    assert "linux/arm64" in run("ocitar", "inspect", "--authfile", str(authfile), "--insecure", ref).stdout
