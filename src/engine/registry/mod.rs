@@ -19,11 +19,11 @@ use ureq::Body;
 
 use super::content::{Origin, Source};
 use super::digest::{self, Digest};
+use super::document::MAX_DOCUMENT_BYTES as MAX_DOCUMENT;
 use super::error::{Error, Result};
 use super::reference::Reference;
 use super::walk::{
-    BlobSource, Descriptor, MAX_DOCUMENT, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX,
-    MT_OCI_MANIFEST,
+    BlobSource, Descriptor, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, MT_OCI_MANIFEST,
 };
 use super::Progress;
 use transport::{header, read_limited, shown, status_error, Client, Payload};
