@@ -401,6 +401,7 @@ fn tag_all(registry: &Registry, plans: &[Plan], counts: &Counts) -> Result<LoadR
             absent: p.sel.absent.clone(),
             attestations: p.sel.attestations,
             moved,
+            foreign: p.sel.foreign.clone(),
         });
         let _ = &p.label;
     }
