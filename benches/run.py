@@ -628,6 +628,12 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated subset: save-all,save-one,load-all,load-one,load-gzip,import,inspect,hostile,scale",
     )
+    ap.add_argument(
+        "--scale",
+        choices=sorted(scale.SIZES),
+        default="full",
+        help="counts of the scale cases: full (20 000 names, ...; the default) or quarter; --smoke: small counts",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument(
         "--max-wait",
@@ -662,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
             pin(work)
         if only == {"scale"}:
             print("machine: " + ", ".join(f"{k} {v}" for k, v in machine().items()))
-            run_scale(work, a.smoke)
+            run_scale(work, scale.SMOKE if a.smoke else scale.SIZES[a.scale])
             return 0
         rc = _run(a, work, size, reps, only, skopeo, t_start)
         if not only or "hostile" in only:
@@ -687,12 +693,12 @@ def main(argv: list[str] | None = None) -> int:
                 rm(work / n)
 
 
-def run_scale(work: Path, smoke: bool) -> None:
+def run_scale(work: Path, sizes: scale.Sizes) -> None:
     """The counts that must not explode (issue 11): see benches/scale.py."""
     (work / "out").mkdir(exist_ok=True)
     t = time.perf_counter()
     print("\nscale cases (one run each; archives generated under the work dir)", end="", flush=True)
-    results = scale.run(work, smoke, measure, dict(os.environ), PY)
+    results = scale.run(work, sizes, measure, dict(os.environ), PY)
     print(f" ({time.perf_counter() - t:.0f} s)")
     print(scale.table(results, fmt_s))
 
@@ -816,7 +822,7 @@ def _run(
     for name, ok, detail in tg:
         print(f"  {'PASS' if ok else ('n/a ' if ok is None else 'MISS')}  {name}: {detail}")
     if not only or "scale" in only:
-        run_scale(work, a.smoke)
+        run_scale(work, scale.SMOKE if a.smoke else scale.SIZES[a.scale])
     total = time.perf_counter() - t_start
     print(f"\ntotal {total:.0f} s")
     now = revision(PKG_DIR or Path(ocitar.__file__).parent)

@@ -70,6 +70,16 @@ FULL = Sizes(
     sparse_indexes=4,
     sparse_platforms=45_000,
 )
+#: A quarter of the full counts (a fifth of the layer): the old quadratic paths finish in seconds to minutes.
+QUARTER = Sizes(
+    names=5_000,
+    docker_entries=300,
+    docker_layer=16 * MIB,
+    absent_layers=25_000,
+    sparse_indexes=4,
+    sparse_platforms=11_250,
+)
+SIZES = {"full": FULL, "quarter": QUARTER}
 SMOKE = Sizes(
     names=2_000, docker_entries=50, docker_layer=1 * MIB, absent_layers=5_000, sparse_indexes=4, sparse_platforms=2_000
 )
@@ -219,9 +229,8 @@ def build_all(work: Path, s: Sizes) -> dict[str, Path]:
     return paths
 
 
-def run(work: Path, smoke: bool, measure: Any, env: dict[str, str], py: str) -> list[Result]:
-    """Measure every case once; ``measure(cmd, env)`` is run.py's (fresh process, peak RSS)."""
-    s = SMOKE if smoke else FULL
+def run(work: Path, s: Sizes, measure: Any, env: dict[str, str], py: str) -> list[Result]:
+    """Measure every case once at sizes ``s``; ``measure(cmd, env)`` is run.py's (fresh process, peak RSS)."""
     paths = build_all(work, s)
     out = work / "out" / "scale-store"
     results: list[Result] = []
@@ -233,7 +242,7 @@ def run(work: Path, smoke: bool, measure: Any, env: dict[str, str], py: str) -> 
         sample = measure(cmd, env)
         result = str(sample.out.get("result", "?"))
         results.append(Result(case, what, sample.wall, sample.op, sample.rss_kib, result))
-        print(".", end="", flush=True)
+        print(f"\n  {case}: {what}: {sample.op or 0:.2f} s, {sample.rss_kib // 1024} MiB", end="", flush=True)
         return result
 
     def expect(got: str, want: str, case: str) -> None:
