@@ -181,10 +181,7 @@ def test_a_manifest_of_many_absent_layers_is_an_absent_platform(tmp_path: Path) 
     assert report.images[0].absent == ("linux/arm64",)
     assert arm["digest"] not in store_blobs(store)
     inv = ocitar.inspect(archive)
-    assert [(p.platform, p.present, p.layers) for p in inv.images[0].platforms] == [
-        ("linux/amd64", True, 1),
-        ("linux/arm64", False, 301),
-    ]
+    assert [(p.platform, p.present) for p in inv.images[0].platforms] == [("linux/amd64", True), ("linux/arm64", False)]
 
 
 def test_nested_sparse_indexes_list_platforms_in_index_order(tmp_path: Path) -> None:
