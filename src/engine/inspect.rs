@@ -2,7 +2,8 @@
 //! walker; `verify` also re-hashes every blob (in parallel) and checks every size and reference.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -80,21 +81,22 @@ pub struct Inventory {
     pub verified: bool,
 }
 
-/// Spool for inspection of streams: keep only documents (small files) in a private temporary directory.
+/// Spool for inspection of streams: keep only documents (small files) in a private temporary directory,
+/// made atomically with an unpredictable name and mode 0700, its files created new (never through a
+/// planted link), and removed with everything in it when the spool is dropped (on success or error).
 struct TempSpool {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
     n: u64,
 }
 
 impl TempSpool {
     fn new() -> Result<TempSpool> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ocitar-inspect-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).at(&dir)?;
+        let tmp = std::env::temp_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("ocitar-inspect-")
+            .permissions(fs::Permissions::from_mode(0o700))
+            .tempdir_in(&tmp)
+            .at(&tmp)?;
         Ok(TempSpool { dir, n: 0 })
     }
 }
@@ -102,19 +104,20 @@ impl TempSpool {
 impl Spool for TempSpool {
     fn temp_file(&mut self) -> Result<(PathBuf, File)> {
         self.n += 1;
-        let p = self.dir.join(self.n.to_string());
-        let f = File::create(&p).at(&p)?;
+        let p = self.dir.path().join(self.n.to_string());
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+            .at(&p)?;
         Ok((p, f))
     }
 
     fn keep(&self, _name: &str, size: u64) -> bool {
         size <= MAX_DOCUMENT_BYTES
-    }
-}
-
-impl Drop for TempSpool {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -133,6 +133,11 @@ impl Archive {
         match input {
             Input::Path(p) => {
                 let mut f = File::open(&p).at(&p)?;
+                // A pipe, FIFO or device (`load -i <(…)`, `/dev/stdin`) cannot seek: read it as a stream.
+                let meta = f.metadata().at(&p)?;
+                if !meta.is_file() && !meta.is_dir() {
+                    return Archive::from_reader(Box::new(f), p.display().to_string(), spool);
+                }
                 let mut head = [0u8; 6];
                 let n = read_head(&mut f, &mut head).at(&p)?;
                 f.seek(SeekFrom::Start(0)).at(&p)?;
@@ -178,19 +183,26 @@ impl Archive {
                     }
                 }
             }
-            Input::Reader(mut r) => {
-                let mut head = [0u8; 6];
-                let n = read_head(&mut r, &mut head).map_err(|e| Error::io("<stream>", e))?;
-                let chained: Box<dyn Read + Send> =
-                    Box::new(io::Cursor::new(head.get(..n).unwrap_or_default().to_vec()).chain(r));
-                let c = Compression::sniff(head.get(..n).unwrap_or_default());
-                let (reader, budget) = match c {
-                    Some(c) => decoded(c, chained)?,
-                    None => (chained, SpoolBudget::new(None)),
-                };
-                Archive::from_stream(reader, c, "<stream>".into(), spool, budget)
-            }
+            Input::Reader(r) => Archive::from_reader(r, "<stream>".into(), spool),
         }
+    }
+
+    /// Read a stream once: sniff its compression, then read it in order.
+    fn from_reader(
+        mut r: Box<dyn Read + Send>,
+        label: String,
+        spool: &mut dyn Spool,
+    ) -> Result<Archive> {
+        let mut head = [0u8; 6];
+        let n = read_head(&mut r, &mut head).map_err(|e| Error::io(&label, e))?;
+        let chained: Box<dyn Read + Send> =
+            Box::new(io::Cursor::new(head.get(..n).unwrap_or_default().to_vec()).chain(r));
+        let c = Compression::sniff(head.get(..n).unwrap_or_default());
+        let (reader, budget) = match c {
+            Some(c) => decoded(c, chained)?,
+            None => (chained, SpoolBudget::new(None)),
+        };
+        Archive::from_stream(reader, c, label, spool, budget)
     }
 
     fn from_stream(
