@@ -41,54 +41,82 @@ def gz_archive(store: BuiltStore, tmp_path: Path) -> Path:
 # rule 1: temporary directories -----------------------------------------------------------------------
 
 
-class Planted:
-    """Symlinks and directories at every name the old spool scheme (``ocitar-inspect-<pid>-<n>``) used."""
+def plant(tmp: Path, victims: Path, pid: int) -> None:
+    """Symlinks and directories at every name the old spool scheme (``ocitar-inspect-<pid>-<n>``) used:
+    even ``n`` a link to the directory ``victims/dir``, odd ``n`` a directory whose would-be spool files
+    are links to ``victims/file``."""
+    tmp.mkdir(exist_ok=True)
+    for n in range(PLANTED):
+        name = tmp / f"ocitar-inspect-{pid}-{n}"
+        if n % 2 == 0:
+            name.symlink_to(victims / "dir")
+        else:
+            name.mkdir()
+            for k in range(1, 9):
+                (name / str(k)).symlink_to(victims / "file")
 
-    def __init__(self, tmp: Path, victims: Path) -> None:
-        self.tmp = tmp
-        self.victim_dir = victims / "dir"
-        self.victim_dir.mkdir(parents=True)
-        self.victim_file = victims / "file"
-        self.victim_file.write_bytes(b"precious")
-        pid = os.getpid()
-        for n in range(PLANTED):
-            name = tmp / f"ocitar-inspect-{pid}-{n}"
-            if n % 2 == 0:
-                name.symlink_to(self.victim_dir)
-            else:
-                name.mkdir()
-                for k in range(1, 9):
-                    (name / str(k)).symlink_to(self.victim_file)
+
+class Planted:
+    """A private ``$TMPDIR`` planted for ``pid``, and the victims its links point to."""
+
+    def __init__(self, root: Path, pid: int) -> None:
+        self.tmp = root / "tmpdir"
+        self.victims = root / "victims"
+        (self.victims / "dir").mkdir(parents=True)
+        (self.victims / "file").write_bytes(b"precious")
+        plant(self.tmp, self.victims, pid)
         self.before = self.state()
 
     def state(self) -> tuple[str, list[str], bytes]:
-        return tree_digest(self.tmp), listing(self.victim_dir), self.victim_file.read_bytes()
+        return tree_digest(self.tmp), listing(self.victims / "dir"), (self.victims / "file").read_bytes()
+
+
+def _as_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the planting attack matters for a root-run ocitar; run as root")
 
 
 @pytest.fixture
 def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Planted]:
-    if os.geteuid() != 0:
-        pytest.skip("the planting attack matters for a root-run ocitar; run as root")
-    tmp = tmp_path / "tmpdir"
-    tmp.mkdir()
-    monkeypatch.setenv("TMPDIR", str(tmp))
-    p = Planted(tmp, tmp_path / "victims")
+    """Planted for this process (the spool's counter here may have moved on: see ``_in_fresh_process``)."""
+    _as_root()
+    p = Planted(tmp_path, os.getpid())
+    monkeypatch.setenv("TMPDIR", str(p.tmp))
     yield p
     assert p.state() == p.before, "planted names were followed, changed or removed"
 
 
-def test_inspect_of_compressed_archive_ignores_planted_spool_names(gz_archive: Path, planted: Planted) -> None:
-    for _ in range(3):
-        inv = ocitar.inspect(gz_archive)
-        assert [i.names for i in inv.images] == [("app:1.0",)]
-    assert planted.state() == planted.before
+#: Run in a fresh process (its spool counter starts at 0): plant for its own pid, then inspect or verify.
+CHILD = """
+import os, sys
+from pathlib import Path
+import ocitar
+from test_special_paths import plant
+op, archive, tmp, victims = sys.argv[1:]
+plant(Path(tmp), Path(victims), os.getpid())
+for _ in range(3):
+    inv = getattr(ocitar, op)(archive)
+    assert [i.names for i in inv.images] == [("app:1.0",)], inv
+print(os.getpid())
+"""
 
 
-def test_verify_of_compressed_archive_ignores_planted_spool_names(gz_archive: Path, planted: Planted) -> None:
-    for _ in range(3):
-        inv = ocitar.verify(gz_archive)
-        assert inv.verified
-    assert planted.state() == planted.before
+@pytest.mark.parametrize("op", ["inspect", "verify"])
+def test_planted_spool_names_have_no_effect(gz_archive: Path, tmp_path: Path, op: str) -> None:
+    _as_root()
+    victims = tmp_path / "victims"
+    (victims / "dir").mkdir(parents=True)
+    (victims / "file").write_bytes(b"precious")
+    tmp = tmp_path / "tmpdir"
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(Path(__file__).parent)}
+    p = subprocess.run(
+        [sys.executable, "-c", CHILD, op, gz_archive, tmp, victims], env=env, capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stderr
+    reference = tmp_path / "reference"
+    plant(reference, victims, int(p.stdout))
+    assert tree_digest(tmp) == tree_digest(reference), "planted names were changed, or a spool was left"
+    assert listing(victims / "dir") == [] and (victims / "file").read_bytes() == b"precious"
 
 
 @pytest.mark.parametrize("op", ["inspect", "verify"])
@@ -251,6 +279,20 @@ def test_cli_output_inside_the_store_is_refused(store: BuiltStore) -> None:
     )
     assert p.returncode != 0 and "inside the store" in p.stderr
     assert tree_digest(store.path) == before
+
+
+def test_cli_output_descriptor_redirected_to_a_file(store: BuiltStore, tmp_path: Path) -> None:
+    # /proc/self/fd/1 is what /dev/stdout links to; a broken build cannot replace a node in /proc.
+    out = tmp_path / "out.tar"
+    with open(out, "wb") as f:
+        p = subprocess.run(
+            [sys.executable, "-m", "ocitar", "save", "--store", store.path, "-o", "/proc/self/fd/1", "app:1.0"],
+            stdout=f,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes() == ocitar.save(store.path, "app:1.0")
 
 
 # rule 13: paths that cannot seek ------------------------------------------------------------------------

@@ -114,7 +114,8 @@ def save(
     every listed platform with all its content, else :class:`PlatformNotFoundError` and nothing is written.
     ``index`` picks the shape of each image: ``"keep"`` (the store's index, digest unchanged), ``"subset"``
     (a new index of the saved platforms) or ``"manifest"`` (the single platform manifest).
-    ``output`` is a path (written atomically), a writable binary file, or None to return the archive bytes.
+    ``output`` is a path (a regular file is replaced atomically; a device, FIFO or ``/dev/fd/N`` is written
+    into), a writable binary file, or None to return the archive bytes.
     """
     if isinstance(output, io.TextIOBase):
         raise TypeError("output must be a binary file (open it with 'wb', or pass sys.stdout.buffer), not a text stream")
