@@ -18,7 +18,7 @@ from pathlib import Path
 import ocitar
 import pytest
 from _guards import no_panic  # noqa: F401
-from ocitar.testing import BuiltStore, tree_digest
+from ocitar.testing import BuiltStore, build_store, tree_digest
 from test_save_helpers import listing, standard_store
 
 #: Old spool names probed per test: inspect and verify each used one per call, counting from 0.
@@ -157,6 +157,19 @@ def test_spool_directory_is_removed_on_error(gz_archive: Path, planted: Planted)
         with pytest.raises(ocitar.InvalidArchiveError):
             op(gz_archive)
     assert planted.state() == planted.before
+
+
+def test_planted_temporary_index_name_in_the_store_is_not_followed(store: BuiltStore, tmp_path: Path) -> None:
+    archive = ocitar.save(store.path, "app:1.0")
+    dest = build_store(tmp_path / "dest", []).path
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    (dest / f".ocitar-ingest-{os.getpid()}-index.json.tmp").symlink_to(victim)
+    ocitar.load(archive, store=dest)
+    assert victim.read_bytes() == b"precious"
+    assert stat.S_ISREG(os.lstat(dest / "index.json").st_mode)
+    assert [i.names for i in ocitar.inspect(dest).images] == [("app:1.0",)]
+    assert ocitar.verify(dest).verified
 
 
 # rule 2: outputs that are not regular files -----------------------------------------------------------

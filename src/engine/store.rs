@@ -747,10 +747,13 @@ pub fn write_atomic(
     let tmp = dir.join(format!("{INGEST_PREFIX}{}-{name}.tmp", std::process::id()));
     let dest = dir.join(name);
     let res = (|| -> std::io::Result<()> {
+        // Whatever is at our name (left by a killed process with our pid, or planted) is unlinked, never
+        // followed: the file is created new.
+        let _ = fs::remove_file(&tmp);
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o644)
             .open(&tmp)?;
         f.write_all(bytes)?;
