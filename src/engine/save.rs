@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -242,11 +242,7 @@ fn refuse_inside_store(store: &Store, path: &Path) -> Result<()> {
         return Ok(());
     };
     let resolved = fs::canonicalize(path).or_else(|_| {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        fs::canonicalize(dir).map(|d| d.join(path.file_name().unwrap_or_default()))
+        fs::canonicalize(parent_dir(path)).map(|d| d.join(path.file_name().unwrap_or_default()))
     });
     match resolved {
         Ok(out) if out.starts_with(&root) => Err(Error::InvalidArgument(format!(
@@ -255,6 +251,14 @@ fn refuse_inside_store(store: &Store, path: &Path) -> Result<()> {
             store.root().display()
         ))),
         _ => Ok(()),
+    }
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }
 
@@ -270,10 +274,7 @@ fn replace_file(
     path: &Path,
     progress: &mut Progress,
 ) -> Result<SaveReport> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = parent_dir(path);
     let name = path.file_name().ok_or_else(|| {
         Error::InvalidArgument(format!("output {} is not a file name", path.display()))
     })?;
@@ -282,7 +283,7 @@ fn replace_file(
         .prefix(&format!(".{}.ocitar-", name.to_string_lossy()))
         .suffix(".tmp")
         .permissions(fs::Permissions::from_mode(0o644))
-        .tempfile_in(&dir)
+        .tempfile_in(dir)
         .at(path)?;
     let report = match compression {
         None => write_file(store, plan, tmp.as_file(), path, progress)?,
