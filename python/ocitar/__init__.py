@@ -212,7 +212,8 @@ def save(
     every listed platform with all its content, else :class:`PlatformNotFoundError` and nothing is written.
     ``index`` picks the shape of each image: ``"keep"`` (the store's index, digest unchanged), ``"subset"``
     (a new index of the saved platforms) or ``"manifest"`` (the single platform manifest).
-    ``output`` is a path (written atomically), a writable binary file, or None to return the archive bytes.
+    ``output`` is a path (a regular file is replaced atomically; a device, FIFO or ``/dev/fd/N`` is written
+    into), a writable binary file, or None to return the archive bytes.
     From a registry, manifests are fetched and checked against their digests, blobs stream (``jobs`` at
     once, resumed after a dropped connection) and are hashed as they are written; the archive's names are
     the references as resolved (``127.0.0.1:5000/demo:1.0``).

@@ -54,6 +54,11 @@ pub trait Source: Sync {
 
     /// The error for an image that lacks what a selection requires (`reason` says what).
     fn invalid(&self, reason: String) -> Error;
+
+    /// The directory this source reads, when it is a local store (an output must not land inside it).
+    fn directory(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// Store blobs opened at once by [`StoreSource::copy_into`] (each is an open file until its batch is
@@ -95,6 +100,10 @@ impl Source for StoreSource {
 
     fn location(&self, _origin: Origin, digest: &Digest) -> String {
         self.store.blob_path(digest).display().to_string()
+    }
+
+    fn directory(&self) -> Option<&Path> {
+        Some(self.store.root())
     }
 
     /// Kernel copies on every core, hashed as written ([`copy::copy_verified_all`]).

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -162,19 +162,21 @@ pub fn save_from<W: Write>(
     write(source, plan, opts.compression, out, dest, progress)
 }
 
-/// Save to a file: written to a temporary file beside `path` and renamed on success; on failure no file
-/// is left.
+/// Save to a path. A regular file (or a path that does not exist yet) is written to a temporary file
+/// beside it and renamed on success; on failure no file is left. A path that exists and is not a regular
+/// file (a character or block device, a FIFO, `/dev/fd/N`, a link to one) is written into directly, as
+/// `/dev/stdout` is; partial output there cannot be taken back.
 ///
 /// # Errors
-/// As [`save`], plus [`Error::Io`] naming `path`.
+/// As [`save`]; [`Error::InvalidArgument`] for an output inside the store being read; [`Error::Io`] naming
+/// `path` (`EISDIR` for a directory).
 pub fn save_to_path(
     store: &Path,
     opts: &SaveOptions,
     path: &Path,
     progress: &mut Progress,
 ) -> Result<SaveReport> {
-    let store = StoreSource::open(store)?;
-    save_from_to_path(&store, opts, path, progress)
+    save_from_to_path(&StoreSource::open(store)?, opts, path, progress)
 }
 
 /// Save from `source` (a store directory or a registry) to a file, as [`save_to_path`].
@@ -187,58 +189,143 @@ pub fn save_from_to_path(
     path: &Path,
     progress: &mut Progress,
 ) -> Result<SaveReport> {
+    if let Some(root) = source.directory() {
+        refuse_inside_store(root, path)?;
+    }
     let plan = plan(source, opts)?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+    match output_kind(path)? {
+        OutputKind::Direct { truncate } => {
+            let file = OpenOptions::new()
+                .write(true)
+                .truncate(truncate)
+                .open(path)
+                .at(path)?;
+            let out = BufWriter::with_capacity(digest::COPY_BUFFER, file);
+            let (report, w) = write(source, plan, opts.compression, out, path, progress)?;
+            w.into_inner()
+                .map_err(|e| Error::io(path, e.into_error()))?;
+            Ok(report)
+        }
+        OutputKind::Replace => replace_file(source, plan, opts.compression, path, progress),
+    }
+}
+
+/// How an output path is written.
+enum OutputKind {
+    /// Into the existing file (a device, a FIFO, a descriptor), truncated first when it is a regular file.
+    Direct { truncate: bool },
+    /// Through a temporary file beside it, renamed over it.
+    Replace,
+}
+
+/// Whether `path` is written directly or replaced.
+///
+/// # Errors
+/// [`Error::Io`] with `EISDIR` for a directory; [`Error::Io`] when `path` cannot be examined.
+fn output_kind(path: &Path) -> Result<OutputKind> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OutputKind::Replace),
+        Err(e) => return Err(Error::io(path, e)),
     };
+    if meta.is_dir() {
+        return Err(Error::io(path, io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    if !meta.is_file() {
+        return Ok(OutputKind::Direct { truncate: false });
+    }
+    // `/dev/stdout`, `/dev/fd/N`, `/proc/self/fd/N` name an open descriptor, even when it is a regular
+    // file: replacing the link would not reach the descriptor (and would break `/dev`).
+    if through_descriptor(path) {
+        return Ok(OutputKind::Direct { truncate: true });
+    }
+    Ok(OutputKind::Replace)
+}
+
+/// Whether `path`, or a link on its way to the file it names, is a `/proc/…/fd/N` or `/dev/fd/N` link.
+fn through_descriptor(path: &Path) -> bool {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        if p.starts_with("/proc") || p.starts_with("/dev/fd") {
+            return true;
+        }
+        match fs::read_link(&p) {
+            Ok(target) => {
+                p = match p.parent() {
+                    Some(dir) => dir.join(target),
+                    None => target,
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Refuse an output path inside the store being read (`-o STORE/index.json` would destroy the store).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming both paths.
+fn refuse_inside_store(store: &Path, path: &Path) -> Result<()> {
+    let Ok(root) = fs::canonicalize(store) else {
+        return Ok(());
+    };
+    let resolved = fs::canonicalize(path).or_else(|_| {
+        fs::canonicalize(parent_dir(path)).map(|d| d.join(path.file_name().unwrap_or_default()))
+    });
+    match resolved {
+        Ok(out) if out.starts_with(&root) => Err(Error::InvalidArgument(format!(
+            "output {} is inside the store {} being read",
+            path.display(),
+            store.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Write the archive to a temporary file beside `path`, then rename it over `path`; on failure the
+/// temporary file is removed.
+///
+/// # Errors
+/// As [`save`], plus [`Error::Io`] naming `path`.
+fn replace_file(
+    source: &dyn Source,
+    plan: Plan,
+    compression: Option<Compression>,
+    path: &Path,
+    progress: &mut Progress,
+) -> Result<SaveReport> {
+    let dir = parent_dir(path);
     let name = path.file_name().ok_or_else(|| {
         Error::InvalidArgument(format!("output {} is not a file name", path.display()))
     })?;
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(
-        ".{}.ocitar-{}-{n}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&tmp)
+    // An unpredictable name, created new (never through a planted link), removed on drop.
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.ocitar-", name.to_string_lossy()))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
         .at(path)?;
-    let guard = RemoveOnDrop(Some(tmp.clone()));
-    let report = match opts.compression {
-        None => write_file(source, plan, &file, path, progress)?,
+    let report = match compression {
+        None => write_file(source, plan, tmp.as_file(), path, progress)?,
         Some(_) => {
-            let (report, w) = write(
-                source,
-                plan,
-                opts.compression,
-                BufWriter::with_capacity(digest::COPY_BUFFER, file),
-                path,
-                progress,
-            )?;
+            let out = BufWriter::with_capacity(digest::COPY_BUFFER, tmp.as_file());
+            let (report, w) = write(source, plan, compression, out, path, progress)?;
             w.into_inner()
                 .map_err(|e| Error::io(path, e.into_error()))?;
             report
         }
     };
-    fs::rename(&tmp, path).at(path)?;
-    std::mem::forget(guard);
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(report)
-}
-
-struct RemoveOnDrop(Option<PathBuf>);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_file(p);
-        }
-    }
 }
 
 /// A blob to write, with its bytes when they are not in the store (a rewritten index).

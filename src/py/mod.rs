@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 use serde_json::Value;
 
 use crate::engine::archive::read::Input;
@@ -33,6 +33,10 @@ type Pending = Arc<Mutex<Option<PyErr>>>;
 /// Map an engine error to its Python exception, explicitly per variant, with the variant's values as the
 /// exception's attributes (see `ocitar/errors.py` for their names).
 fn to_pyerr(e: Error, pending: &Pending) -> PyErr {
+    // A caller's file object or callback raised: that exception comes out, whatever the engine made of it.
+    if let Some(err) = pending.lock().ok().and_then(|mut p| p.take()) {
+        return err;
+    }
     let msg = e.message();
     match e {
         Error::InvalidPlatform { spec, .. } => InvalidPlatformError::new_err((msg, spec)),
@@ -173,36 +177,93 @@ fn report<T: serde::Serialize>(py: Python<'_>, r: &T) -> PyResult<Py<PyAny>> {
     to_py(py, &v)
 }
 
-/// A Python binary file object as a `Write`r (the GIL is taken for each chunk).
-struct PyWriter(Py<PyAny>);
+/// Marker error carried inside an `io::Error` when a caller's `read()` or `write()` failed; the Python
+/// exception itself waits in the operation's [`Pending`] and is raised in place of the engine's error.
+#[derive(Debug)]
+struct CallerFailed(&'static str);
+
+impl std::fmt::Display for CallerFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the file object's {}() failed", self.0)
+    }
+}
+
+impl std::error::Error for CallerFailed {}
+
+/// Keep `err` (the first one wins) to be raised when the engine has unwound, and stop the engine.
+fn fail(pending: &Pending, method: &'static str, err: PyErr) -> io::Error {
+    if let Ok(mut p) = pending.lock() {
+        p.get_or_insert(err);
+    }
+    io::Error::other(CallerFailed(method))
+}
+
+/// A Python binary file object as a `Write`r (the GIL is taken for each chunk). `write()` must return
+/// the number of bytes it took, between 1 and the length given, or None (all of them).
+struct PyWriter(Py<PyAny>, Pending);
 
 impl Write for PyWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         Python::attach(|py| {
             let n = self.0.call_method1(py, "write", (PyBytes::new(py, buf),))?;
-            Ok::<usize, PyErr>(n.extract::<Option<usize>>(py)?.unwrap_or(buf.len()))
+            let n = n.bind(py);
+            if n.is_none() {
+                return Ok(buf.len());
+            }
+            match n.extract::<usize>() {
+                Ok(k) if (1..=buf.len()).contains(&k) || buf.is_empty() && k == 0 => Ok(k),
+                _ => Err(PyValueError::new_err(format!(
+                    "write() of {} bytes returned {}, not a count from 1 to {}",
+                    buf.len(),
+                    n.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                    buf.len()
+                ))),
+            }
         })
-        .map_err(io::Error::other)
+        .map_err(|e| fail(&self.1, "write", e))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Python::attach(|py| self.0.call_method0(py, "flush").map(|_| ())).map_err(io::Error::other)
+        Python::attach(|py| self.0.call_method0(py, "flush").map(|_| ()))
+            .map_err(|e| fail(&self.1, "flush", e))
     }
 }
 
-/// A Python binary file object as a `Read`er (the GIL is taken for each chunk).
-struct PyReader(Py<PyAny>);
+/// A Python binary file object as a `Read`er (the GIL is taken for each chunk). `read(n)` must return
+/// `bytes` (or a `bytearray`) of at most `n` bytes; empty at the end.
+struct PyReader(Py<PyAny>, Pending);
 
 impl Read for PyReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         Python::attach(|py| {
             let chunk = self.0.call_method1(py, "read", (buf.len(),))?;
-            let bytes: &[u8] = chunk.extract(py)?;
-            let n = bytes.len().min(buf.len());
-            buf[..n].copy_from_slice(&bytes[..n]);
-            Ok::<usize, PyErr>(n)
+            let chunk = chunk.bind(py);
+            let want = buf.len();
+            let mut copy = |bytes: &[u8]| match buf.get_mut(..bytes.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(bytes);
+                    Ok(bytes.len())
+                }
+                None => Err(PyValueError::new_err(format!(
+                    "read({want}) returned {} bytes, more than asked",
+                    bytes.len()
+                ))),
+            };
+            if let Ok(b) = chunk.cast::<PyBytes>() {
+                copy(b.as_bytes())
+            } else if let Ok(b) = chunk.cast::<PyByteArray>() {
+                copy(&b.to_vec())
+            } else {
+                Err(PyValueError::new_err(format!(
+                    "read() returned {}, not bytes",
+                    chunk
+                        .get_type()
+                        .name()
+                        .map_or_else(|_| "?".into(), |n| n.to_string())
+                )))
+            }
         })
-        .map_err(io::Error::other)
+        .map_err(|e| fail(&self.1, "read", e))
     }
 }
 
@@ -257,6 +318,7 @@ fn save_to(
     source: &dyn Source,
     opts: &SaveOptions,
     out: Out,
+    pending: &Pending,
     progress: &mut Progress,
 ) -> engine::Result<(engine::save::SaveReport, Option<Vec<u8>>)> {
     match out {
@@ -265,7 +327,7 @@ fn save_to(
         }
         Out::Writer(w) => {
             let dest = PathBuf::from("<file object>");
-            engine::save::save_from(source, opts, PyWriter(w), &dest, progress)
+            engine::save::save_from(source, opts, PyWriter(w, pending.clone()), &dest, progress)
                 .map(|(r, _)| (r, None))
         }
         Out::Bytes => {
@@ -313,9 +375,15 @@ fn save(
             Some(args) => {
                 let reg = open_registry(args)?;
                 let source = RegistrySource::open(&reg, &opts.refs)?;
-                save_to(&source, &opts, out, &mut progress)
+                save_to(&source, &opts, out, &pending, &mut progress)
             }
-            None => save_to(&StoreSource::open(&store)?, &opts, out, &mut progress),
+            None => save_to(
+                &StoreSource::open(&store)?,
+                &opts,
+                out,
+                &pending,
+                &mut progress,
+            ),
         }
     });
     let (r, bytes) = result.map_err(|e| to_pyerr(e, &pending))?;
@@ -341,7 +409,7 @@ fn load(
     let input = if let Ok(b) = archive.cast::<PyBytes>() {
         Input::Bytes(Arc::new(b.as_bytes().to_vec()))
     } else if archive.hasattr("read")? {
-        Input::Reader(Box::new(PyReader(archive.unbind())))
+        Input::Reader(Box::new(PyReader(archive.unbind(), pending.clone())))
     } else {
         Input::Path(archive.extract::<PathBuf>()?)
     };

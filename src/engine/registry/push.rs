@@ -4,57 +4,21 @@
 //! indexes by digest, tags last, each checked against the digest pushed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, File};
 use std::io::{self, Read};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::transport::{header, shown, status_error, Payload, ATTEMPTS};
 use super::{Registry, Target, ACCEPT};
-use crate::engine::archive::read::{Archive, Input, Spool};
+use crate::engine::archive::read::{Archive, Input, TempSpool};
 use crate::engine::digest::{Digest, Hasher};
-use crate::engine::error::{Error, IoContext, Result};
+use crate::engine::error::{Error, Result};
 use crate::engine::load::{find_images, ArchiveSource, LoadReport, LoadedImage};
 use crate::engine::platform::{Matcher, Platform};
 use crate::engine::reference::{self, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use crate::engine::save::{subset, IndexShape};
 use crate::engine::walk::{self, Descriptor, Image, Node, Selection};
 use crate::engine::Progress;
-
-/// Spools a streamed archive into a private temporary directory, removed when dropped.
-struct TempDir {
-    dir: PathBuf,
-    n: u64,
-}
-
-impl TempDir {
-    fn new() -> Result<TempDir> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ocitar-push-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).at(&dir)?;
-        Ok(TempDir { dir, n: 0 })
-    }
-}
-
-impl Spool for TempDir {
-    fn temp_file(&mut self) -> Result<(PathBuf, File)> {
-        self.n += 1;
-        let p = self.dir.join(self.n.to_string());
-        let f = File::create(&p).at(&p)?;
-        Ok((p, f))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// One image to push: where, and what.
 struct Plan {
@@ -83,10 +47,10 @@ pub fn load(
     progress: &mut Progress,
 ) -> Result<LoadReport> {
     let matcher = Matcher::only(Platform::parse_list(platforms)?);
-    let mut spool = TempDir::new()?;
+    let mut spool = TempSpool::new("ocitar-push-", false)?;
     let archive = Archive::read(input, &mut spool)?;
     let mut source = ArchiveSource::new(&archive);
-    let found = find_images(&mut source)?;
+    let found = find_images(&mut source, None)?;
     let mut plans = Vec::new();
     for f in &found {
         let names: Vec<String> = f
