@@ -37,6 +37,7 @@ from typing import Callable
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import plain_python  # noqa: E402
+import scale  # noqa: E402
 
 PY = sys.executable
 PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le")
@@ -84,6 +85,7 @@ class Sample:
     rss_kib: int
     other_cpu: float = 0.0  # CPU seconds used by other processes meanwhile (contention)
     busy: bool = False  # other_cpu was over the limit (kept only when every retry was busy too)
+    out: dict = field(default_factory=dict)  # the JSON line the command printed ({"op": ..., ...})
 
 
 @dataclass
@@ -151,11 +153,12 @@ def measure(cmd: list[str], env: dict[str, str], stdin_path: Path | None = None)
         m = re.search(re.escape(name) + r": ([0-9.]+)", report)
         return float(m.group(1)) if m else 0.0
 
-    op = None
+    op, out = None, {}
     for line in p.stdout.decode(errors="replace").splitlines()[::-1]:
         if line.startswith("{"):
             try:
-                op = float(json.loads(line)["op"])
+                out = json.loads(line)
+                op = float(out["op"])
                 break
             except (ValueError, KeyError):
                 pass
@@ -167,6 +170,7 @@ def measure(cmd: list[str], env: dict[str, str], stdin_path: Path | None = None)
         int(field_of("Maximum resident set size (kbytes)")),
         other_cpu=other,
         busy=other > QUIET.limit * wall + 0.05,
+        out=out,
     )
 
 
@@ -622,7 +626,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--cases",
         default="",
-        help="comma-separated subset: save-all,save-one,load-all,load-one,load-gzip,import,inspect,hostile,many",
+        help="comma-separated subset: save-all,save-one,load-all,load-one,load-gzip,import,inspect,hostile,scale,many",
+    )
+    ap.add_argument(
+        "--scale",
+        choices=sorted(scale.SIZES),
+        default="full",
+        help="counts of the scale cases: full (20 000 names, ...; the default) or quarter; --smoke: small counts",
     )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument(
@@ -662,6 +672,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not a.no_pin:
             pin(work)
+        if only == {"scale"}:
+            print("machine: " + ", ".join(f"{k} {v}" for k, v in machine().items()))
+            run_scale(work, scale.SMOKE if a.smoke else scale.SIZES[a.scale])
+            return 0
         rc = _run(a, work, size, reps, only, skopeo, t_start)
         if not only or "hostile" in only:
             import hostile  # benches/hostile.py: archives that must be refused in bounded time and memory
@@ -669,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
             print()
             rc = rc or hostile.main(["--smoke"] if a.smoke else [])
         return rc
-    except BenchError as e:
+    except (BenchError, scale.ScaleError) as e:
         print(f"\nrun.py: FAILED: {e}", file=sys.stderr)
         return 1
     finally:
@@ -681,9 +695,19 @@ def main(argv: list[str] | None = None) -> int:
         elif created:
             shutil.rmtree(work, ignore_errors=True)
         else:
-            for n in ("out", "tmp", "pinned", "full.tar", "full.tar.gz", "archives.params"):
+            for n in ("out", "tmp", "pinned", "scale", "full.tar", "full.tar.gz", "archives.params"):
                 rm(work / n)
             rm(work / "many")
+
+
+def run_scale(work: Path, sizes: scale.Sizes) -> None:
+    """The counts that must not explode (issue 11): see benches/scale.py."""
+    (work / "out").mkdir(exist_ok=True)
+    t = time.perf_counter()
+    print("\nscale cases (one run each; archives generated under the work dir)", end="", flush=True)
+    results = scale.run(work, sizes, measure, dict(os.environ), PY)
+    print(f" ({time.perf_counter() - t:.0f} s)")
+    print(scale.table(results, fmt_s))
 
 
 def _run(
@@ -814,6 +838,8 @@ def _run(
         many_targets = many.targets(many_cases)
         for name, ok, detail in many_targets:
             print(f"  {'PASS' if ok else ('n/a ' if ok is None else 'MISS')}  {name}: {detail}")
+    if not only or "scale" in only:
+        run_scale(work, scale.SMOKE if a.smoke else scale.SIZES[a.scale])
     total = time.perf_counter() - t_start
     print(f"\ntotal {total:.0f} s")
     now = revision(PKG_DIR or Path(ocitar.__file__).parent)

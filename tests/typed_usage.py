@@ -59,3 +59,18 @@ def caught(store: Path, tmp: Path) -> list[object]:
         entry: str = e.entry
         seen.append(entry)
     return seen
+
+
+def air_gap(tmp: Path, password: str) -> tuple[int, str]:
+    reg = ocitar.Registry("127.0.0.1:5000/mirror", auth=("user", password), ca_file=tmp / "ca.pem", jobs=8)
+    saved: ocitar.SaveReport = ocitar.save(ocitar.Registry(), ["alpine:3.20"], ["linux/arm64"], output=tmp / "b.tar")
+    loaded: ocitar.LoadReport = ocitar.load(tmp / "b.tar", store=reg, index="subset")
+    inv: ocitar.Inventory = ocitar.inspect("docker://127.0.0.1:5000/mirror/library/alpine:3.20")
+    ocitar.inspect(ocitar.Registry("127.0.0.1:5000", auth=ocitar.Token("t")), "mirror/library/alpine:3.20")
+    try:
+        ocitar.load(tmp / "b.tar", store="docker://127.0.0.1:5000/other")
+    except ocitar.AuthenticationError as e:
+        return e.status, e.url
+    except ocitar.RegistryError as e:
+        return e.status, e.code + ",".join(e.moved)
+    return loaded.blobs_mounted + len(saved.images), inv.kind

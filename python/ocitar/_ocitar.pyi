@@ -3,11 +3,23 @@
 from collections.abc import Callable
 from typing import IO, Any
 
-__all__ = ["__version__", "default_store", "inspect", "load", "normalize_platform", "pick", "save", "verify"]
+__all__ = [
+    "__version__",
+    "default_store",
+    "inspect",
+    "inspect_registry",
+    "load",
+    "normalize_platform",
+    "pick",
+    "save",
+    "verify",
+]
 
 __version__: str
 
 _Progress = Callable[[int, int], object] | None
+# (base, user, password, token, ca_file, insecure, jobs)
+_RegistryArgs = tuple[str, str | None, str | None, str | None, str | None, bool, int]
 
 def save(
     store: str,
@@ -18,16 +30,23 @@ def save(
     prefer: str | None,
     compression_name: str | None,
     progress: _Progress,
+    registry: _RegistryArgs | None = None,
 ) -> tuple[dict[str, Any], bytes | None]:
-    """Save images; returns the report as a dict and the archive bytes when ``output`` is None."""
+    """Save images (from ``registry`` when given, else the store); returns the report as a dict and the
+    archive bytes when ``output`` is None."""
 
 def load(
     archive: str | bytes | IO[bytes],
     platforms: list[str],
     store: str | None,
     progress: _Progress,
+    registry: _RegistryArgs | None = None,
+    index: str = "keep",
 ) -> dict[str, Any]:
-    """Load an archive into a store; returns the report as a dict."""
+    """Load an archive into a store (or push it into ``registry``); returns the report as a dict."""
+
+def inspect_registry(registry: _RegistryArgs, reference: str) -> dict[str, Any]:
+    """The inventory of a registry image (manifests only), as a dict."""
 
 def inspect(path: str) -> dict[str, Any]:
     """The inventory of a store or archive, as a dict."""

@@ -213,6 +213,8 @@ class LoadReport:
     blobs_present: int
     """Blobs the store had already (not rewritten)."""
     bytes_written: int
+    blobs_mounted: int = 0
+    """Blobs a registry mounted from another of its repositories instead of an upload."""
 
     @classmethod
     def _from_dict(cls, d: dict[str, Any]) -> LoadReport:

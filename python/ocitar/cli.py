@@ -67,8 +67,40 @@ def _compression(args: argparse.Namespace) -> str | None:
     return next((c for suffix, c in SUFFIXES.items() if name.endswith(suffix)), None)
 
 
+def _store(args: argparse.Namespace, default: bool = True) -> Any:
+    """The store the flags name: a :class:`ocitar.Registry` for ``--store docker://BASE``, else a path."""
+    store = args.store
+    if store is None or not store.startswith("docker://"):
+        for flag in ("username", "authfile", "ca_file"):
+            if getattr(args, flag, None):
+                raise ValueError(f"--{flag.replace('_', '-')} applies to --store docker://...")
+        return store or (ocitar.default_store() if default else None)
+    auth: tuple[str, str] | None = None
+    if args.username:
+        if not args.password_stdin:
+            raise ValueError("--username needs --password-stdin (a password on the command line would be visible)")
+        if args.command == "load" and args.input in (None, "-"):
+            raise ValueError("--password-stdin reads stdin: give the archive with -i FILE")
+        auth = (args.username, sys.stdin.readline().rstrip("\r\n"))
+    elif args.password_stdin:
+        raise ValueError("--password-stdin needs --username")
+    if args.authfile:
+        os.environ["REGISTRY_AUTH_FILE"] = args.authfile
+    return ocitar.Registry(store, auth=auth, ca_file=args.ca_file, insecure=args.insecure, jobs=args.jobs)
+
+
+def _registry_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("registry (--store docker://HOST[:PORT][/PREFIX])")
+    g.add_argument("--username", metavar="USER", help="user name; the password is read from stdin")
+    g.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    g.add_argument("--authfile", metavar="FILE", help="credentials file (auth.json format), before docker's config")
+    g.add_argument("--ca-file", metavar="PEM", help="CA certificates to trust besides the system's")
+    g.add_argument("--insecure", action="store_true", help="allow plain HTTP and any certificate")
+    g.add_argument("--jobs", type=int, default=4, metavar="N", help="blobs moved at once (default 4)")
+
+
 def _cmd_save(args: argparse.Namespace) -> int:
-    store = args.store or ocitar.default_store()
+    store = _store(args)
     platforms = _platforms(args.platform)
     kw: dict[str, Any] = {"index": args.index, "prefer": args.prefer, "compression": _compression(args)}
     if args.output and args.output != "-":
@@ -99,7 +131,11 @@ def _cmd_load(args: argparse.Namespace) -> int:
     if source is sys.stdin.buffer and not sys.stdin.buffer.peek(1):
         sys.stderr.write("ocitar: error: stdin is empty: pipe an archive or use -i FILE\n")
         return 1
-    report = ocitar.load(source, _platforms(args.platform), store=args.store, progress=_progress(args))
+    store = _store(args, default=False)
+    kw: dict[str, Any] = {"index": args.index} if isinstance(store, ocitar.Registry) else {}
+    if not isinstance(store, ocitar.Registry) and args.index != "keep":
+        raise ValueError("--index applies to --store docker://...")
+    report = ocitar.load(source, _platforms(args.platform), store=store, progress=_progress(args), **kw)
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
     elif not args.quiet:
@@ -151,6 +187,15 @@ def _show(inv: ocitar.Inventory, fmt: str) -> None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    if args.store is None and len(args.path) == 1 and args.path[0].startswith("docker://"):
+        args.store = "docker://"
+        _show(ocitar.inspect(_store(args), args.path[0][len("docker://") :]), args.format)
+        return 0
+    if args.store is not None and args.store.startswith("docker://"):
+        if len(args.path) != 1:
+            raise _usage("inspect --store docker://BASE takes one IMAGE")
+        _show(ocitar.inspect(_store(args), args.path[0]), args.format)
+        return 0
     if args.store is not None:
         if len(args.path) != 1:
             raise _usage("inspect --store STORE takes one IMAGE")
@@ -214,11 +259,14 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 EPILOG = {
     "save": "example:\n  ocitar save --store build/oci --platform linux/amd64,linux/arm64 -o dist/app.tar app:1.2\n"
-    "  (docker save --platform linux/amd64 -o app.tar app:1.2)",
+    "  (docker save --platform linux/amd64 -o app.tar app:1.2)\n"
+    "  ocitar save --store docker:// --platform linux/arm64 -o bundle.tar ghcr.io/org/app:1.2",
     "load": "example:\n  ocitar load --store /srv/images --platform linux/arm64 -i app.tar\n"
-    "  (docker load --platform linux/arm64 -i app.tar)",
+    "  (docker load --platform linux/arm64 -i app.tar)\n"
+    "  ocitar load --store docker://registry.airgap:5000/mirror -i bundle.tar --index subset --platform linux/arm64",
     "inspect": "example:\n  ocitar inspect dist/app.tar\n  ocitar inspect --format json build/oci\n"
-    "  ocitar inspect --store build/oci app:1.2   (one image of a store; a short digest works too)",
+    "  ocitar inspect --store build/oci app:1.2   (one image of a store; a short digest works too)\n"
+    "  ocitar inspect docker://ghcr.io/org/app:1.2",
     "verify": "example:\n  ocitar verify dist/app.tar",
     "ls": "example:\n  ocitar ls --store /srv/images   (docker image ls)",
 }
@@ -244,7 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = cmd("save", "Save images from a store to a tar archive (stdout when -o is absent and stdout is a pipe).")
     s.add_argument("images", nargs="+", metavar="IMAGE", help="name, name:tag, name@digest or sha256:digest")
-    s.add_argument("--store", help="OCI layout directory (default: $OCITAR_STORE or ~/.local/share/ocitar/store)")
+    s.add_argument(
+        "--store",
+        help="OCI layout directory (default: $OCITAR_STORE or ~/.local/share/ocitar/store), or docker://[BASE]",
+    )
     s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     s.add_argument(
         "--platform", action="append", type=_platform_list, metavar="LIST", help="platforms to save, e.g. linux/amd64,linux/arm64"
@@ -255,18 +306,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--compress", choices=["gzip", "zstd"], help="compress the whole archive (default: from -o's suffix, .tar.gz/.tgz/.tar.zst)"
     )
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    _registry_flags(s)
     s.set_defaults(func=_cmd_save)
 
     ld = cmd("load", "Load images from a tar archive (stdin when -i is absent or -) into a store.")
-    ld.add_argument("--store", help="OCI layout directory, created if missing (default: $OCITAR_STORE …)")
+    ld.add_argument(
+        "--store", help="OCI layout directory, created if missing (default: $OCITAR_STORE …), or docker://BASE"
+    )
     ld.add_argument("-i", "--input", metavar="FILE", help="read FILE instead of stdin")
     ld.add_argument("--platform", action="append", type=_platform_list, metavar="LIST", help="platforms to load (all when absent)")
     ld.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    ld.add_argument(
+        "--index", choices=["keep", "subset", "manifest"], default="keep", help="shape of each image (registries)"
+    )
+    _registry_flags(ld)
     ld.set_defaults(func=_cmd_load)
 
     i = cmd("inspect", "Show the images and platforms of a store directory or an archive.")
     i.add_argument("path", nargs="+", metavar="PATH", help="an archive or store; with --store, one IMAGE of it")
     i.add_argument("--store", help="inspect one image (name or digest, 12 hex digits are enough) of this store")
+    _registry_flags(i)
     i.set_defaults(func=_cmd_inspect)
 
     v = cmd("verify", "Re-hash and check every blob of a store or an archive.")

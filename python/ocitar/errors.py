@@ -10,12 +10,14 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
+    "AuthenticationError",
     "DigestMismatchError",
     "ImageNotFoundError",
     "InvalidArchiveError",
     "InvalidPlatformError",
     "OcitarError",
     "PlatformNotFoundError",
+    "RegistryError",
     "StoreError",
 ]
 
@@ -119,3 +121,25 @@ class StoreError(OcitarError):
         super().__init__(message)
         self.path: str = path
         """The store, or the file in it, at fault."""
+
+
+class RegistryError(OcitarError):
+    """A registry answered with an error, or could not be reached (its URL never carries credentials)."""
+
+    _fields = ("status", "code", "url", "moved")
+
+    def __init__(self, message: str = "", status: int = 0, code: str = "", url: str = "", moved: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.status: int = status
+        """The HTTP status, 0 when there was no response."""
+        self.code: str = code
+        """The OCI error code (``MANIFEST_BLOB_UNKNOWN``, ``DENIED``…), empty when the registry gave none."""
+        self.url: str = url
+        """The request's URL without its query."""
+        self.moved: tuple[str, ...] = tuple(moved)
+        """When a load failed among its tags: the tags already moved, ``"host/repo:tag (was sha256:…)"`` or
+        ``"… (new)"``."""
+
+
+class AuthenticationError(RegistryError):
+    """A registry refused the credentials (HTTP 401 or 403), or ocitar found none it would accept."""

@@ -57,6 +57,18 @@ pub fn json_shape(bytes: &[u8]) -> (usize, usize, usize) {
 /// # Errors
 /// A reason string naming the limit passed, or why the bytes are not JSON.
 pub fn parse_json(bytes: &[u8]) -> std::result::Result<Value, String> {
+    check_limits(bytes)?;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    check_annotations(&v, 0)?;
+    Ok(v)
+}
+
+/// The limits [`parse_json`] checks before parsing: size, nesting, values and objects (a writer checks
+/// what it writes with them, so that ocitar can read it again).
+///
+/// # Errors
+/// A reason string naming the limit passed.
+pub fn check_limits(bytes: &[u8]) -> std::result::Result<(), String> {
     if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
         return Err(over_size(bytes.len() as u64));
     }
@@ -69,9 +81,7 @@ pub fn parse_json(bytes: &[u8]) -> std::result::Result<Value, String> {
             "JSON document holds more than {MAX_JSON_VALUES} values or {MAX_JSON_OBJECTS} objects"
         ));
     }
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-    check_annotations(&v, 0)?;
-    Ok(v)
+    Ok(())
 }
 
 /// Parse a JSON document that must be an object, within every limit of this module.

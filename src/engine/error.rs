@@ -116,6 +116,35 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A registry answered with an error (or could not be reached). `url` never carries credentials;
+    /// `moved` lists the tags already moved when a push failed among its tags (`tag (was digest)`).
+    #[error("registry error: {}{}{}{}", status_text(*.status), if .code.is_empty() { String::new() } else { format!(" {}", .code) }, format!(" at {url}: {message}"), moved_text(.moved))]
+    Registry {
+        /// HTTP status (0: no response).
+        status: u16,
+        /// The OCI error code (`MANIFEST_BLOB_UNKNOWN`), empty when none.
+        code: String,
+        /// The request URL without its query (never credentials).
+        url: String,
+        /// The registry's message, or what failed.
+        message: String,
+        /// Tags already moved (`name (was digest)`), when a push failed among its tags.
+        moved: Vec<String>,
+    },
+
+    /// A registry refused the credentials (401 or 403), or none were found for it.
+    #[error("authentication failed: {}{} at {url}: {message}", status_text(*.status), if .code.is_empty() { String::new() } else { format!(" {}", .code) })]
+    Authentication {
+        /// HTTP status (0: no response).
+        status: u16,
+        /// The OCI error code (`MANIFEST_BLOB_UNKNOWN`), empty when none.
+        code: String,
+        /// The request URL without its query (never credentials).
+        url: String,
+        /// The registry's message, or what failed.
+        message: String,
+    },
+
     /// The operation was cancelled by its caller (progress callback or signal).
     #[error("cancelled")]
     Cancelled,
@@ -126,6 +155,22 @@ fn hint(candidates: &[String]) -> String {
         String::new()
     } else {
         format!(" (closest: {})", candidates.join(", "))
+    }
+}
+
+fn status_text(status: u16) -> String {
+    if status == 0 {
+        "no response".to_string()
+    } else {
+        format!("HTTP {status}")
+    }
+}
+
+fn moved_text(moved: &[String]) -> String {
+    if moved.is_empty() {
+        String::new()
+    } else {
+        format!(" (tags already moved: {})", moved.join(", "))
     }
 }
 

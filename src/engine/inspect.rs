@@ -1,7 +1,7 @@
 //! `inspect` and `verify`: what a store or an archive holds, per image and platform, read through the one
 //! walker; `verify` also re-hashes every blob (in parallel) and checks every size and reference.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -9,13 +9,15 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use super::archive::read::{Archive, Entry, Input, Kind, Spool};
+use super::archive::read::{Archive, Entry, Input, Kind, TempSpool};
+use super::content::Source;
 use super::digest::{self, Digest};
-use super::document::{self, MAX_DOCUMENT_BYTES};
+use super::document;
 use super::error::{Error, IoContext, Result};
 use super::load::{find_images, ArchiveSource};
 use super::platform::Matcher;
 use super::reference::{self, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use super::registry::{Registry, RegistrySource};
 use super::store::{IndexFile, Store, MISSING_STORE, OCI_LAYOUT};
 use super::walk::{self, BlobSource, Descriptor, Image, Node};
 use super::Progress;
@@ -80,46 +82,9 @@ pub struct Inventory {
     pub verified: bool,
 }
 
-/// Spool for inspection of streams: keep only documents (small files) in a private temporary directory.
-struct TempSpool {
-    dir: PathBuf,
-    n: u64,
-}
-
-impl TempSpool {
-    fn new() -> Result<TempSpool> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ocitar-inspect-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&dir).at(&dir)?;
-        Ok(TempSpool { dir, n: 0 })
-    }
-}
-
-impl Spool for TempSpool {
-    fn temp_file(&mut self) -> Result<(PathBuf, File)> {
-        self.n += 1;
-        let p = self.dir.join(self.n.to_string());
-        let f = File::create(&p).at(&p)?;
-        Ok((p, f))
-    }
-
-    fn keep(&self, _name: &str, size: u64) -> bool {
-        size <= MAX_DOCUMENT_BYTES
-    }
-}
-
-impl Drop for TempSpool {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn names_of(entries: &[Descriptor]) -> Vec<String> {
     let mut out = Vec::new();
+    let mut seen = HashSet::new();
     for d in entries {
         let full = reference::entry_names(
             d.annotation(ANNOTATION_IMAGE_NAME),
@@ -127,7 +92,7 @@ fn names_of(entries: &[Descriptor]) -> Vec<String> {
         );
         if let Some(n) = full.first() {
             let f = reference::familiar(n);
-            if !out.contains(&f) {
+            if seen.insert(f.clone()) {
                 out.push(f);
             }
         }
@@ -135,15 +100,17 @@ fn names_of(entries: &[Descriptor]) -> Vec<String> {
     out
 }
 
+/// `index.json` entries grouped by digest, in the order each digest first appears.
 fn group(entries: &[Descriptor]) -> Vec<Vec<Descriptor>> {
     let mut out: Vec<Vec<Descriptor>> = Vec::new();
+    let mut at: HashMap<&Digest, usize> = HashMap::new();
     for d in entries {
-        match out
-            .iter_mut()
-            .find(|g| g.first().is_some_and(|f| f.digest == d.digest))
-        {
+        match at.get(&d.digest).and_then(|&i| out.get_mut(i)) {
             Some(g) => g.push(d.clone()),
-            None => out.push(vec![d.clone()]),
+            None => {
+                at.insert(&d.digest, out.len());
+                out.push(vec![d.clone()]);
+            }
         }
     }
     out
@@ -177,6 +144,15 @@ fn summarize(
             owners.entry(d.clone()).or_insert((*s, 0)).1 += 1;
         }
         let manifests = image.manifests();
+        let mut attestations: HashMap<&Digest, Vec<Digest>> = HashMap::new();
+        for a in &manifests {
+            if let Some(subject) = &a.attestation_of {
+                attestations
+                    .entry(subject)
+                    .or_default()
+                    .push(a.desc.digest.clone());
+            }
+        }
         let mut platforms = Vec::new();
         for m in manifests.iter().filter(|m| !m.is_attestation()) {
             let size = total(
@@ -194,11 +170,10 @@ fn summarize(
                 present: m.complete(),
                 size,
                 layers: m.layers.len(),
-                attestations: manifests
-                    .iter()
-                    .filter(|a| a.attestation_of.as_ref() == Some(&m.desc.digest))
-                    .map(|a| a.desc.digest.clone())
-                    .collect(),
+                attestations: attestations
+                    .get(&m.desc.digest)
+                    .cloned()
+                    .unwrap_or_default(),
                 foreign: m.foreign.clone(),
             });
         }
@@ -256,13 +231,14 @@ fn fix_platform_names(inv: &mut Inventory, images: &[Walked]) {
                 p.platform.clone_from(t);
             }
         }
-        // Platforms in the order the index lists them, present or not.
-        entry.platforms.sort_by_key(|p| {
-            order
-                .iter()
-                .position(|d| d == &p.digest)
-                .unwrap_or(usize::MAX)
-        });
+        // Platforms in the order the index lists them, present or not (a digest listed twice: its first).
+        let mut position: HashMap<&Digest, usize> = HashMap::new();
+        for (i, d) in order.iter().enumerate() {
+            position.entry(d).or_insert(i);
+        }
+        entry
+            .platforms
+            .sort_by_key(|p| position.get(&p.digest).copied().unwrap_or(usize::MAX));
     }
 }
 
@@ -314,7 +290,7 @@ pub fn inspect(path: &Path) -> Result<Inventory> {
     if path.is_dir() {
         return Ok(inspect_store(path)?.3);
     }
-    let mut spool = TempSpool::new()?;
+    let mut spool = TempSpool::new("ocitar-inspect-", true)?;
     let archive = Archive::read(Input::Path(path.to_path_buf()), &mut spool)?;
     inspect_archive(path, &archive)
 }
@@ -338,6 +314,34 @@ fn missing_store(path: &Path) -> Result<()> {
     Err(Error::store(path, MISSING_STORE))
 }
 
+/// What a registry holds under `typed` (`docker://REF` or `REF` resolved against the registry's base):
+/// its platforms and sizes, read from manifests only (no layer is downloaded).
+///
+/// # Errors
+/// [`Error::InvalidReference`], [`Error::ImageNotFound`], [`Error::Registry`],
+/// [`Error::Authentication`], [`Error::DigestMismatch`] for a manifest that does not match its digest.
+pub fn inspect_registry(registry: &Registry, typed: &str) -> Result<Inventory> {
+    let refs = [typed.to_string()];
+    let source = RegistrySource::open(registry, &refs)?;
+    let (reference, mut top, origin) = source.resolve(typed)?;
+    if let Some(name) = reference.full_name() {
+        let mut a = BTreeMap::new();
+        a.insert(ANNOTATION_IMAGE_NAME.to_string(), name);
+        top.set_annotations(a);
+    }
+    let blobs = source.blobs(origin);
+    let images = walk_all(blobs, vec![vec![top]])?;
+    let shown = registry.target(typed)?.display();
+    let mut inv = summarize(
+        Path::new(&format!("docker://{shown}")),
+        "registry",
+        &images,
+        &|d| blobs.has_blob(d),
+    );
+    fix_platform_names(&mut inv, &images);
+    Ok(inv)
+}
+
 fn inspect_archive(path: &Path, archive: &Archive) -> Result<Inventory> {
     Ok(archive_images(path, archive)?.2)
 }
@@ -348,7 +352,7 @@ fn archive_images<'a>(
     archive: &'a Archive,
 ) -> Result<(ArchiveSource<'a>, Vec<Walked>, Inventory)> {
     let mut source = ArchiveSource::new(archive);
-    let found = find_images(&mut source)?;
+    let found = find_images(&mut source, None)?;
     let docker = found
         .iter()
         .filter_map(|f| f.entries.first())
@@ -368,14 +372,28 @@ fn parallel<T: Sync>(
     work: impl Fn(&T) -> Result<()> + Sync,
     progress: &mut Progress,
 ) -> Result<()> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    parallel_n(items, threads, size, work, progress)
+}
+
+/// Run `work` on every item with at most `threads` threads, reporting bytes done; stops at the first
+/// error (registry transfers use it with their `jobs`).
+///
+/// # Errors
+/// The first error of `work`; [`Error::Cancelled`] when the progress callback fails.
+pub(crate) fn parallel_n<T: Sync>(
+    items: &[T],
+    threads: usize,
+    size: impl Fn(&T) -> u64 + Sync,
+    work: impl Fn(&T) -> Result<()> + Sync,
+    progress: &mut Progress,
+) -> Result<()> {
     let next = AtomicUsize::new(0);
     let done = AtomicU64::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     progress.start(total(items.iter().map(&size)));
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(items.len().max(1));
+    let threads = threads.clamp(1, items.len().max(1));
     // Workers wake the reporting thread when they end, so a small job does not wait out a poll interval.
     let reporter = std::thread::current();
     let ended = AtomicUsize::new(0);
@@ -455,7 +473,7 @@ pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
     if path.is_dir() {
         return verify_store(path, progress);
     }
-    let mut spool = TempSpool::new()?;
+    let mut spool = TempSpool::new("ocitar-inspect-", true)?;
     let archive = Archive::read(Input::Path(path.to_path_buf()), &mut spool)?;
     let (source, images, mut inv) = archive_images(path, &archive)?;
     // An OCI layout archive (one with index.json) has a valid oci-layout.

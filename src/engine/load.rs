@@ -56,6 +56,8 @@ pub struct LoadReport {
     pub blobs_written: usize,
     /// Blobs the store had already (not rewritten).
     pub blobs_present: usize,
+    /// Blobs a registry mounted from another of its repositories (0 for a store directory).
+    pub blobs_mounted: usize,
     /// Bytes of the blobs written.
     pub bytes_written: u64,
 }
@@ -75,6 +77,9 @@ pub struct ArchiveSource<'a> {
     synthesized: HashMap<Digest, Vec<u8>>,
     /// Docker layers and configs named by path rather than by digest.
     by_path: HashMap<Digest, String>,
+    /// Docker layers copied into the ingest while hashed to learn their digest (a load): staged from
+    /// there when needed, not read and hashed again.
+    prehashed: HashMap<Digest, PathBuf>,
 }
 
 impl<'a> ArchiveSource<'a> {
@@ -84,7 +89,26 @@ impl<'a> ArchiveSource<'a> {
             archive,
             synthesized: HashMap::new(),
             by_path: HashMap::new(),
+            prehashed: HashMap::new(),
         }
+    }
+
+    /// A reader of blob `desc`'s bytes (not verified: the caller hashes them).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArchive`] when the blob is missing, [`Error::SizeMismatch`] when its size differs.
+    pub(crate) fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + '_>> {
+        if let Some(bytes) = self.synthesized.get(&desc.digest) {
+            return Ok(Box::new(bytes.as_slice()));
+        }
+        let Some((name, e)) = self.entry(&desc.digest)? else {
+            return Err(Error::archive(
+                desc.digest.blob_name(),
+                "blob is missing from the archive",
+            ));
+        };
+        self.check_size(name, e, desc)?;
+        self.archive.open(e)
     }
 
     /// Whether `d` is a document ocitar made (a Docker archive's manifest).
@@ -126,7 +150,10 @@ impl<'a> ArchiveSource<'a> {
         desc: &Descriptor,
         ingest: &Ingest,
     ) -> Result<Option<(&std::fs::File, u64, String)>> {
-        if ingest.is_staged(&desc.digest) || self.synthesized.contains_key(&desc.digest) {
+        if ingest.is_staged(&desc.digest)
+            || self.synthesized.contains_key(&desc.digest)
+            || self.prehashed.contains_key(&desc.digest)
+        {
             return Ok(None);
         }
         let Some((name, e)) = self.entry(&desc.digest)? else {
@@ -155,6 +182,12 @@ impl<'a> ArchiveSource<'a> {
         };
         self.check_size(name, e, desc)?;
         let loc = format!("{}:{name}", self.archive.label());
+        // A Docker layer was hashed (and copied) to learn its digest: stage that copy.
+        if let Some(p) = self.prehashed.get(&desc.digest) {
+            progress.advance(desc.size).map_err(|e| Error::io(p, e))?;
+            ingest.stage(desc.digest.clone(), p.clone());
+            return Ok(());
+        }
         // A spooled blob was hashed when it was spooled: stage that file instead of copying it.
         if let Loc::Spooled(p, found) = &e.loc {
             if found.algorithm() == desc.digest.algorithm() {
@@ -234,12 +267,16 @@ pub fn open_archive(input: Input, ingest: &mut Ingest) -> Result<Archive> {
 }
 
 /// Find the images of an archive: `index.json` entries grouped by digest, or, without an index (or with
-/// an empty one), Docker `manifest.json` entries turned into Docker schema-2 manifests.
+/// an empty one), Docker `manifest.json` entries turned into Docker schema-2 manifests. A load passes its
+/// `spool`: Docker layers hashed to learn their digest are copied into it on the way.
 ///
 /// # Errors
 /// [`Error::InvalidArchive`] when the archive has neither, when they are malformed, or when
 /// `manifest.json` names paths outside the archive or missing files.
-pub(crate) fn find_images(source: &mut ArchiveSource<'_>) -> Result<Vec<Found>> {
+pub(crate) fn find_images(
+    source: &mut ArchiveSource<'_>,
+    spool: Option<&mut dyn Spool>,
+) -> Result<Vec<Found>> {
     let ar = source.archive;
     if let Some((name, e)) = ar.get("index.json")? {
         if let Some((layout, le)) = ar.get("oci-layout")? {
@@ -250,15 +287,19 @@ pub(crate) fn find_images(source: &mut ArchiveSource<'_>) -> Result<Vec<Found>> 
         let index = IndexFile::parse(&bytes).map_err(|r| Error::archive("index.json", r))?;
         if !index.entries.is_empty() {
             let mut found: Vec<Found> = Vec::new();
+            let mut at: HashMap<Digest, usize> = HashMap::new();
             for (i, mut d) in index.entries.into_iter().enumerate() {
                 name_entry(&mut d)
                     .map_err(|r| Error::archive("index.json", format!("manifests[{i}]: {r}")))?;
-                match found.iter_mut().find(|f| f.top.digest == d.digest) {
+                match at.get(&d.digest).and_then(|&i| found.get_mut(i)) {
                     Some(f) => f.entries.push(d),
-                    None => found.push(Found {
-                        top: d.clone(),
-                        entries: vec![d],
-                    }),
+                    None => {
+                        at.insert(d.digest.clone(), found.len());
+                        found.push(Found {
+                            top: d.clone(),
+                            entries: vec![d],
+                        });
+                    }
                 }
             }
             return Ok(found);
@@ -266,7 +307,7 @@ pub(crate) fn find_images(source: &mut ArchiveSource<'_>) -> Result<Vec<Found>> 
     }
     if let Some((name, e)) = ar.get("manifest.json")? {
         let bytes = ar.read_small(name, e)?;
-        return docker_images(source, &bytes);
+        return docker_images(source, &bytes, spool);
     }
     if ar.contains("repositories") {
         return Err(Error::archive(
@@ -323,8 +364,78 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
-fn docker_images(source: &mut ArchiveSource<'_>, bytes: &[u8]) -> Result<Vec<Found>> {
-    let ar = source.archive;
+/// What a Docker config contributes to the manifest made for it: digest, size, and the platform as the
+/// descriptor writes it (an arm64 config keeps its `v8`).
+struct DockerConfig {
+    digest: Digest,
+    size: u64,
+    platform: Option<(Value, Platform)>,
+}
+
+fn docker_config(ar: &Archive, name: &str, e: &Entry) -> Result<DockerConfig> {
+    let bytes = ar.read_small(name, e)?;
+    let json = document::parse_document(&bytes)
+        .map_err(|r| Error::archive(name, format!("image config: {r}")))?;
+    let platform = Platform::from_json(&json).map(|p| {
+        let mut pj = serde_json::Map::new();
+        for key in ["architecture", "os", "os.version", "variant"] {
+            if let Some(v) = json
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+            {
+                pj.insert(key.into(), Value::String(v.to_string()));
+            }
+        }
+        (Value::Object(pj), p)
+    });
+    Ok(DockerConfig {
+        digest: Digest::sha256_of(&bytes),
+        size: bytes.len() as u64,
+        platform,
+    })
+}
+
+/// A Docker layer's digest and whether it is gzip. A layer named by path (not by digest) is hashed to
+/// learn its digest; with a `spool` (a load) the bytes are copied into it on the way, and that copy is
+/// returned, so that staging the layer later does not read and hash it again.
+fn docker_layer(
+    ar: &Archive,
+    name: &str,
+    e: &Entry,
+    spool: Option<&mut (dyn Spool + '_)>,
+) -> Result<(Digest, bool, Option<PathBuf>)> {
+    match (&e.loc, blob_digest(name)) {
+        (Loc::Spooled(_, d), _) => return Ok((d.clone(), head_is_gzip(ar, e)?, None)),
+        (Loc::Hashed(d, gz), _) => return Ok((d.clone(), *gz, None)),
+        (_, Some(d)) => return Ok((d, head_is_gzip(ar, e)?, None)),
+        _ => {}
+    }
+    let mut head = Vec::new();
+    let (d, size, copy) = match spool {
+        Some(spool) => {
+            let (tmp, file) = spool.temp_file()?;
+            let mut w = HeadCapture(
+                &mut head,
+                std::io::BufWriter::with_capacity(digest::COPY_BUFFER, file),
+            );
+            let (d, size) = digest::copy_hashing(ar.open(e)?, &mut w, name, &tmp)?;
+            w.1.flush().map_err(|err| Error::io(&tmp, err))?;
+            (d, size, Some(tmp))
+        }
+        None => {
+            let mut w = HeadCapture(&mut head, std::io::sink());
+            let (d, size) = digest::copy_hashing(ar.open(e)?, &mut w, name, Path::new(name))?;
+            (d, size, None)
+        }
+    };
+    if size != e.size {
+        return Err(Error::archive(name, "truncated"));
+    }
+    Ok((d, head.starts_with(&[0x1f, 0x8b]), copy))
+}
+
+fn docker_list(bytes: &[u8]) -> Result<Vec<DockerEntry>> {
     let v = document::parse_json(bytes).map_err(|r| Error::archive("manifest.json", r))?;
     let list: Vec<DockerEntry> = match v {
         Value::Null => {
@@ -343,33 +454,45 @@ fn docker_images(source: &mut ArchiveSource<'_>, bytes: &[u8]) -> Result<Vec<Fou
     if list.is_empty() {
         return Err(Error::archive("manifest.json", "lists no image"));
     }
+    Ok(list)
+}
+
+/// The images of a Docker archive's `manifest.json`, each as a Docker schema-2 manifest made for it.
+/// Every config and layer is read once, however many entries share it.
+fn docker_images(
+    source: &mut ArchiveSource<'_>,
+    bytes: &[u8],
+    mut spool: Option<&mut dyn Spool>,
+) -> Result<Vec<Found>> {
+    let ar = source.archive;
+    let list = docker_list(bytes)?;
+    let mut configs: HashMap<&str, DockerConfig> = HashMap::new();
+    let mut layer_of: HashMap<&str, (Digest, bool)> = HashMap::new();
     let mut found = Vec::new();
     for (i, entry) in list.iter().enumerate() {
         let what = |field: &str| format!("manifest.json[{i}].{field}");
         let (config_name, config_entry) = docker_path(ar, &entry.config, &what("Config"))?;
-        let config_bytes = ar.read_small(config_name, config_entry)?;
-        let config_json = document::parse_document(&config_bytes)
-            .map_err(|r| Error::archive(config_name, format!("image config: {r}")))?;
-        let config_digest = Digest::sha256_of(&config_bytes);
+        if !configs.contains_key(config_name) {
+            configs.insert(config_name, docker_config(ar, config_name, config_entry)?);
+        }
+        let Some(config) = configs.get(config_name) else {
+            continue;
+        };
         source
             .by_path
-            .insert(config_digest.clone(), config_name.to_string());
+            .insert(config.digest.clone(), config_name.to_string());
         let mut layers = Vec::new();
         for (j, l) in entry.layers.iter().enumerate() {
             let (name, e) = docker_path(ar, l, &what(&format!("Layers[{j}]")))?;
-            let (d, gz) = match (&e.loc, blob_digest(name)) {
-                (Loc::Spooled(_, d), _) => (d.clone(), head_is_gzip(ar, e)?),
-                (Loc::Hashed(d, gz), _) => (d.clone(), *gz),
-                (_, Some(d)) => (d, head_is_gzip(ar, e)?),
-                _ => {
-                    let mut head = Vec::new();
-                    let (d, _) = digest::copy_hashing(
-                        ar.open(e)?,
-                        &mut HeadCapture(&mut head),
-                        name,
-                        Path::new(name),
-                    )?;
-                    (d, head.starts_with(&[0x1f, 0x8b]))
+            let (d, gz) = match layer_of.get(name) {
+                Some(known) => known.clone(),
+                None => {
+                    let (d, gz, copy) = docker_layer(ar, name, e, spool.as_deref_mut())?;
+                    if let Some(copy) = copy {
+                        source.prehashed.insert(d.clone(), copy);
+                    }
+                    layer_of.insert(name, (d.clone(), gz));
+                    (d, gz)
                 }
             };
             source.by_path.insert(d.clone(), name.to_string());
@@ -382,73 +505,77 @@ fn docker_images(source: &mut ArchiveSource<'_>, bytes: &[u8]) -> Result<Vec<Fou
                 serde_json::json!({"mediaType": mt, "size": e.size, "digest": d.to_string()}),
             );
         }
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": MT_DOCKER_MANIFEST,
-            "config": {"mediaType": MT_DOCKER_CONFIG, "size": config_bytes.len(), "digest": config_digest.to_string()},
-            "layers": layers,
-        });
-        let manifest_bytes = serde_json::to_vec(&manifest)
-            .map_err(|e| Error::archive("manifest.json", e.to_string()))?;
-        let md = Digest::sha256_of(&manifest_bytes);
-        let mut top = Descriptor::new(MT_DOCKER_MANIFEST, md.clone(), manifest_bytes.len() as u64);
-        if let Some(p) = Platform::from_json(&config_json) {
-            // The descriptor's platform as the config writes it (an arm64 config keeps its `v8`).
-            let mut pj = serde_json::Map::new();
-            for key in ["architecture", "os", "os.version", "variant"] {
-                if let Some(v) = config_json
-                    .get(key)
-                    .and_then(Value::as_str)
-                    .filter(|v| !v.is_empty())
-                {
-                    pj.insert(key.into(), Value::String(v.to_string()));
-                }
-            }
-            let pj = Value::Object(pj);
-            if let Some(o) = top.raw.as_object_mut() {
-                o.insert("platform".into(), pj);
-            }
-            top.platform = Some(p);
-        }
-        source.synthesized.insert(md, manifest_bytes);
-        let mut entries = Vec::new();
-        let untagged = top.clone();
-        for tag in entry.repo_tags.iter().flatten() {
-            let r = Reference::parse(tag)
-                .map_err(|e| Error::archive(what("RepoTags"), e.to_string()))?;
-            if let (Some(full), Some(t)) = (r.full_name(), r.tag.clone()) {
-                let mut d = top.clone();
-                d.set_annotations(BTreeMap::from([
-                    (ANNOTATION_IMAGE_NAME.to_string(), full),
-                    (ANNOTATION_REF_NAME.to_string(), t),
-                ]));
-                entries.push(d);
-            }
-        }
-        if entries.is_empty() {
-            entries.push(untagged);
-        }
-        found.push(Found {
-            top: entries.first().cloned().unwrap_or(top),
-            entries,
-        });
+        let top = docker_manifest(source, config, layers)?;
+        found.push(docker_found(top, entry, &what("RepoTags"))?);
     }
     Ok(found)
 }
 
-struct HeadCapture<'a>(&'a mut Vec<u8>);
+/// The manifest made for one `manifest.json` entry (kept with the source's synthesized documents), and
+/// its descriptor.
+fn docker_manifest(
+    source: &mut ArchiveSource<'_>,
+    config: &DockerConfig,
+    layers: Vec<Value>,
+) -> Result<Descriptor> {
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_DOCKER_MANIFEST,
+        "config": {"mediaType": MT_DOCKER_CONFIG, "size": config.size, "digest": config.digest.to_string()},
+        "layers": layers,
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest)
+        .map_err(|e| Error::archive("manifest.json", e.to_string()))?;
+    let md = Digest::sha256_of(&manifest_bytes);
+    let mut top = Descriptor::new(MT_DOCKER_MANIFEST, md.clone(), manifest_bytes.len() as u64);
+    if let Some((pj, p)) = &config.platform {
+        if let Some(o) = top.raw.as_object_mut() {
+            o.insert("platform".into(), pj.clone());
+        }
+        top.platform = Some(p.clone());
+    }
+    source.synthesized.insert(md, manifest_bytes);
+    Ok(top)
+}
 
-impl Write for HeadCapture<'_> {
+/// One image per `manifest.json` entry: one descriptor per tag, or one unnamed.
+fn docker_found(top: Descriptor, entry: &DockerEntry, what: &str) -> Result<Found> {
+    let mut entries = Vec::new();
+    for tag in entry.repo_tags.iter().flatten() {
+        let r = Reference::parse(tag).map_err(|e| Error::archive(what, e.to_string()))?;
+        if let (Some(full), Some(t)) = (r.full_name(), r.tag.clone()) {
+            let mut d = top.clone();
+            d.set_annotations(BTreeMap::from([
+                (ANNOTATION_IMAGE_NAME.to_string(), full),
+                (ANNOTATION_REF_NAME.to_string(), t),
+            ]));
+            entries.push(d);
+        }
+    }
+    if entries.is_empty() {
+        entries.push(top.clone());
+    }
+    Ok(Found {
+        top: entries.first().cloned().unwrap_or(top),
+        entries,
+    })
+}
+
+/// Passes bytes on to a writer, keeping the first two (gzip's magic) aside.
+struct HeadCapture<'a, W: Write>(&'a mut Vec<u8>, W);
+
+impl<W: Write> Write for HeadCapture<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.0.len() < 2 {
             let need = 2 - self.0.len();
             self.0.extend(buf.iter().take(need));
         }
+        self.1.write_all(buf)?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.1.flush()
     }
 }
 
@@ -505,7 +632,7 @@ pub fn load(
     let mut ingest = store.ingest()?;
     let archive = open_archive(input, &mut ingest)?;
     let mut source = ArchiveSource::new(&archive);
-    let found = find_images(&mut source)?;
+    let found = find_images(&mut source, Some(&mut IngestSpool(&mut ingest)))?;
     let mut plans = Vec::new();
     for f in &found {
         let top = &f.top;
@@ -610,8 +737,9 @@ pub fn load(
     // Commit: blobs into place, then index.json under the lock.
     let images = ingest.commit(|index| {
         let mut out = Vec::new();
+        let mut merge = Merge::new(index);
         for (f, sel) in &plans {
-            let moved = merge(index, &f.entries);
+            let moved = merge.add(&f.entries);
             let top = &f.top;
             out.push(LoadedImage {
                 names: f
@@ -641,12 +769,14 @@ pub fn load(
                 foreign: sel.foreign.clone(),
             });
         }
+        merge.finish();
         Ok(out)
     })?;
     Ok(LoadReport {
         images,
         blobs_written: written,
         blobs_present: present,
+        blobs_mounted: 0,
         bytes_written: bytes,
     })
 }
@@ -660,57 +790,111 @@ fn name_key(d: &Descriptor) -> Option<String> {
     .next()
 }
 
-/// Add `entries` (one image) to `index`: a name that pointed at another image moves here, and that image
-/// stays as an unnamed entry; entries already there are not duplicated. Returns the moved names.
-fn merge(index: &mut IndexFile, entries: &[Descriptor]) -> Vec<String> {
-    let mut moved = Vec::new();
-    for new in entries {
-        let key = name_key(new);
-        if let Some(key) = &key {
-            for e in &mut index.entries {
-                if e.digest != new.digest && name_key(e).as_ref() == Some(key) {
-                    moved.push(reference::familiar(key));
-                    let mut a = e.annotations.clone();
-                    a.remove(ANNOTATION_IMAGE_NAME);
-                    a.remove(ANNOTATION_REF_NAME);
-                    e.set_annotations(a);
+/// Names merged into `index.json` under the store lock, image by image, in time linear in the entries
+/// of the index and of every image (names are looked up, not searched for).
+struct Merge<'a> {
+    index: &'a mut IndexFile,
+    /// Which entries hold each name.
+    holders: HashMap<String, Vec<usize>>,
+    /// Which (digest, name) pairs are listed.
+    listed: HashSet<(Digest, Option<String>)>,
+}
+
+impl<'a> Merge<'a> {
+    fn new(index: &'a mut IndexFile) -> Merge<'a> {
+        let mut holders: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut listed = HashSet::new();
+        for (i, e) in index.entries.iter().enumerate() {
+            let key = name_key(e);
+            if let Some(k) = &key {
+                holders.entry(k.clone()).or_default().push(i);
+            }
+            listed.insert((e.digest.clone(), key));
+        }
+        Merge {
+            index,
+            holders,
+            listed,
+        }
+    }
+
+    /// Add `entries` (one image): a name that pointed at another image moves here, and that image stays
+    /// as an unnamed entry; entries already there are not duplicated. Returns the moved names.
+    fn add(&mut self, entries: &[Descriptor]) -> Vec<String> {
+        let mut moved = Vec::new();
+        for new in entries {
+            let key = name_key(new);
+            if let Some(k) = &key {
+                if let Some(list) = self.holders.get_mut(k) {
+                    // The name leaves every other image that holds it.
+                    list.retain(|&i| {
+                        let Some(e) = self
+                            .index
+                            .entries
+                            .get_mut(i)
+                            .filter(|e| e.digest != new.digest)
+                        else {
+                            return true;
+                        };
+                        moved.push(reference::familiar(k));
+                        self.listed.remove(&(e.digest.clone(), key.clone()));
+                        self.listed.insert((e.digest.clone(), None));
+                        let mut a = e.annotations.clone();
+                        a.remove(ANNOTATION_IMAGE_NAME);
+                        a.remove(ANNOTATION_REF_NAME);
+                        e.set_annotations(a);
+                        false
+                    });
                 }
             }
+            if self.listed.insert((new.digest.clone(), key.clone())) {
+                if let Some(k) = key {
+                    self.holders
+                        .entry(k)
+                        .or_default()
+                        .push(self.index.entries.len());
+                }
+                self.index.entries.push(new.clone());
+            }
         }
-        let dup = index
+        moved.sort();
+        moved.dedup();
+        moved
+    }
+
+    /// Drop redundant unnamed entries: one is kept only when its digest has no named entry and it is the
+    /// first unnamed one of that digest.
+    fn finish(self) {
+        let named: HashSet<&Digest> = self
+            .listed
+            .iter()
+            .filter_map(|(d, k)| k.as_ref().map(|_| d))
+            .collect();
+        let mut first_unnamed: HashSet<&Digest> = HashSet::new();
+        let keep: Vec<bool> = self
+            .index
             .entries
             .iter()
-            .any(|e| e.digest == new.digest && name_key(e) == key);
-        if !dup {
-            index.entries.push(new.clone());
-        }
+            .map(|e| {
+                name_key(e).is_some()
+                    || (!named.contains(&e.digest) && first_unnamed.insert(&e.digest))
+            })
+            .collect();
+        let mut it = keep.into_iter();
+        self.index.entries.retain(|_| it.next().unwrap_or(true));
     }
-    // An unnamed entry is redundant when another entry (named or not) has the same digest: keep it only
-    // when its digest has no named entry and it is the first unnamed one (one pass, not one per entry).
-    let mut named: HashSet<&Digest> = HashSet::new();
-    for e in &index.entries {
-        if name_key(e).is_some() {
-            named.insert(&e.digest);
-        }
-    }
-    let mut first_unnamed: HashSet<&Digest> = HashSet::new();
-    let keep: Vec<bool> = index
-        .entries
-        .iter()
-        .map(|e| {
-            name_key(e).is_some() || (!named.contains(&e.digest) && first_unnamed.insert(&e.digest))
-        })
-        .collect();
-    let mut it = keep.into_iter();
-    index.entries.retain(|_| it.next().unwrap_or(true));
-    moved.sort();
-    moved.dedup();
-    moved
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn merge(index: &mut IndexFile, entries: &[Descriptor]) -> Vec<String> {
+        let mut m = Merge::new(index);
+        let moved = m.add(entries);
+        m.finish();
+        moved
+    }
 
     fn entry(seed: &str, name: Option<&str>) -> Descriptor {
         let mut d = Descriptor::new(walk::MT_OCI_INDEX, Digest::sha256_of(seed.as_bytes()), 1);
@@ -764,5 +948,32 @@ mod tests {
         // An unnamed image already present is not listed twice.
         merge(&mut index, &[entry("a", None)]);
         assert_eq!(names(&index), before);
+    }
+
+    #[test]
+    fn merge_of_many_names_moves_each_once_and_keeps_the_order() {
+        let mut index = IndexFile::empty();
+        let owned: Vec<String> = (0..100).map(|i| format!("n{i}:1")).collect();
+        index.entries = owned.iter().map(|n| entry("old", Some(n))).collect();
+        index.entries.push(entry("other", Some("keep:1")));
+        // The new image takes n50..n149: fifty names move, fifty are new; n0..n49 stay on "old".
+        let new: Vec<Descriptor> = (50..150)
+            .map(|i| entry("new", Some(&format!("n{i}:1"))))
+            .collect();
+        let moved = merge(&mut index, &new);
+        let mut want: Vec<String> = (50..100).map(|i| format!("n{i}:1")).collect();
+        want.sort();
+        assert_eq!(moved, want);
+        let hex = |s: &str| Digest::sha256_of(s.as_bytes()).hex()[..6].to_string();
+        let full = |i: usize| Some(format!("docker.io/library/n{i}:1"));
+        let mut expected: Vec<(String, Option<String>)> =
+            (0..50).map(|i| (hex("old"), full(i))).collect();
+        expected.push((hex("other"), Some("docker.io/library/keep:1".into())));
+        expected.extend((50..150).map(|i| (hex("new"), full(i))));
+        assert_eq!(names(&index), expected);
+        // Merging the same again changes nothing; a name listed twice in one archive is listed once.
+        assert!(merge(&mut index, &new).is_empty());
+        assert!(merge(&mut index, &new[..1]).is_empty());
+        assert_eq!(names(&index), expected);
     }
 }

@@ -18,6 +18,7 @@
 )]
 
 pub mod archive;
+pub mod content;
 pub mod copy;
 pub mod digest;
 pub mod document;
@@ -26,6 +27,7 @@ pub mod inspect;
 pub mod load;
 pub mod platform;
 pub mod reference;
+pub mod registry;
 pub mod save;
 pub mod sha256;
 pub mod store;

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -15,12 +15,13 @@ use super::archive::gzip::ParallelGzip;
 use super::archive::read;
 use super::archive::write::{header_bytes, padding, TarWriter, MODE_BLOB, MODE_DIR, MODE_JSON};
 use super::archive::Compression;
+use super::content::{Origin, Source, StoreSource};
 use super::copy;
 use super::digest::{self, Digest};
 use super::error::{Error, IoContext, Result};
 use super::platform::{Matcher, Platform};
 use super::reference::{Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
-use super::store::{entry_display_names, Store, OCI_LAYOUT};
+use super::store::{entry_display_names, OCI_LAYOUT};
 use super::walk::{self, Descriptor, Image, Node, Selection, MT_OCI_INDEX};
 use super::Progress;
 
@@ -107,7 +108,7 @@ pub struct SaveReport {
 /// and this: a store blob is opened by digest when it is written, so that thousands of images do not
 /// hold their parsed descriptors until the end.
 enum Content {
-    Store,
+    Source(Origin, Descriptor),
     Memory(Vec<u8>),
 }
 
@@ -146,75 +147,189 @@ pub fn save<W: Write>(
     dest: &Path,
     progress: &mut Progress,
 ) -> Result<(SaveReport, W)> {
-    let store = Store::open(store)?;
-    let plan = plan(&store, opts)?;
-    write(&store, plan, opts.compression, out, dest, progress)
+    let store = StoreSource::open(store)?;
+    save_from(&store, opts, out, dest, progress)
 }
 
-/// Save to a file: written to a temporary file beside `path` and renamed on success; on failure no file
-/// is left.
+/// Save `opts.refs` from `source` (a store directory or a registry) into `out`.
 ///
 /// # Errors
-/// As [`save`], plus [`Error::Io`] naming `path`.
+/// As [`save`], with the source's errors (a registry's [`Error::Registry`]).
+pub fn save_from<W: Write>(
+    source: &dyn Source,
+    opts: &SaveOptions,
+    out: W,
+    dest: &Path,
+    progress: &mut Progress,
+) -> Result<(SaveReport, W)> {
+    let plan = plan(source, opts)?;
+    write(source, plan, opts.compression, out, dest, progress)
+}
+
+/// Save to a path. A regular file (or a path that does not exist yet) is written to a temporary file
+/// beside it and renamed on success; on failure no file is left. A path that exists and is not a regular
+/// file (a character or block device, a FIFO, `/dev/fd/N`, a link to one) is written into directly, as
+/// `/dev/stdout` is; partial output there cannot be taken back.
+///
+/// # Errors
+/// As [`save`]; [`Error::InvalidArgument`] for an output inside the store being read; [`Error::Io`] naming
+/// `path` (`EISDIR` for a directory).
 pub fn save_to_path(
     store: &Path,
     opts: &SaveOptions,
     path: &Path,
     progress: &mut Progress,
 ) -> Result<SaveReport> {
-    let store = Store::open(store)?;
-    let plan = plan(&store, opts)?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+    save_from_to_path(&StoreSource::open(store)?, opts, path, progress)
+}
+
+/// Save from `source` (a store directory or a registry) to a file, as [`save_to_path`].
+///
+/// # Errors
+/// As [`save_to_path`], with the source's errors.
+pub fn save_from_to_path(
+    source: &dyn Source,
+    opts: &SaveOptions,
+    path: &Path,
+    progress: &mut Progress,
+) -> Result<SaveReport> {
+    if let Some(root) = source.directory() {
+        refuse_inside_store(root, path)?;
+    }
+    let plan = plan(source, opts)?;
+    match output_kind(path)? {
+        OutputKind::Direct { truncate } => {
+            let file = OpenOptions::new()
+                .write(true)
+                .truncate(truncate)
+                .open(path)
+                .at(path)?;
+            let out = BufWriter::with_capacity(digest::COPY_BUFFER, file);
+            let (report, w) = write(source, plan, opts.compression, out, path, progress)?;
+            w.into_inner()
+                .map_err(|e| Error::io(path, e.into_error()))?;
+            Ok(report)
+        }
+        OutputKind::Replace => replace_file(source, plan, opts.compression, path, progress),
+    }
+}
+
+/// How an output path is written.
+enum OutputKind {
+    /// Into the existing file (a device, a FIFO, a descriptor), truncated first when it is a regular file.
+    Direct { truncate: bool },
+    /// Through a temporary file beside it, renamed over it.
+    Replace,
+}
+
+/// Whether `path` is written directly or replaced.
+///
+/// # Errors
+/// [`Error::Io`] with `EISDIR` for a directory; [`Error::Io`] when `path` cannot be examined.
+fn output_kind(path: &Path) -> Result<OutputKind> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OutputKind::Replace),
+        Err(e) => return Err(Error::io(path, e)),
     };
+    if meta.is_dir() {
+        return Err(Error::io(path, io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    if !meta.is_file() {
+        return Ok(OutputKind::Direct { truncate: false });
+    }
+    // `/dev/stdout`, `/dev/fd/N`, `/proc/self/fd/N` name an open descriptor, even when it is a regular
+    // file: replacing the link would not reach the descriptor (and would break `/dev`).
+    if through_descriptor(path) {
+        return Ok(OutputKind::Direct { truncate: true });
+    }
+    Ok(OutputKind::Replace)
+}
+
+/// Whether `path`, or a link on its way to the file it names, is a `/proc/…/fd/N` or `/dev/fd/N` link.
+fn through_descriptor(path: &Path) -> bool {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        if p.starts_with("/proc") || p.starts_with("/dev/fd") {
+            return true;
+        }
+        match fs::read_link(&p) {
+            Ok(target) => {
+                p = match p.parent() {
+                    Some(dir) => dir.join(target),
+                    None => target,
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Refuse an output path inside the store being read (`-o STORE/index.json` would destroy the store).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming both paths.
+fn refuse_inside_store(store: &Path, path: &Path) -> Result<()> {
+    let Ok(root) = fs::canonicalize(store) else {
+        return Ok(());
+    };
+    let resolved = fs::canonicalize(path).or_else(|_| {
+        fs::canonicalize(parent_dir(path)).map(|d| d.join(path.file_name().unwrap_or_default()))
+    });
+    match resolved {
+        Ok(out) if out.starts_with(&root) => Err(Error::InvalidArgument(format!(
+            "output {} is inside the store {} being read",
+            path.display(),
+            store.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Write the archive to a temporary file beside `path`, then rename it over `path`; on failure the
+/// temporary file is removed.
+///
+/// # Errors
+/// As [`save`], plus [`Error::Io`] naming `path`.
+fn replace_file(
+    source: &dyn Source,
+    plan: Plan,
+    compression: Option<Compression>,
+    path: &Path,
+    progress: &mut Progress,
+) -> Result<SaveReport> {
+    let dir = parent_dir(path);
     let name = path.file_name().ok_or_else(|| {
         Error::InvalidArgument(format!("output {} is not a file name", path.display()))
     })?;
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(
-        ".{}.ocitar-{}-{n}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&tmp)
+    // An unpredictable name, created new (never through a planted link), removed on drop.
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.ocitar-", name.to_string_lossy()))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
         .at(path)?;
-    let guard = RemoveOnDrop(Some(tmp.clone()));
-    let report = match opts.compression {
-        None => write_file(&store, plan, &file, path, progress)?,
+    let report = match compression {
+        None => write_file(source, plan, tmp.as_file(), path, progress)?,
         Some(_) => {
-            let (report, w) = write(
-                &store,
-                plan,
-                opts.compression,
-                BufWriter::with_capacity(digest::COPY_BUFFER, file),
-                path,
-                progress,
-            )?;
+            let out = BufWriter::with_capacity(digest::COPY_BUFFER, tmp.as_file());
+            let (report, w) = write(source, plan, compression, out, path, progress)?;
             w.into_inner()
                 .map_err(|e| Error::io(path, e.into_error()))?;
             report
         }
     };
-    fs::rename(&tmp, path).at(path)?;
-    std::mem::forget(guard);
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(report)
-}
-
-struct RemoveOnDrop(Option<PathBuf>);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_file(p);
-        }
-    }
 }
 
 /// A blob to write, with its bytes when they are not in the store (a rewritten index).
@@ -222,10 +337,11 @@ type PlannedBlob = (Descriptor, Option<Vec<u8>>);
 
 struct Request {
     entry: Descriptor,
+    origin: Origin,
     names: Vec<Reference>,
 }
 
-fn plan(store: &Store, opts: &SaveOptions) -> Result<Plan> {
+fn plan(source: &dyn Source, opts: &SaveOptions) -> Result<Plan> {
     let matcher = Matcher::only(Platform::parse_list(&opts.platforms)?);
     let prefer = match &opts.prefer {
         Some(p) => Platform::parse(p)?,
@@ -234,10 +350,9 @@ fn plan(store: &Store, opts: &SaveOptions) -> Result<Plan> {
     if opts.refs.is_empty() {
         return Err(Error::InvalidArgument("no image reference given".into()));
     }
-    let index = store.read_index()?;
     let mut requests: Vec<Request> = Vec::new();
     for typed in &opts.refs {
-        let (mut r, entry) = store.resolve(&index, typed)?;
+        let (mut r, entry, origin) = source.resolve(typed)?;
         // Matched only through a raw `ref.name` (`img0`): the image's own full name, when it has one, is
         // the name to write.
         if let Some(own) = entry.annotation(ANNOTATION_IMAGE_NAME) {
@@ -255,6 +370,7 @@ fn plan(store: &Store, opts: &SaveOptions) -> Result<Plan> {
             None => {
                 requests.push(Request {
                     entry,
+                    origin,
                     names: Vec::new(),
                 });
                 requests.len() - 1
@@ -280,8 +396,8 @@ fn plan(store: &Store, opts: &SaveOptions) -> Result<Plan> {
             .and_then(Reference::familiar_name)
             .or_else(|| entry_display_names(&req.entry).into_iter().next())
             .unwrap_or_else(|| req.entry.digest.to_string());
-        let image = walk::walk(store, &req.entry)?;
-        let sel = walk::select(&image, &matcher, &label, |r| Error::store(store.root(), r))?;
+        let image = walk::walk(source.blobs(req.origin), &req.entry)?;
+        let sel = walk::select(&image, &matcher, &label, |r| source.invalid(r))?;
         plan_image(&mut plan, req, &image, &sel, opts.index, &prefer, &label)?;
     }
     check_entries(&plan)?;
@@ -380,7 +496,7 @@ fn plan_image(
     for (d, mem) in blobs {
         let content = match mem {
             Some(bytes) => Content::Memory(bytes),
-            None => Content::Store,
+            None => Content::Source(req.origin, d.clone()),
         };
         plan.blobs
             .entry(d.digest.blob_name())
@@ -467,7 +583,7 @@ fn plan_image(
 
 /// Rewrite the indexes under `n` to list only kept children. Returns the new descriptor of `n` when it
 /// (or anything below it) changed; the new documents go into `out`, keyed by their original digest.
-fn subset(
+pub(crate) fn subset(
     n: &Node,
     sel: &Selection,
     out: &mut BTreeMap<Digest, (Descriptor, Vec<u8>)>,
@@ -643,7 +759,7 @@ fn report(plan: Plan, archive_bytes: u64) -> SaveReport {
 /// Write the archive to `out` as a stream (compressed or not): each blob is read, hashed and written
 /// in one pass, with the hashing on a second thread for large blobs.
 fn write<W: Write>(
-    store: &Store,
+    source: &dyn Source,
     plan: Plan,
     compression: Option<Compression>,
     out: W,
@@ -676,9 +792,9 @@ fn write<W: Write>(
                     Content::Memory(bytes) => {
                         tar.blob(digest, size, bytes.as_slice(), MEMORY_LOCATION, &mut tick)?;
                     }
-                    Content::Store => {
-                        let f = store.open_blob_sized(digest, size)?;
-                        let loc = store.blob_path(digest).display().to_string();
+                    Content::Source(origin, desc) => {
+                        let f = source.open(*origin, desc)?;
+                        let loc = source.location(*origin, digest);
                         tar.blob(digest, size, f, &loc, &mut tick)?;
                     }
                 }
@@ -692,15 +808,12 @@ fn write<W: Write>(
     Ok((report(plan, archive_bytes), out))
 }
 
-/// Store blobs opened at once by [`write_file`] (each is an open file until its batch is copied).
-const OPEN_BLOBS: usize = 128;
-
 /// Write the uncompressed archive into the regular file `file` (opened for reading and writing): every
 /// entry's offset is known in advance, so headers and documents are written in place and the blobs are
 /// copied by [`copy::copy_verified_all`] (kernel copies, hashed as written, on every core). The bytes are
 /// those [`write`] produces.
 fn write_file(
-    store: &Store,
+    source: &dyn Source,
     plan: Plan,
     file: &fs::File,
     dest: &Path,
@@ -711,7 +824,7 @@ fn write_file(
     // Bytes between blobs (headers, documents, padding), written at `pos` before the next blob.
     let mut pending: Vec<u8> = Vec::new();
     let mut pos = 0u64;
-    let mut blobs: Vec<(&Digest, u64, u64)> = Vec::new();
+    let mut blobs: Vec<(Origin, &Descriptor, u64)> = Vec::new();
     let flush = |pending: &mut Vec<u8>, pos: &mut u64| -> Result<()> {
         file.write_all_at(pending, *pos).at(dest)?;
         *pos = pos.saturating_add(pending.len() as u64);
@@ -741,7 +854,7 @@ fn write_file(
                 pending.extend_from_slice(padding(len));
                 progress.advance(len).at(dest)?;
             }
-            Item::Blob(digest, size, Content::Store) => {
+            Item::Blob(digest, size, Content::Source(origin, desc)) => {
                 pending.extend(header_bytes(
                     &digest.blob_name(),
                     size,
@@ -749,7 +862,7 @@ fn write_file(
                     tar::EntryType::Regular,
                 ));
                 flush(&mut pending, &mut pos)?;
-                blobs.push((digest, size, pos));
+                blobs.push((*origin, desc, pos));
                 pos = pos.saturating_add(size);
                 pending.extend_from_slice(padding(size));
             }
@@ -757,28 +870,7 @@ fn write_file(
     }
     pending.extend_from_slice(&[0u8; 1024]);
     flush(&mut pending, &mut pos)?;
-    for batch in blobs.chunks(OPEN_BLOBS) {
-        let mut opened = Vec::with_capacity(batch.len());
-        for (digest, size, offset) in batch {
-            let f = store.open_blob_sized(digest, *size)?;
-            let loc = store.blob_path(digest).display().to_string();
-            opened.push((f, loc, *digest, *size, *offset));
-        }
-        let jobs: Vec<copy::Job<'_>> = opened
-            .iter()
-            .map(|(f, loc, digest, size, offset)| copy::Job {
-                src: f,
-                src_offset: 0,
-                dst: file,
-                dst_offset: *offset,
-                size: *size,
-                digest,
-                location: loc,
-                dest,
-            })
-            .collect();
-        copy::copy_verified_all(&jobs, false, progress)?;
-    }
+    source.copy_into(&blobs, file, dest, progress)?;
     progress.finish()?;
     Ok(report(plan, pos))
 }

@@ -10,10 +10,11 @@
 //!    whatever PID namespace it ran in: no process ids are compared).
 //! 2. Only when every blob of the operation is verified are they all `fsync`ed; then, under an exclusive
 //!    `flock` on the store directory, `index.json` is re-read and updated in memory (a lock timeout, a
-//!    malformed index or a refused update stops here, the store untouched), the blobs are renamed into
-//!    `blobs/<alg>/<hex>`, and the blob directories `fsync`ed. A crash here leaves complete, unreferenced
-//!    blobs: a valid store. A failure here (a blob path holding a directory, FIFO or link; a full disk
-//!    while `index.json` is written) removes the blobs and directories this commit added again.
+//!    malformed index, a refused update or an updated index over the size ocitar reads stops here, the
+//!    store untouched), the blobs are renamed into `blobs/<alg>/<hex>`, and the blob directories
+//!    `fsync`ed. A crash here leaves complete, unreferenced blobs: a valid store. A failure here (a blob
+//!    path holding a directory, FIFO or link; a full disk while `index.json` is written) removes the
+//!    blobs and directories this commit added again.
 //! 3. Still under the lock, `index.json` is written to a temporary file, `fsync`ed, renamed over the old
 //!    one, and the store directory `fsync`ed. Readers see the old or the new index, never a torn one, and
 //!    concurrent writers lose no entry. A crash here leaves `.ocitar-ingest-<pid>-index.json.tmp` beside
@@ -234,7 +235,7 @@ impl Store {
     /// Read and parse `index.json`; an absent one (a store not created yet) reads as empty.
     ///
     /// # Errors
-    /// [`Error::Store`] when it is malformed or over 20 MiB; [`Error::Io`] when unreadable.
+    /// [`Error::Store`] when it is malformed or over [`MAX_DOCUMENT_BYTES`]; [`Error::Io`] when unreadable.
     pub fn read_index(&self) -> Result<IndexFile> {
         let p = self.root.join("index.json");
         let f = match File::open(&p) {
@@ -633,13 +634,15 @@ impl Ingest {
 
     /// Under the store lock: re-read `index.json` and let `update` change it, then move the staged blobs
     /// into `blobs/` (blobs already there are kept, not rewritten) and replace `index.json` atomically.
-    /// Nothing is renamed into the store when the lock, the index or `update` fails; when a later step
-    /// fails (a full disk while `index.json` is written), the blobs and directories this commit added are
-    /// removed again, so the store is as it was.
+    /// Nothing is renamed into the store when the lock, the index or `update` fails, or when the updated
+    /// index would be over the limits ocitar reads; when a later step fails (a full disk while
+    /// `index.json` is written), the blobs and directories this commit added are removed again, so the
+    /// store is as it was.
     ///
     /// # Errors
-    /// [`Error::Io`] on filesystem failures, [`Error::Store`] on lock timeout, a malformed index or a blob
-    /// path that holds something other than a regular file, and whatever `update` returns.
+    /// [`Error::Io`] on filesystem failures, [`Error::Store`] on lock timeout, a malformed index, a blob
+    /// path that holds something other than a regular file or an updated index over the limits of
+    /// [`document::check_limits`], and whatever `update` returns.
     pub fn commit<T>(mut self, update: impl FnOnce(&mut IndexFile) -> Result<T>) -> Result<T> {
         // Durability first: every staged blob is on disk before any is named.
         self.sync_staged()?;
@@ -656,8 +659,16 @@ impl Ingest {
         }
         let mut index = self.store.read_index()?;
         let out = update(&mut index)?;
+        // A store ocitar can always read again: an index it would refuse to read is not written.
+        let index_bytes = index.to_bytes();
+        document::check_limits(&index_bytes).map_err(|r| {
+            Error::store(
+                self.store.root.join("index.json"),
+                format!("this load would write an index.json that ocitar could not read again ({r}); nothing was loaded (remove images or names from the store first)"),
+            )
+        })?;
         let mut added = Added::default();
-        match self.publish(&index, &mut added) {
+        match self.publish(&index_bytes, &mut added) {
             Ok(()) => {
                 self.committed = true;
                 Ok(out)
@@ -672,7 +683,7 @@ impl Ingest {
     }
 
     /// Rename the staged blobs into place and write `index.json`, recording in `added` what appeared.
-    fn publish(&self, index: &IndexFile, added: &mut Added) -> Result<()> {
+    fn publish(&self, index_bytes: &[u8], added: &mut Added) -> Result<()> {
         let root = &self.store.root;
         check_internals(root)?;
         let mut dirs: Vec<PathBuf> = Vec::new();
@@ -708,7 +719,7 @@ impl Ingest {
             write_atomic(root, "oci-layout", OCI_LAYOUT, &mut |_| {})?;
             added.layout = Some(root.join("oci-layout"));
         }
-        write_atomic(root, "index.json", &index.to_bytes(), &mut |done| {
+        write_atomic(root, "index.json", index_bytes, &mut |done| {
             added.index = done;
         })
     }
@@ -771,10 +782,13 @@ pub fn write_atomic(
     let tmp = dir.join(format!("{INGEST_PREFIX}{}-{name}.tmp", std::process::id()));
     let dest = dir.join(name);
     let res = (|| -> std::io::Result<()> {
+        // Whatever is at our name (left by a killed process with our pid, or planted) is unlinked, never
+        // followed: the file is created new.
+        let _ = fs::remove_file(&tmp);
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o644)
             .open(&tmp)?;
         f.write_all(bytes)?;

@@ -279,8 +279,8 @@ pub struct Manifest {
     pub config: Option<Descriptor>,
     /// The layers it lists, in order.
     pub layers: Vec<Descriptor>,
-    /// Config and layer blobs the source does not have.
-    pub missing: Vec<Digest>,
+    /// Config and layer blobs the source does not have (a set: a manifest may list many).
+    pub missing: HashSet<Digest>,
     /// Foreign layers the source does not have: kept as descriptors, never copied, not missing.
     pub foreign: Vec<Digest>,
 }
@@ -498,18 +498,15 @@ fn visit(
             .collect::<Result<Vec<_>>>()?,
         Some(_) => return Err(source.malformed(&loc, "manifest \"layers\" is not an array".into())),
     };
-    let (mut missing, mut foreign) = (Vec::new(), Vec::new());
+    let (mut missing, mut foreign, mut seen) = (HashSet::new(), Vec::new(), HashSet::new());
     for blob in config.iter().chain(layers.iter()) {
-        if source.has_blob(blob) {
+        if !seen.insert(&blob.digest) || source.has_blob(blob) {
             continue;
         }
-        let list = if blob.is_foreign() {
-            &mut foreign
+        if blob.is_foreign() {
+            foreign.push(blob.digest.clone());
         } else {
-            &mut missing
-        };
-        if !list.contains(&blob.digest) {
-            list.push(blob.digest.clone());
+            missing.insert(blob.digest.clone());
         }
     }
     let attestation_of =

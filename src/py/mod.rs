@@ -7,13 +7,15 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 use serde_json::Value;
 
 use crate::engine::archive::read::Input;
 use crate::engine::archive::Compression;
+use crate::engine::content::{Source, StoreSource};
 use crate::engine::error::Cancelled;
-use crate::engine::save::SaveOptions;
+use crate::engine::registry::{self, auth::Credential, Registry, RegistrySource};
+use crate::engine::save::{IndexShape, SaveOptions};
 use crate::engine::{self, Error, Progress};
 
 pyo3::import_exception!(ocitar.errors, InvalidPlatformError);
@@ -22,6 +24,8 @@ pyo3::import_exception!(ocitar.errors, PlatformNotFoundError);
 pyo3::import_exception!(ocitar.errors, DigestMismatchError);
 pyo3::import_exception!(ocitar.errors, InvalidArchiveError);
 pyo3::import_exception!(ocitar.errors, StoreError);
+pyo3::import_exception!(ocitar.errors, RegistryError);
+pyo3::import_exception!(ocitar.errors, AuthenticationError);
 
 /// A Python exception raised inside a callback, kept until the engine has unwound.
 type Pending = Arc<Mutex<Option<PyErr>>>;
@@ -29,6 +33,10 @@ type Pending = Arc<Mutex<Option<PyErr>>>;
 /// Map an engine error to its Python exception, explicitly per variant, with the variant's values as the
 /// exception's attributes (see `ocitar/errors.py` for their names).
 fn to_pyerr(e: Error, pending: &Pending) -> PyErr {
+    // A caller's file object or callback raised: that exception comes out, whatever the engine made of it.
+    if let Some(err) = pending.lock().ok().and_then(|mut p| p.take()) {
+        return err;
+    }
     let msg = e.message();
     match e {
         Error::InvalidPlatform { spec, .. } => InvalidPlatformError::new_err((msg, spec)),
@@ -68,6 +76,16 @@ fn to_pyerr(e: Error, pending: &Pending) -> PyErr {
         )),
         Error::InvalidArchive { entry, .. } => InvalidArchiveError::new_err((msg, entry)),
         Error::Store { path, .. } => StoreError::new_err((msg, path.display().to_string())),
+        Error::Registry {
+            status,
+            code,
+            url,
+            moved,
+            ..
+        } => RegistryError::new_err((msg, status, code, url, moved)),
+        Error::Authentication {
+            status, code, url, ..
+        } => AuthenticationError::new_err((msg, status, code, url, Vec::<String>::new())),
         Error::InvalidArgument(_) => PyValueError::new_err(msg),
         Error::Cancelled => match pending.lock().ok().and_then(|mut p| p.take()) {
             Some(err) => err,
@@ -159,36 +177,93 @@ fn report<T: serde::Serialize>(py: Python<'_>, r: &T) -> PyResult<Py<PyAny>> {
     to_py(py, &v)
 }
 
-/// A Python binary file object as a `Write`r (the GIL is taken for each chunk).
-struct PyWriter(Py<PyAny>);
+/// Marker error carried inside an `io::Error` when a caller's `read()` or `write()` failed; the Python
+/// exception itself waits in the operation's [`Pending`] and is raised in place of the engine's error.
+#[derive(Debug)]
+struct CallerFailed(&'static str);
+
+impl std::fmt::Display for CallerFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the file object's {}() failed", self.0)
+    }
+}
+
+impl std::error::Error for CallerFailed {}
+
+/// Keep `err` (the first one wins) to be raised when the engine has unwound, and stop the engine.
+fn fail(pending: &Pending, method: &'static str, err: PyErr) -> io::Error {
+    if let Ok(mut p) = pending.lock() {
+        p.get_or_insert(err);
+    }
+    io::Error::other(CallerFailed(method))
+}
+
+/// A Python binary file object as a `Write`r (the GIL is taken for each chunk). `write()` must return
+/// the number of bytes it took, between 1 and the length given, or None (all of them).
+struct PyWriter(Py<PyAny>, Pending);
 
 impl Write for PyWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         Python::attach(|py| {
             let n = self.0.call_method1(py, "write", (PyBytes::new(py, buf),))?;
-            Ok::<usize, PyErr>(n.extract::<Option<usize>>(py)?.unwrap_or(buf.len()))
+            let n = n.bind(py);
+            if n.is_none() {
+                return Ok(buf.len());
+            }
+            match n.extract::<usize>() {
+                Ok(k) if (1..=buf.len()).contains(&k) || buf.is_empty() && k == 0 => Ok(k),
+                _ => Err(PyValueError::new_err(format!(
+                    "write() of {} bytes returned {}, not a count from 1 to {}",
+                    buf.len(),
+                    n.repr().map_or_else(|_| "?".into(), |r| r.to_string()),
+                    buf.len()
+                ))),
+            }
         })
-        .map_err(io::Error::other)
+        .map_err(|e| fail(&self.1, "write", e))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Python::attach(|py| self.0.call_method0(py, "flush").map(|_| ())).map_err(io::Error::other)
+        Python::attach(|py| self.0.call_method0(py, "flush").map(|_| ()))
+            .map_err(|e| fail(&self.1, "flush", e))
     }
 }
 
-/// A Python binary file object as a `Read`er (the GIL is taken for each chunk).
-struct PyReader(Py<PyAny>);
+/// A Python binary file object as a `Read`er (the GIL is taken for each chunk). `read(n)` must return
+/// `bytes` (or a `bytearray`) of at most `n` bytes; empty at the end.
+struct PyReader(Py<PyAny>, Pending);
 
 impl Read for PyReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         Python::attach(|py| {
             let chunk = self.0.call_method1(py, "read", (buf.len(),))?;
-            let bytes: &[u8] = chunk.extract(py)?;
-            let n = bytes.len().min(buf.len());
-            buf[..n].copy_from_slice(&bytes[..n]);
-            Ok::<usize, PyErr>(n)
+            let chunk = chunk.bind(py);
+            let want = buf.len();
+            let mut copy = |bytes: &[u8]| match buf.get_mut(..bytes.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(bytes);
+                    Ok(bytes.len())
+                }
+                None => Err(PyValueError::new_err(format!(
+                    "read({want}) returned {} bytes, more than asked",
+                    bytes.len()
+                ))),
+            };
+            if let Ok(b) = chunk.cast::<PyBytes>() {
+                copy(b.as_bytes())
+            } else if let Ok(b) = chunk.cast::<PyByteArray>() {
+                copy(&b.to_vec())
+            } else {
+                Err(PyValueError::new_err(format!(
+                    "read() returned {}, not bytes",
+                    chunk
+                        .get_type()
+                        .name()
+                        .map_or_else(|_| "?".into(), |n| n.to_string())
+                )))
+            }
         })
-        .map_err(io::Error::other)
+        .map_err(|e| fail(&self.1, "read", e))
     }
 }
 
@@ -203,10 +278,70 @@ fn compression(name: Option<&str>) -> PyResult<Option<Compression>> {
     }
 }
 
+/// A registry as Python describes it: `(base, user, password, token, ca_file, insecure, jobs)`.
+type RegistryArgs = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<PathBuf>,
+    bool,
+    usize,
+);
+
+fn open_registry(args: RegistryArgs) -> engine::Result<Registry> {
+    let (base, user, password, token, ca_file, insecure, jobs) = args;
+    let auth = match (user, password, token) {
+        (_, _, Some(t)) => Some(Credential::Token(t)),
+        (Some(user), Some(password), None) => Some(Credential::Basic { user, password }),
+        _ => None,
+    };
+    Registry::open(
+        &base,
+        registry::Options {
+            auth,
+            ca_file,
+            insecure,
+        },
+        jobs,
+    )
+}
+
+/// Where save writes: a path, a Python file object, or bytes returned.
+enum Out {
+    Path(PathBuf),
+    Writer(Py<PyAny>),
+    Bytes,
+}
+
+fn save_to(
+    source: &dyn Source,
+    opts: &SaveOptions,
+    out: Out,
+    pending: &Pending,
+    progress: &mut Progress,
+) -> engine::Result<(engine::save::SaveReport, Option<Vec<u8>>)> {
+    match out {
+        Out::Path(p) => {
+            engine::save::save_from_to_path(source, opts, &p, progress).map(|r| (r, None))
+        }
+        Out::Writer(w) => {
+            let dest = PathBuf::from("<file object>");
+            engine::save::save_from(source, opts, PyWriter(w, pending.clone()), &dest, progress)
+                .map(|(r, _)| (r, None))
+        }
+        Out::Bytes => {
+            let dest = PathBuf::from("<bytes>");
+            engine::save::save_from(source, opts, Vec::new(), &dest, progress)
+                .map(|(r, v)| (r, Some(v)))
+        }
+    }
+}
+
 /// Save images from a store. `output` is a path, a writable binary file object, or None (return bytes).
 /// Returns `(report, bytes or None)`.
 #[pyfunction]
-#[pyo3(signature = (store, refs, platforms, output, index, prefer, compression_name, progress))]
+#[pyo3(signature = (store, refs, platforms, output, index, prefer, compression_name, progress, registry=None))]
 #[allow(clippy::too_many_arguments)]
 fn save(
     py: Python<'_>,
@@ -218,6 +353,7 @@ fn save(
     prefer: Option<String>,
     compression_name: Option<&str>,
     progress: Option<Py<PyAny>>,
+    registry: Option<RegistryArgs>,
 ) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
     let pending: Pending = Arc::default();
     let opts = SaveOptions {
@@ -228,11 +364,6 @@ fn save(
         compression: compression(compression_name)?,
     };
     let mut tick = ticker(progress, pending.clone());
-    enum Out {
-        Path(PathBuf),
-        Writer(Py<PyAny>),
-        Bytes,
-    }
     let out = match output {
         None => Out::Bytes,
         Some(o) if o.hasattr("write")? => Out::Writer(o.unbind()),
@@ -240,20 +371,19 @@ fn save(
     };
     let result = py.detach(|| {
         let mut progress = Progress::new(&mut tick);
-        match out {
-            Out::Path(p) => {
-                engine::save::save_to_path(&store, &opts, &p, &mut progress).map(|r| (r, None))
+        match registry {
+            Some(args) => {
+                let reg = open_registry(args)?;
+                let source = RegistrySource::open(&reg, &opts.refs)?;
+                save_to(&source, &opts, out, &pending, &mut progress)
             }
-            Out::Writer(w) => {
-                let dest = PathBuf::from("<file object>");
-                engine::save::save(&store, &opts, PyWriter(w), &dest, &mut progress)
-                    .map(|(r, _)| (r, None))
-            }
-            Out::Bytes => {
-                let dest = PathBuf::from("<bytes>");
-                engine::save::save(&store, &opts, Vec::new(), &dest, &mut progress)
-                    .map(|(r, v)| (r, Some(v)))
-            }
+            None => save_to(
+                &StoreSource::open(&store)?,
+                &opts,
+                out,
+                &pending,
+                &mut progress,
+            ),
         }
     });
     let (r, bytes) = result.map_err(|e| to_pyerr(e, &pending))?;
@@ -265,27 +395,38 @@ fn save(
 
 /// Load an archive (a path, bytes, or a readable binary file object) into a store.
 #[pyfunction]
-#[pyo3(signature = (archive, platforms, store, progress))]
+#[pyo3(signature = (archive, platforms, store, progress, registry=None, index="keep"))]
 fn load(
     py: Python<'_>,
     archive: Bound<'_, PyAny>,
     platforms: Vec<String>,
     store: Option<PathBuf>,
     progress: Option<Py<PyAny>>,
+    registry: Option<RegistryArgs>,
+    index: &str,
 ) -> PyResult<Py<PyAny>> {
     let pending: Pending = Arc::default();
     let input = if let Ok(b) = archive.cast::<PyBytes>() {
         Input::Bytes(Arc::new(b.as_bytes().to_vec()))
     } else if archive.hasattr("read")? {
-        Input::Reader(Box::new(PyReader(archive.unbind())))
+        Input::Reader(Box::new(PyReader(archive.unbind(), pending.clone())))
     } else {
         Input::Path(archive.extract::<PathBuf>()?)
     };
+    let shape: IndexShape = index.parse().map_err(|e| to_pyerr(e, &pending))?;
+    let mut tick = ticker(progress, pending.clone());
+    if let Some(args) = registry {
+        let result = py.detach(|| {
+            let mut progress = Progress::new(&mut tick);
+            let reg = open_registry(args)?;
+            registry::push::load(input, &reg, &platforms, shape, &mut progress)
+        });
+        return report(py, &result.map_err(|e| to_pyerr(e, &pending))?);
+    }
     let store = match store {
         Some(s) => s,
         None => engine::store::default_store().map_err(|e| to_pyerr(e, &pending))?,
     };
-    let mut tick = ticker(progress, pending.clone());
     let result = py.detach(|| {
         let mut progress = Progress::new(&mut tick);
         engine::load::load(input, &store, &platforms, &mut progress)
@@ -299,6 +440,22 @@ fn load(
 fn inspect(py: Python<'_>, path: PathBuf) -> PyResult<Py<PyAny>> {
     let r = py
         .detach(|| engine::inspect::inspect(&path))
+        .map_err(|e| to_pyerr(e, &Pending::default()))?;
+    report(py, &r)
+}
+
+/// What a registry holds under a reference (manifests only).
+#[pyfunction]
+fn inspect_registry(
+    py: Python<'_>,
+    registry: RegistryArgs,
+    reference: String,
+) -> PyResult<Py<PyAny>> {
+    let r = py
+        .detach(|| {
+            let reg = open_registry(registry)?;
+            engine::inspect::inspect_registry(&reg, &reference)
+        })
         .map_err(|e| to_pyerr(e, &Pending::default()))?;
     report(py, &r)
 }
@@ -347,6 +504,7 @@ fn _ocitar(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect_registry, m)?)?;
     m.add_function(wrap_pyfunction!(default_store, m)?)?;
     m.add_function(wrap_pyfunction!(normalize_platform, m)?)?;
     m.add_function(wrap_pyfunction!(pick, m)?)?;

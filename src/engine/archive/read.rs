@@ -4,9 +4,9 @@
 //! spooled into a staging directory (verified on the way when they are named by digest).
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -102,6 +102,56 @@ pub trait Spool {
     }
 }
 
+/// A spool in a private temporary directory, made atomically with an unpredictable name and mode 0700 under
+/// `$TMPDIR`, its files created new (never through a planted link), and removed with everything in it when
+/// the spool is dropped (on success or error). `documents_only` keeps just what may be a document (what
+/// `inspect` and `verify` read); otherwise every entry is kept (a push into a registry needs the blobs).
+pub struct TempSpool {
+    dir: tempfile::TempDir,
+    n: u64,
+    documents_only: bool,
+}
+
+impl TempSpool {
+    /// A new private directory named `<prefix><random>` in the system's temporary directory.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the temporary directory when it cannot be made.
+    pub fn new(prefix: &str, documents_only: bool) -> Result<TempSpool> {
+        let tmp = std::env::temp_dir();
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .permissions(fs::Permissions::from_mode(0o700))
+            .tempdir_in(&tmp)
+            .at(&tmp)?;
+        Ok(TempSpool {
+            dir,
+            n: 0,
+            documents_only,
+        })
+    }
+}
+
+impl Spool for TempSpool {
+    fn temp_file(&mut self) -> Result<(PathBuf, File)> {
+        self.n += 1;
+        let p = self.dir.path().join(self.n.to_string());
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+            .at(&p)?;
+        Ok((p, f))
+    }
+
+    fn keep(&self, _name: &str, size: u64) -> bool {
+        !self.documents_only || size <= MAX_DOCUMENT_BYTES
+    }
+}
+
 fn bad(entry: &str, reason: impl Into<String>) -> Error {
     Error::archive(shorten(entry), reason)
 }
@@ -133,6 +183,11 @@ impl Archive {
         match input {
             Input::Path(p) => {
                 let mut f = File::open(&p).at(&p)?;
+                // A pipe, FIFO or device (`load -i <(…)`, `/dev/stdin`) cannot seek: read it as a stream.
+                let meta = f.metadata().at(&p)?;
+                if !meta.is_file() && !meta.is_dir() {
+                    return Archive::from_reader(Box::new(f), p.display().to_string(), spool);
+                }
                 let mut head = [0u8; 6];
                 let n = read_head(&mut f, &mut head).at(&p)?;
                 f.seek(SeekFrom::Start(0)).at(&p)?;
@@ -178,19 +233,26 @@ impl Archive {
                     }
                 }
             }
-            Input::Reader(mut r) => {
-                let mut head = [0u8; 6];
-                let n = read_head(&mut r, &mut head).map_err(|e| Error::io("<stream>", e))?;
-                let chained: Box<dyn Read + Send> =
-                    Box::new(io::Cursor::new(head.get(..n).unwrap_or_default().to_vec()).chain(r));
-                let c = Compression::sniff(head.get(..n).unwrap_or_default());
-                let (reader, budget) = match c {
-                    Some(c) => decoded(c, chained)?,
-                    None => (chained, SpoolBudget::new(None)),
-                };
-                Archive::from_stream(reader, c, "<stream>".into(), spool, budget)
-            }
+            Input::Reader(r) => Archive::from_reader(r, "<stream>".into(), spool),
         }
+    }
+
+    /// Read a stream once: sniff its compression, then read it in order.
+    fn from_reader(
+        mut r: Box<dyn Read + Send>,
+        label: String,
+        spool: &mut dyn Spool,
+    ) -> Result<Archive> {
+        let mut head = [0u8; 6];
+        let n = read_head(&mut r, &mut head).map_err(|e| Error::io(&label, e))?;
+        let chained: Box<dyn Read + Send> =
+            Box::new(io::Cursor::new(head.get(..n).unwrap_or_default().to_vec()).chain(r));
+        let c = Compression::sniff(head.get(..n).unwrap_or_default());
+        let (reader, budget) = match c {
+            Some(c) => decoded(c, chained)?,
+            None => (chained, SpoolBudget::new(None)),
+        };
+        Archive::from_stream(reader, c, label, spool, budget)
     }
 
     fn from_stream(

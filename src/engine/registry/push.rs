@@ -1,0 +1,620 @@
+//! Load into a registry: the archive is read and walked as for a store directory, then pushed so that
+//! nothing is reachable half-written: blobs (checked with HEAD, mounted across repositories of one
+//! registry when possible, else uploaded, each verified on the way), then manifests by digest, then
+//! indexes by digest, tags last, each checked against the digest pushed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::transport::{header, shown, status_error, Payload, ATTEMPTS};
+use super::{Registry, Target, ACCEPT};
+use crate::engine::archive::read::{Archive, Input, TempSpool};
+use crate::engine::digest::{Digest, Hasher};
+use crate::engine::error::{Error, Result};
+use crate::engine::load::{find_images, ArchiveSource, LoadReport, LoadedImage};
+use crate::engine::platform::{Matcher, Platform};
+use crate::engine::reference::{self, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use crate::engine::save::{subset, IndexShape};
+use crate::engine::walk::{self, Descriptor, Image, Node, Selection};
+use crate::engine::Progress;
+
+/// One image to push: where, and what.
+struct Plan {
+    label: String,
+    targets: Vec<Target>,
+    top: Descriptor,
+    /// Manifests and indexes, children before parents, with their bytes.
+    documents: Vec<(Descriptor, Vec<u8>)>,
+    /// Configs, layers and other blobs.
+    blobs: Vec<Descriptor>,
+    sel: Selection,
+}
+
+/// Load `input` into `registry`, keeping `platforms`, each image shaped as `shape`.
+///
+/// # Errors
+/// As a load into a store directory ([`Error::InvalidArchive`], [`Error::PlatformNotFound`],
+/// [`Error::DigestMismatch`], …); [`Error::PlatformNotFound`] before anything is uploaded when
+/// `shape` is `Keep` and the index pushed would list content the registry would not hold;
+/// [`Error::Registry`] / [`Error::Authentication`]; a failure among the tags lists the tags moved.
+pub fn load(
+    input: Input,
+    registry: &Registry,
+    platforms: &[String],
+    shape: IndexShape,
+    progress: &mut Progress,
+) -> Result<LoadReport> {
+    let matcher = Matcher::only(Platform::parse_list(platforms)?);
+    let mut spool = TempSpool::new("ocitar-push-", false)?;
+    let archive = Archive::read(input, &mut spool)?;
+    let mut source = ArchiveSource::new(&archive);
+    let found = find_images(&mut source, None)?;
+    let mut plans = Vec::new();
+    for f in &found {
+        let names: Vec<String> = f
+            .entries
+            .iter()
+            .filter_map(|d| {
+                reference::entry_names(
+                    d.annotation(ANNOTATION_IMAGE_NAME),
+                    d.annotation(ANNOTATION_REF_NAME),
+                )
+                .into_iter()
+                .next()
+            })
+            .collect();
+        let label = names
+            .first()
+            .map_or_else(|| f.top.digest.to_string(), |n| reference::familiar(n));
+        let image = walk::walk(&source, &f.top)?;
+        let sel = walk::select(&image, &matcher, &label, |r| {
+            Error::archive(archive.label(), r)
+        })?;
+        let mut targets = Vec::new();
+        for n in &names {
+            let t = registry.rename(n)?;
+            if !targets.contains(&t) {
+                targets.push(t);
+            }
+        }
+        if targets.is_empty() {
+            targets.push(unnamed_target(registry, &label)?);
+        }
+        plans.push(plan(&source, &image, sel, shape, label, targets)?);
+    }
+    push(registry, &source, &plans, progress)
+}
+
+/// Where an image without a name goes: the base's repository, by digest only.
+fn unnamed_target(registry: &Registry, label: &str) -> Result<Target> {
+    if registry.base.host.is_none() || registry.base.prefix.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "image {label} has no name: load it into a registry base that names a repository (host/repository), where it is pushed by digest"
+        )));
+    }
+    let mut t = registry.target("x")?;
+    t.repository = registry.base.prefix.clone();
+    t.reference.tag = None;
+    Ok(t)
+}
+
+/// Every descriptor an index in the tree lists.
+fn listed(n: &Node, out: &mut Vec<Descriptor>) {
+    if let Node::Index { children, .. } = n {
+        for c in children {
+            out.push(node_desc(c).clone());
+            listed(c, out);
+        }
+    }
+}
+
+fn node_desc(n: &Node) -> &Descriptor {
+    match n {
+        Node::Index { desc, .. } | Node::Absent { desc } | Node::Blob { desc } => desc,
+        Node::Manifest(m) => &m.desc,
+    }
+}
+
+/// Documents of the kept tree, children before parents; `rewritten` replaces indexes (subset).
+fn documents(
+    n: &Node,
+    sel: &Selection,
+    rewritten: &BTreeMap<Digest, (Descriptor, Vec<u8>)>,
+    out: &mut Vec<(Descriptor, Vec<u8>)>,
+) {
+    match n {
+        Node::Index {
+            desc,
+            doc,
+            children,
+            ..
+        } if sel.kept.contains(&desc.digest) => {
+            for c in children {
+                documents(c, sel, rewritten, out);
+            }
+            match rewritten.get(&desc.digest) {
+                Some((d, bytes)) => out.push((d.clone(), bytes.clone())),
+                None => out.push((desc.clone(), doc.clone())),
+            }
+        }
+        Node::Manifest(m) if sel.kept.contains(&m.desc.digest) => {
+            out.push((m.desc.clone(), m.doc.clone()))
+        }
+        _ => {}
+    }
+}
+
+fn plan(
+    source: &ArchiveSource<'_>,
+    image: &Image,
+    sel: Selection,
+    shape: IndexShape,
+    label: String,
+    targets: Vec<Target>,
+) -> Result<Plan> {
+    let document_digests: HashSet<Digest> = {
+        let mut v = Vec::new();
+        documents(&image.root, &sel, &BTreeMap::new(), &mut v);
+        v.into_iter().map(|(d, _)| d.digest).collect()
+    };
+    let blobs: Vec<Descriptor> = sel
+        .blobs
+        .iter()
+        .filter(|d| !document_digests.contains(&d.digest))
+        .cloned()
+        .collect();
+    let mut docs = Vec::new();
+    let top = match shape {
+        IndexShape::Keep => {
+            let mut all = Vec::new();
+            listed(&image.root, &mut all);
+            if all.iter().any(|d| !sel.kept.contains(&d.digest)) {
+                let dropped: Vec<String> = all
+                    .iter()
+                    .filter(|d| !sel.kept.contains(&d.digest))
+                    .filter(|d| d.attestation_of().is_none())
+                    .map(|d| d.platform_text().unwrap_or_else(|| d.digest.to_string()))
+                    .collect();
+                return Err(Error::PlatformNotFound {
+                    image: format!(
+                        "{label} (a registry refuses an index that lists content it does not hold; load with index='subset' or index='manifest')"
+                    ),
+                    missing: dropped,
+                    available: sel.platforms.clone(),
+                });
+            }
+            documents(&image.root, &sel, &BTreeMap::new(), &mut docs);
+            image.top.clone()
+        }
+        IndexShape::Subset => {
+            let mut rewritten = BTreeMap::new();
+            let top =
+                subset(&image.root, &sel, &mut rewritten).unwrap_or_else(|| image.top.clone());
+            documents(&image.root, &sel, &rewritten, &mut docs);
+            top
+        }
+        IndexShape::Manifest => {
+            let manifests = image.manifests();
+            let chosen: Vec<_> = manifests
+                .iter()
+                .filter(|m| sel.manifests.contains(&m.desc.digest))
+                .collect();
+            let [m] = chosen.as_slice() else {
+                return Err(Error::InvalidArgument(format!(
+                    "index='manifest' pushes one platform per image, but {} platforms of image {label} are selected ({}); choose one with platforms=",
+                    chosen.len(),
+                    sel.platforms.join(", ")
+                )));
+            };
+            docs.push((m.desc.clone(), m.doc.clone()));
+            m.desc.clone()
+        }
+    };
+    let blobs = match shape {
+        IndexShape::Manifest => {
+            let keep: HashSet<&Digest> = image
+                .manifests()
+                .iter()
+                .filter(|m| m.desc.digest == top.digest)
+                .flat_map(|m| m.config.iter().chain(m.layers.iter()).map(|d| &d.digest))
+                .collect();
+            blobs
+                .into_iter()
+                .filter(|d| keep.contains(&d.digest))
+                .collect()
+        }
+        _ => blobs,
+    };
+    // Documents come from the archive verified by the walker; a rewritten one was hashed as it was made.
+    let _ = source;
+    Ok(Plan {
+        label,
+        targets,
+        top,
+        documents: docs,
+        blobs,
+        sel,
+    })
+}
+
+/// Counts of what the blob step did.
+#[derive(Default)]
+struct Counts {
+    uploaded: AtomicUsize,
+    mounted: AtomicUsize,
+    present: AtomicUsize,
+    bytes: AtomicU64,
+}
+
+fn push(
+    registry: &Registry,
+    source: &ArchiveSource<'_>,
+    plans: &[Plan],
+    progress: &mut Progress,
+) -> Result<LoadReport> {
+    // One token per host for every repository the load writes (push and pull: a mount reads too).
+    let mut scopes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for t in plans.iter().flat_map(|p| p.targets.iter()) {
+        let s = format!("repository:{}:pull,push", t.repository);
+        let v = scopes.entry(t.api_host().to_string()).or_default();
+        if !v.contains(&s) {
+            v.push(s);
+        }
+    }
+    for (host, s) in &scopes {
+        registry.client.prepare(host, s)?;
+    }
+    // Blobs: each (host, repository, blob) once; the first repository of a host that receives a blob
+    // is where later repositories mount it from.
+    let mut work: Vec<(&Target, &Descriptor)> = Vec::new();
+    let mut seen = HashSet::new();
+    for p in plans {
+        for t in &p.targets {
+            for b in &p.blobs {
+                if seen.insert((t.api_host(), t.repository.as_str(), b.digest.clone())) {
+                    work.push((t, b));
+                }
+            }
+        }
+    }
+    // First the blobs of the first repository of each, then the others (which may mount them).
+    let mut first_repo: HashMap<(&str, &Digest), &str> = HashMap::new();
+    let (mut firsts, mut rest) = (Vec::new(), Vec::new());
+    for (t, b) in work {
+        match first_repo.get(&(t.api_host(), &b.digest)) {
+            Some(from) => rest.push((t, b, Some(*from))),
+            None => {
+                first_repo.insert((t.api_host(), &b.digest), t.repository.as_str());
+                firsts.push((t, b, None));
+            }
+        }
+    }
+    let counts = Counts::default();
+    let total: u64 = firsts
+        .iter()
+        .chain(rest.iter())
+        .map(|(_, b, _)| b.size)
+        .sum();
+    let mut failed: Option<Error> = None;
+    for batch in [&firsts, &rest] {
+        let r = crate::engine::inspect::parallel_n(
+            batch,
+            registry.jobs,
+            |(_, b, _)| b.size,
+            |(t, b, from)| put_blob(registry, source, t, b, *from, &counts),
+            progress,
+        );
+        if let Err(e) = r {
+            failed = Some(e);
+            break;
+        }
+    }
+    let _ = total;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    // Manifests and indexes by digest (children before parents), in every repository.
+    for p in plans {
+        for t in &p.targets {
+            for (d, bytes) in &p.documents {
+                put_manifest(registry, t, &d.digest.to_string(), d, bytes)?;
+            }
+        }
+    }
+    // Tags last.
+    tag_all(registry, plans, &counts)
+}
+
+fn tag_all(registry: &Registry, plans: &[Plan], counts: &Counts) -> Result<LoadReport> {
+    let mut moved_so_far: Vec<String> = Vec::new();
+    let mut images = Vec::new();
+    for p in plans {
+        let bytes = p
+            .documents
+            .iter()
+            .find(|(d, _)| d.digest == p.top.digest)
+            .map(|(_, b)| b.as_slice())
+            .unwrap_or_default();
+        let mut names = Vec::new();
+        let mut moved = Vec::new();
+        for t in &p.targets {
+            let Some(tag) = t.reference.tag.clone() else {
+                continue;
+            };
+            let before = current_digest(registry, t, &tag)?;
+            if let Err(e) = put_manifest(registry, t, &tag, &p.top, bytes) {
+                return Err(with_moved(e, moved_so_far));
+            }
+            let name = reference::familiar(&t.display());
+            moved_so_far.push(match &before {
+                Some(d) => format!("{} (was {d})", t.display()),
+                None => format!("{} (new)", t.display()),
+            });
+            if before.as_ref().is_some_and(|d| d != &p.top.digest) {
+                moved.push(name.clone());
+            }
+            names.push(name);
+        }
+        images.push(LoadedImage {
+            names,
+            digest: p.top.digest.clone(),
+            media_type: p.top.media_type.clone(),
+            platforms: p.sel.platforms.clone(),
+            absent: p.sel.absent.clone(),
+            attestations: p.sel.attestations,
+            moved,
+            foreign: p.sel.foreign.clone(),
+        });
+        let _ = &p.label;
+    }
+    Ok(LoadReport {
+        images,
+        blobs_written: counts.uploaded.load(Ordering::Relaxed),
+        blobs_present: counts.present.load(Ordering::Relaxed),
+        blobs_mounted: counts.mounted.load(Ordering::Relaxed),
+        bytes_written: counts.bytes.load(Ordering::Relaxed),
+    })
+}
+
+fn with_moved(e: Error, moved: Vec<String>) -> Error {
+    match e {
+        Error::Registry {
+            status,
+            code,
+            url,
+            message,
+            ..
+        } => Error::Registry {
+            status,
+            code,
+            url,
+            message,
+            moved,
+        },
+        Error::Authentication {
+            status,
+            code,
+            url,
+            message,
+        } if !moved.is_empty() => Error::Registry {
+            status,
+            code,
+            url,
+            message: format!("authentication failed: {message}"),
+            moved,
+        },
+        other => other,
+    }
+}
+
+/// The digest `tag` points at now, `None` when it does not exist.
+fn current_digest(registry: &Registry, t: &Target, tag: &str) -> Result<Option<Digest>> {
+    let path = format!("/v2/{}/manifests/{tag}", t.repository);
+    let resp = registry.client.send(
+        t.api_host(),
+        "HEAD",
+        &path,
+        &[("accept", ACCEPT)],
+        &Payload::Empty,
+    )?;
+    match resp.status().as_u16() {
+        200 => Ok(header(&resp, "docker-content-digest").and_then(|d| d.parse().ok())),
+        404 => Ok(None),
+        _ => Err(status_error(
+            resp,
+            &registry.client.url(t.api_host(), &path)?,
+        )),
+    }
+}
+
+fn put_manifest(
+    registry: &Registry,
+    t: &Target,
+    reference: &str,
+    d: &Descriptor,
+    bytes: &[u8],
+) -> Result<()> {
+    let path = format!("/v2/{}/manifests/{reference}", t.repository);
+    let url = registry.client.url(t.api_host(), &path)?;
+    let mt = if d.media_type.is_empty() {
+        walk::MT_OCI_MANIFEST
+    } else {
+        d.media_type.as_str()
+    };
+    let resp = registry.client.send(
+        t.api_host(),
+        "PUT",
+        &path,
+        &[("content-type", mt)],
+        &Payload::Bytes(bytes),
+    )?;
+    if resp.status().as_u16() != 201 {
+        return Err(status_error(resp, &url));
+    }
+    if let Some(got) = header(&resp, "docker-content-digest").and_then(|g| g.parse::<Digest>().ok())
+    {
+        if got != d.digest {
+            return Err(Error::DigestMismatch {
+                digest: d.digest.to_string(),
+                location: shown(&url),
+                found: got.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Push one blob into `t`'s repository unless it is there: mount it from `from` (same host) when
+/// given, else (or when the mount is answered with an upload session) upload it, verified.
+fn put_blob(
+    registry: &Registry,
+    source: &ArchiveSource<'_>,
+    t: &Target,
+    b: &Descriptor,
+    from: Option<&str>,
+    counts: &Counts,
+) -> Result<()> {
+    let client = &registry.client;
+    let host = t.api_host();
+    let head = format!("/v2/{}/blobs/{}", t.repository, b.digest);
+    let resp = client.send(host, "HEAD", &head, &[], &Payload::Empty)?;
+    if resp.status().as_u16() == 200 {
+        counts.present.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    let fault: Mutex<Option<Error>> = Mutex::new(None);
+    let open = || -> Result<Box<dyn Read + '_>> {
+        let inner = source.open_blob(b)?;
+        Ok(Box::new(Verifying {
+            inner,
+            hasher: Some(b.digest.algorithm().hasher()),
+            n: 0,
+            desc: b,
+            location: format!("{}:{}", source.archive.label(), b.digest.blob_name()),
+            fault: &fault,
+        }))
+    };
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let Some(location) = start_upload(registry, t, b, from)? else {
+            counts.mounted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest={}", b.digest);
+        let sent = client.send(
+            host,
+            "PUT",
+            &put,
+            &[("content-type", "application/octet-stream")],
+            &Payload::Stream(&open, b.size),
+        );
+        if let Some(e) = fault.lock().ok().and_then(|mut f| f.take()) {
+            return Err(e);
+        }
+        match sent {
+            Ok(resp) if resp.status().as_u16() == 201 => {
+                counts.uploaded.fetch_add(1, Ordering::Relaxed);
+                counts.bytes.fetch_add(b.size, Ordering::Relaxed);
+                return Ok(());
+            }
+            // A session the registry lost (distribution cannot resume one): start the blob again.
+            Ok(resp) if resp.status().as_u16() == 404 => last = Some(status_error(resp, &put)),
+            Ok(resp) => return Err(status_error(resp, &put)),
+            Err(e @ Error::Registry { status: 0, .. }) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Registry {
+        status: 0,
+        code: String::new(),
+        url: shown(&head),
+        message: "upload failed".into(),
+        moved: Vec::new(),
+    }))
+}
+
+/// Start an upload of `b` into `t`'s repository: a mount from `from` when given (`None` when the
+/// registry mounted it), else, or when the mount is answered with a session, the session's URL.
+///
+/// # Errors
+/// [`Error::Registry`] for an answer other than 201 (mount) or 202 with a `Location`.
+fn start_upload(
+    registry: &Registry,
+    t: &Target,
+    b: &Descriptor,
+    from: Option<&str>,
+) -> Result<Option<String>> {
+    let client = &registry.client;
+    let host = t.api_host();
+    let post = match from {
+        Some(src) => format!(
+            "/v2/{}/blobs/uploads/?mount={}&from={src}",
+            t.repository, b.digest
+        ),
+        None => format!("/v2/{}/blobs/uploads/", t.repository),
+    };
+    let post_url = client.url(host, &post)?;
+    let resp = client.send(host, "POST", &post, &[], &Payload::Empty)?;
+    match resp.status().as_u16() {
+        201 if from.is_some() => return Ok(None),
+        202 => {}
+        _ => return Err(status_error(resp, &post_url)),
+    }
+    let Some(location) = header(&resp, "location") else {
+        return Err(Error::Registry {
+            status: 202,
+            code: String::new(),
+            url: shown(&post_url),
+            message: "upload session without a Location".into(),
+            moved: Vec::new(),
+        });
+    };
+    client.url(host, location).map(Some)
+}
+
+/// Hashes what an upload reads; at the end, a digest or size that differs from the descriptor's is
+/// an error (kept in `fault`) and the upload fails before the registry could store it.
+struct Verifying<'a, R> {
+    inner: R,
+    hasher: Option<Hasher>,
+    n: u64,
+    desc: &'a Descriptor,
+    location: String,
+    fault: &'a Mutex<Option<Error>>,
+}
+
+impl<R: Read> Read for Verifying<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let (Some(h), Some(chunk)) = (self.hasher.as_mut(), buf.get(..n)) {
+            h.update(chunk);
+        }
+        self.n += n as u64;
+        // Checked when the last byte is read (the HTTP body ends there, without a read at EOF).
+        if self.n < self.desc.size && n > 0 {
+            return Ok(n);
+        }
+        let Some(h) = self.hasher.take() else {
+            return Ok(n);
+        };
+        let found = h.finish();
+        match crate::engine::digest::check(
+            &self.desc.digest,
+            self.desc.size,
+            &found,
+            self.n,
+            &self.location,
+        ) {
+            Ok(()) => Ok(n),
+            Err(e) => {
+                if let Ok(mut f) = self.fault.lock() {
+                    *f = Some(e);
+                }
+                Err(io::Error::other("blob failed verification"))
+            }
+        }
+    }
+}
