@@ -145,3 +145,32 @@ def test_empty_stdin_says_so(tmp_path: Path) -> None:
     p = cli("load", "--store", tmp_path / "s", stdin=b"")
     assert p.returncode == 1 and p.stderr == b"ocitar: error: stdin is empty: pipe an archive or use -i FILE\n"
     assert not (tmp_path / "s").exists()
+
+
+def test_random_bytes_are_not_a_tar_archive_in_plain_words(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes(range(256)) * 16)
+    for command in (("load", "--store", tmp_path / "s", "-i", junk), ("inspect", junk), ("verify", junk)):
+        p = cli(*command)
+        assert p.returncode == 1, p.stderr
+        assert p.stderr == f"ocitar: error: invalid archive: {junk}: not a tar archive (its first 512 bytes are not a tar header)\n".encode()
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_short_text_file_is_not_taken_for_an_archive(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    p = cli("load", "--store", tmp_path / "s", "-i", text)
+    assert p.returncode == 1 and b"not a tar archive" in p.stderr and str(text).encode() in p.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_truncated_gzip_archive_names_the_file(store: BuiltStore, tmp_path: Path) -> None:
+    whole = tmp_path / "app.tar.gz"
+    ocitar.save(store.path, ["app:1.0"], output=whole, compression="gzip")
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole.read_bytes()[:3000])
+    with pytest.raises(ocitar.InvalidArchiveError, match="truncated") as e:
+        ocitar.load(cut, store=tmp_path / "s")
+    assert str(cut) in str(e.value) and e.value.entry == str(cut)
+    assert not (tmp_path / "s").exists()

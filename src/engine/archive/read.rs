@@ -598,7 +598,7 @@ impl Destination<'_> {
         let (path, held, (found, n, gzip)) = if in_memory {
             *self.memory += size + ENTRY_OVERHEAD;
             let mut held = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-            let copied = copy_hash_into(e, &mut held, alg, size, at)?;
+            let copied = copy_hash_into(e, &mut held, alg, size, at, label)?;
             (None, Some(held), copied)
         } else if keep {
             self.budget.admit(name, size)?;
@@ -608,10 +608,10 @@ impl Destination<'_> {
                 budget: &mut *self.budget,
                 name,
             };
-            let copied = copy_hash_into(e, &mut w, alg, size, (name, &path))?;
+            let copied = copy_hash_into(e, &mut w, alg, size, (name, &path), label)?;
             (Some(path), None, copied)
         } else {
-            let copied = copy_hash_into(e, &mut io::sink(), alg, size, at)?;
+            let copied = copy_hash_into(e, &mut io::sink(), alg, size, at, label)?;
             (None, None, copied)
         };
         if n != size {
@@ -696,9 +696,30 @@ fn decoder(c: Compression, r: Box<dyn Read + Send>) -> Result<Box<dyn Read + Sen
 fn tar_error(label: &str, last: Option<&str>, e: &io::Error) -> Error {
     let at = match last {
         Some(name) => format!("after entry {:?}", shorten(name)),
-        None => "at its first header".to_string(),
+        None => {
+            if let Some(reason) = not_a_tar(e) {
+                return bad(label, reason);
+            }
+            "at its first header".to_string()
+        }
     };
     read_error(label, &at, e)
+}
+
+/// Plain words for input whose very first header is not a tar header (random bytes, a text file): the
+/// tar reader's own message would quote the input's bytes.
+fn not_a_tar(e: &io::Error) -> Option<&'static str> {
+    if refused(e).is_some() {
+        return None;
+    }
+    let msg = e.to_string();
+    if msg.contains("failed to read entire block") {
+        Some("shorter than one 512-byte tar header: not a tar archive, or one truncated inside its first header")
+    } else if msg.contains("numeric field") || msg.contains("checksum mismatch") {
+        Some("not a tar archive (its first 512 bytes are not a tar header)")
+    } else {
+        None
+    }
 }
 
 /// The error for a read failure in `label` (an archive or an entry) at the place `at` describes.
@@ -730,6 +751,7 @@ fn copy_hash_into<R: Read, W: io::Write>(
     alg: digest::Algorithm,
     size: u64,
     (name, path): (&str, &Path),
+    label: &str,
 ) -> Result<(Digest, u64, bool)> {
     let mut n = 0u64;
     let mut head: Vec<u8> = Vec::with_capacity(2);
@@ -739,7 +761,10 @@ fn copy_hash_into<R: Read, W: io::Write>(
             |b| loop {
                 match r.read(b) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(read_error(name, "inside the entry's data", &e)),
+                    Err(e) => {
+                        let at = format!("inside entry {:?}", shorten(name));
+                        return Err(read_error(label, &at, &e));
+                    }
                     Ok(k) => return Ok(k),
                 }
             },
