@@ -715,7 +715,7 @@ fn not_a_tar(e: &io::Error) -> Option<&'static str> {
     let msg = e.to_string();
     if msg.contains("failed to read entire block") {
         Some("shorter than one 512-byte tar header: not a tar archive, or one truncated inside its first header")
-    } else if msg.contains("numeric field") || msg.contains("checksum mismatch") {
+    } else if msg.contains("numeric field") {
         Some("not a tar archive (its first 512 bytes are not a tar header)")
     } else {
         None
