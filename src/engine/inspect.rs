@@ -1,7 +1,7 @@
 //! `inspect` and `verify`: what a store or an archive holds, per image and platform, read through the one
 //! walker; `verify` also re-hashes every blob (in parallel) and checks every size and reference.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -16,7 +16,7 @@ use super::document;
 use super::error::{Error, IoContext, Result};
 use super::load::{find_images, ArchiveSource};
 use super::platform::Matcher;
-use super::reference::{self, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use super::reference::ANNOTATION_IMAGE_NAME;
 use super::registry::{Registry, RegistrySource};
 use super::store::{IndexFile, Store, MISSING_STORE, OCI_LAYOUT};
 use super::walk::{self, BlobSource, Descriptor, Image, Node};
@@ -80,24 +80,6 @@ pub struct Inventory {
     pub shared_bytes: u64,
     /// Whether every blob was re-hashed (`verify`).
     pub verified: bool,
-}
-
-fn names_of(entries: &[Descriptor]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    for d in entries {
-        let full = reference::entry_names(
-            d.annotation(ANNOTATION_IMAGE_NAME),
-            d.annotation(ANNOTATION_REF_NAME),
-        );
-        if let Some(n) = full.first() {
-            let f = reference::familiar(n);
-            if seen.insert(f.clone()) {
-                out.push(f);
-            }
-        }
-    }
-    out
 }
 
 /// `index.json` entries grouped by digest, in the order each digest first appears.
@@ -195,7 +177,7 @@ fn summarize(
             });
         }
         out.push(ImageEntry {
-            names: names_of(entries),
+            names: walk::familiar_names(entries),
             digest: image.top.digest.clone(),
             media_type: image.top.media_type.clone(),
             platforms,

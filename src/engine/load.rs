@@ -742,24 +742,7 @@ pub fn load(
             let moved = merge.add(&f.entries);
             let top = &f.top;
             out.push(LoadedImage {
-                names: f
-                    .entries
-                    .iter()
-                    .filter_map(|d| {
-                        reference::entry_names(
-                            d.annotation(ANNOTATION_IMAGE_NAME),
-                            d.annotation(ANNOTATION_REF_NAME),
-                        )
-                        .into_iter()
-                        .next()
-                    })
-                    .map(|n| reference::familiar(&n))
-                    .fold(Vec::new(), |mut v, n| {
-                        if !v.contains(&n) {
-                            v.push(n);
-                        }
-                        v
-                    }),
+                names: walk::familiar_names(&f.entries),
                 digest: top.digest.clone(),
                 media_type: top.media_type.clone(),
                 platforms: sel.platforms.clone(),

@@ -11,6 +11,7 @@ use super::digest::Digest;
 use super::document::{parse_document, MAX_DEPTH, MAX_DOCUMENT_BYTES};
 use super::error::{Error, Result};
 use super::platform::{Matcher, Platform};
+use super::reference;
 
 /// An OCI image index.
 pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -115,6 +116,17 @@ impl Descriptor {
     /// An annotation's value.
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.get(key).map(String::as_str)
+    }
+
+    /// The full name this entry gives its image (the image name, else `ref.name`, by
+    /// [`reference::entry_names`]), when it has one.
+    pub fn full_name(&self) -> Option<String> {
+        reference::entry_names(
+            self.annotation(reference::ANNOTATION_IMAGE_NAME),
+            self.annotation(reference::ANNOTATION_REF_NAME),
+        )
+        .into_iter()
+        .next()
     }
 
     /// Replace the annotations (in `raw` too); an empty map removes the field.
@@ -798,6 +810,18 @@ fn gather(n: &Node, sel: &mut Selection, seen: &mut HashSet<Digest>, top: bool) 
         }
         Node::Absent { .. } => false,
     }
+}
+
+/// The familiar names (`alpine:3.20`) that `entries` (one image's `index.json` entries) give their image,
+/// in order, each once.
+pub fn familiar_names(entries: &[Descriptor]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    entries
+        .iter()
+        .filter_map(Descriptor::full_name)
+        .map(|n| reference::familiar(&n))
+        .filter(|n| seen.insert(n.clone()))
+        .collect()
 }
 
 #[cfg(test)]

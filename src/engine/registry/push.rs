@@ -15,7 +15,7 @@ use crate::engine::digest::{Digest, Hasher};
 use crate::engine::error::{Error, Result};
 use crate::engine::load::{find_images, ArchiveSource, LoadReport, LoadedImage};
 use crate::engine::platform::{Matcher, Platform};
-use crate::engine::reference::{self, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use crate::engine::reference;
 use crate::engine::save::{subset, IndexShape};
 use crate::engine::walk::{self, Descriptor, Image, Node, Selection};
 use crate::engine::Progress;
@@ -53,18 +53,7 @@ pub fn load(
     let found = find_images(&mut source, None)?;
     let mut plans = Vec::new();
     for f in &found {
-        let names: Vec<String> = f
-            .entries
-            .iter()
-            .filter_map(|d| {
-                reference::entry_names(
-                    d.annotation(ANNOTATION_IMAGE_NAME),
-                    d.annotation(ANNOTATION_REF_NAME),
-                )
-                .into_iter()
-                .next()
-            })
-            .collect();
+        let names: Vec<String> = f.entries.iter().filter_map(Descriptor::full_name).collect();
         let label = names
             .first()
             .map_or_else(|| f.top.digest.to_string(), |n| reference::familiar(n));
