@@ -123,15 +123,19 @@ pub fn read_bounded<R: Read>(r: R, size: u64) -> io::Result<Option<Vec<u8>>> {
 pub fn check_layout(bytes: &[u8]) -> std::result::Result<(), String> {
     let expected = String::from_utf8_lossy(super::store::OCI_LAYOUT);
     let v = parse_json(bytes).map_err(|e| format!("{e}; expected {expected}"))?;
-    match v.get("imageLayoutVersion").and_then(|x| x.as_str()) {
-        Some(version) if version.split('.').next() == Some("1") => Ok(()),
-        Some(version) => Err(format!(
-            "imageLayoutVersion {version:?} is not a 1.x layout; expected {expected}"
-        )),
-        None => Err(format!(
+    let Ok(layout) = super::oci::typed::<super::oci::OciLayout>(&v) else {
+        return Err(format!(
             "found {}, expected {expected}",
             String::from_utf8_lossy(bytes.get(..200).unwrap_or(bytes))
-        )),
+        ));
+    };
+    let version = layout.image_layout_version();
+    if version.split('.').next() == Some("1") {
+        Ok(())
+    } else {
+        Err(format!(
+            "imageLayoutVersion {version:?} is not a 1.x layout; expected {expected}"
+        ))
     }
 }
 

@@ -25,6 +25,7 @@ pub mod document;
 pub mod error;
 pub mod inspect;
 pub mod load;
+pub mod oci;
 pub mod platform;
 pub mod reference;
 pub mod registry;

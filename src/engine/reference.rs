@@ -5,10 +5,7 @@
 use super::digest::Digest;
 use super::error::{Error, Result};
 
-/// Annotation holding the full image name (containerd, docker).
-pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
-/// Annotation holding a tag or a full reference (OCI image layout).
-pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub use super::oci::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 
 const DEFAULT_DOMAIN: &str = "docker.io";
 /// Longest repository name (with its registry), as Docker's reference grammar allows.

@@ -13,27 +13,12 @@ use super::error::{Error, Result};
 use super::platform::{Matcher, Platform};
 use super::reference;
 
-/// An OCI image index.
-pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// An OCI image manifest.
-pub const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// A Docker manifest list (schema 2).
-pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// A Docker image manifest (schema 2).
-pub const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// A Docker image config.
-pub const MT_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-/// An OCI image config.
-pub const MT_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-/// A Docker layer, uncompressed tar.
-pub const MT_DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
-/// A Docker layer, gzip-compressed tar.
-pub const MT_DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-
-/// Annotation naming the manifest an attestation manifest describes (buildkit).
-pub const ANNOTATION_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
-/// Annotation marking an attestation manifest (buildkit).
-pub const ANNOTATION_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+use super::oci::{kind, Kind};
+pub use super::oci::{
+    ANNOTATION_REFERENCE_DIGEST, ANNOTATION_REFERENCE_TYPE, MT_DOCKER_CONFIG, MT_DOCKER_LAYER,
+    MT_DOCKER_LAYER_GZIP, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_CONFIG, MT_OCI_INDEX,
+    MT_OCI_MANIFEST,
+};
 
 /// A content descriptor as found in an index or manifest. `raw` keeps the original JSON object so that
 /// rewritten documents carry every field they had.
@@ -318,16 +303,16 @@ impl Manifest {
 }
 
 fn is_index_type(mt: &str) -> bool {
-    mt == MT_OCI_INDEX || mt == MT_DOCKER_LIST
+    kind(mt) == Kind::Index
 }
 
 fn is_manifest_type(mt: &str) -> bool {
-    mt == MT_OCI_MANIFEST || mt == MT_DOCKER_MANIFEST
+    kind(mt) == Kind::Manifest
 }
 
 /// Whether a config media type is an image config (one that carries a platform).
 pub fn is_image_config(mt: &str) -> bool {
-    mt == MT_OCI_CONFIG || mt == MT_DOCKER_CONFIG
+    kind(mt) == Kind::Config
 }
 
 /// A descriptor's media type and the document it points at agree: an index type for an image manifest,
