@@ -131,6 +131,69 @@ mod tests {
         assert_eq!(manifest.config().size(), 2);
     }
 
+    /// Docker's reference grammar is ocitar's own (`super::reference`: it names what is wrong, and adds
+    /// bare `sha256:` references); oci-spec's `distribution::Reference` is the same grammar and
+    /// normalisation, so the two must agree on every reference both read.
+    #[test]
+    fn reference_grammar_agrees_with_oci_spec() {
+        let cases = [
+            "alpine",
+            "alpine:3.20",
+            "library/alpine:3.20",
+            "docker.io/alpine",
+            "index.docker.io/library/alpine:1",
+            "user/app:1.0",
+            "ghcr.io/org/app:1.2",
+            "localhost/app",
+            "localhost:5000/app:v1",
+            "registry.example.com:5000/a/b/c:tag_1",
+            "127.0.0.1:5000/mirror/org/app:1.2",
+            "test.com:tag",
+            "test.com:5000",
+            "foo_bar.com:8080",
+            "a__b/c-d.e:x",
+            "app@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "app:1@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "app:",
+            ":tag",
+            "app:-x",
+            "a//b",
+            "a/B",
+            "-app",
+            "app_",
+            "",
+        ];
+        for text in cases {
+            let ours = super::super::reference::Reference::parse(text);
+            let theirs = oci_spec::distribution::Reference::try_from(text);
+            match (ours, theirs) {
+                (Ok(ours), Ok(theirs)) => {
+                    let digest = ours.digest.as_ref().map(|d| format!("@{d}"));
+                    let whole = format!(
+                        "{}{}{}",
+                        ours.repository.unwrap_or_default(),
+                        ours.tag.map(|t| format!(":{t}")).unwrap_or_default(),
+                        digest.unwrap_or_default()
+                    );
+                    assert_eq!(whole, theirs.whole(), "{text:?}");
+                }
+                (Err(_), Err(_)) => {}
+                (ours, theirs) => panic!("{text:?}: ocitar {ours:?}, oci-spec {theirs:?}"),
+            }
+        }
+        // Where ocitar keeps Docker's rule and oci-spec does not: a first component with an uppercase
+        // letter is a registry (Docker's `splitDockerDomain`), never a Docker Hub namespace.
+        let upper = super::super::reference::Reference::parse("UPPER/app").unwrap();
+        assert_eq!(upper.repository.as_deref(), Some("UPPER/app"));
+    }
+
+    /// Platforms stay the strings the image holds: oci-spec 0.10 reads architecture `armbe` as
+    /// `arm64be`, which would rewrite a platform on its way through.
+    #[test]
+    fn platform_strings_stay_local() {
+        assert_eq!(oci_spec::image::Arch::from("armbe").to_string(), "arm64be");
+    }
+
     /// Documents ocitar writes are serialised through `serde_json::Value`, whose maps are ordered by key
     /// (a `BTreeMap`) so that equal content gives equal bytes and equal digests. serde_json's
     /// `preserve_order` feature (which any crate in the build could switch on) would make the order the
