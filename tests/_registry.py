@@ -13,13 +13,14 @@ import http.server
 import ipaddress
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,3 +315,93 @@ class FaultProxy:
     def stop(self) -> None:
         self._stop = True
         self.sock.close()
+
+
+Answer = tuple[int, dict[str, str], int, Callable[[], Iterator[bytes]]]
+
+
+def answer(status: int, body: bytes, content_type: str = "application/json") -> Answer:
+    """A whole body."""
+    return status, {"content-type": content_type}, len(body), lambda: iter([body])
+
+
+def repeated(status: int, head: bytes, chunk: bytes, times: int, tail: bytes = b"") -> Answer:
+    """A body streamed as ``head + chunk * times + tail`` (never held whole)."""
+
+    def chunks() -> Iterator[bytes]:
+        yield head
+        for _ in range(times):
+            yield chunk
+        yield tail
+
+    return status, {"content-type": "application/json"}, len(head) + len(chunk) * times + len(tail), chunks
+
+
+class HostileServer:
+    """A loopback plain-HTTP server that speaks just enough of the distribution API (and, with
+    ``token=True``, of a token realm) for a client to reach the one answer a test makes hostile:
+    ``answers`` maps ``"token"`` or ``"manifest"`` to an :data:`Answer`. Without one, the token realm gives
+    a token and every manifest is 404. ``paths`` lists the requests seen."""
+
+    def __init__(self, answers: dict[str, Answer], token: bool = False) -> None:
+        self.answers = answers
+        self.paths: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def _send(self, a: Answer) -> None:
+                status, headers, length, chunks = a
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("content-length", str(length))
+                self.end_headers()
+                # The client stops reading a body it refuses: that is the point, not an error.
+                with contextlib.suppress(OSError):
+                    for c in chunks():
+                        self.wfile.write(c)
+
+            def do_GET(self) -> None:
+                outer.paths.append(self.path)
+                if self.path.startswith("/token"):
+                    self._send(outer.answers.get("token", answer(200, b'{"token": "t0k3n", "expires_in": 300}')))
+                elif self.path == "/v2/":
+                    if token and self.headers.get("authorization") is None:
+                        realm = f"http://{outer.host}/token"
+                        self.send_response(401)
+                        self.send_header("www-authenticate", f'Bearer realm="{realm}",service="hostile"')
+                        self.send_header("content-length", "0")
+                        self.end_headers()
+                    else:
+                        self._send(answer(200, b"{}"))
+                elif "/manifests/" in self.path:
+                    self._send(outer.answers.get("manifest", answer(404, b'{"errors": [{"code": "MANIFEST_UNKNOWN"}]}')))
+                else:
+                    self._send(answer(404, b""))
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+ACCESS = re.compile(r'"(GET|HEAD|PUT|POST|PATCH|DELETE) (\S+) HTTP/1\.1" (\d{3}) ')
+
+
+def access_log(server: RegistryServer, repository: str) -> list[tuple[str, str, int]]:
+    """The registry's own access log (method, path, status) of requests under ``/v2/REPOSITORY/``, in
+    order."""
+    prefix = f"/v2/{repository}/"
+    return [
+        (m.group(1), m.group(2), int(m.group(3)))
+        for m in ACCESS.finditer(server.log_text())
+        if m.group(2).startswith(prefix)
+    ]

@@ -7,16 +7,31 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import stat
 import subprocess
+import sys
 import tarfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import ocitar
 import pytest
-from _registry import PASSWORD, USER, FaultProxy, RegistryServer, catalog, start_registry
+from _registry import (
+    PASSWORD,
+    USER,
+    Answer,
+    FaultProxy,
+    HostileServer,
+    RegistryServer,
+    access_log,
+    answer,
+    catalog,
+    repeated,
+    start_registry,
+)
 from conftest import _tool, run
 from ocitar.testing import BuiltStore, Image, Layer, Platform, build_store
 
@@ -453,28 +468,60 @@ def test_cli_save_and_load_with_a_registry(tmp_path: Path, basic: RegistryServer
 # Faults ------------------------------------------------------------------------------------------------
 
 
-def test_a_download_cut_mid_blob_resumes_with_range(tmp_path: Path, anonymous: RegistryServer) -> None:
+def save_with_a_cut(
+    tmp_path: Path, registry: RegistryServer, strip_range: bool
+) -> tuple[Path, list[tuple[str, int]], dict[str, int]]:
+    """Save an image of 3 MiB layers through a proxy that cuts the download once past 1 MiB (and, with
+    `strip_range`, drops the Range header of every request). Returns the archive loaded, the registry's
+    own log of blob GETs (path, status) and what the proxy did (`cut`, `ranged` requests seen,
+    `stripped`); the saved archive is checked against the loaded one."""
     a = archive_of(tmp_path, layer=3 * MiB)
     r = repo("resume")
-    ocitar.load(a, store=ocitar.Registry(f"{anonymous.host}/{r}"))
-    state = {"cut": False}
+    ocitar.load(a, store=ocitar.Registry(f"{registry.host}/{r}"))
+    state = {"cut": 0, "ranged": 0, "stripped": 0}
 
-    def cut_once(index: int, direction: str, data: bytes, total: int) -> bytes | None:
-        if direction == "down" and total > MiB and not state["cut"]:
-            state["cut"] = True
+    def fault(index: int, direction: str, data: bytes, total: int) -> bytes | None:
+        if direction == "up":
+            state["ranged"] += b"\r\nrange: bytes=" in data.lower()
+            if not strip_range:
+                return data
+            stripped = re.sub(rb"(?i)\r\nrange: bytes=\d+-\r\n", b"\r\n", data)
+            state["stripped"] += stripped != data
+            return stripped
+        if total > MiB and not state["cut"]:
+            state["cut"] = 1
             return None
         return data
 
-    proxy = FaultProxy(anonymous.host, cut_once)
+    proxy = FaultProxy(registry.host, fault)
+    out = tmp_path / "b.tar"
     try:
-        out = tmp_path / "b.tar"
         ocitar.save(ocitar.Registry(f"{proxy.host}/{r}", jobs=1), "library/demo:1.0", output=out)
     finally:
         proxy.stop()
-    assert state["cut"]
-    assert any(b"\r\nrange: bytes=" in req.lower() for req in proxy.requests)
     assert blob_names(out) == blob_names(a)
     ocitar.verify(out)
+    gets = [(path, status) for method, path, status in access_log(registry, r) if method == "GET" and "/blobs/" in path]
+    return a, gets, state
+
+
+def test_a_download_cut_mid_blob_resumes_with_range(tmp_path: Path, anonymous: RegistryServer) -> None:
+    _, gets, state = save_with_a_cut(tmp_path, anonymous, strip_range=False)
+    assert state["cut"] and state["ranged"] == 1
+    # The registry itself answered one ranged GET, of a blob it had sent from the start before.
+    ranged = [path for path, status in gets if status == 206]
+    assert len(ranged) == 1 and (ranged[0], 200) in gets
+
+
+def test_a_whole_body_answering_a_range_request_restarts_the_blob(tmp_path: Path, anonymous: RegistryServer) -> None:
+    # The proxy drops the Range header: the registry answers the resumed GET with 200 and the whole blob.
+    a, gets, state = save_with_a_cut(tmp_path, anonymous, strip_range=True)
+    assert state["cut"] and state["stripped"] == 1
+    # No ranged answer was given, and the layer that was cut was sent whole twice (each other once).
+    assert all(status == 200 for _, status in gets)
+    layers = layer_digests(a)
+    sent = Counter(path for path, _ in gets if path.rsplit("/", 1)[1] in layers)
+    assert len(sent) == len(layers) and sorted(sent.values()) == [1] * (len(layers) - 1) + [2]
 
 
 def test_a_byte_flipped_in_transit_is_a_digest_mismatch_and_no_file(tmp_path: Path, anonymous: RegistryServer) -> None:
@@ -653,3 +700,65 @@ def test_cli_authfile_and_ca_file(tmp_path: Path, tls: RegistryServer) -> None:
     refused = run("ocitar", "inspect", "--authfile", str(authfile), ref, check=False)
     assert refused.returncode == 1 and "registry error" in refused.stderr
     assert "linux/arm64" in run("ocitar", "inspect", "--authfile", str(authfile), "--insecure", ref).stdout
+
+
+# Hostile servers -----------------------------------------------------------------------------------------
+
+# Inspect one image in a fresh process; print the exception (class and message) and VmHWM (kB), the peak
+# resident memory of that process alone.
+HOSTILE_INSPECT = (
+    "import sys, ocitar\n"
+    "try:\n"
+    "    ocitar.inspect(ocitar.Registry(sys.argv[1]), 'app:1')\n"
+    "    print('no error')\n"
+    "except ocitar.OcitarError as e:\n"
+    "    print(type(e).__name__ + ': ' + ' '.join(str(e).split()))\n"
+    "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')))\n"
+)
+
+
+def inspect_hostile(answers: dict[str, Answer], token: bool = False) -> tuple[str, int]:
+    """(the exception line, peak RSS in MiB) of inspecting ``app:1`` on a :class:`HostileServer`."""
+    server = HostileServer(answers, token=token)
+    try:
+        p = subprocess.run([sys.executable, "-c", HOSTILE_INSPECT, server.host], capture_output=True, text=True, timeout=120)
+    finally:
+        server.stop()
+    assert p.returncode == 0, p.stderr
+    error, peak = p.stdout.splitlines()
+    return error, int(peak) >> 10
+
+
+# Far above what ocitar needs (the read buffer, one document, the interpreter), far below what a parsed
+# 20 MiB flood of values takes (over 300 MiB).
+PEAK_MIB = 150
+
+
+def test_a_huge_token_response_is_refused_reading_a_bounded_prefix() -> None:
+    error, peak = inspect_hostile({"token": repeated(200, b'{"token": "', b"x" * MiB, 64, b'"}')}, token=True)
+    assert error.startswith("AuthenticationError: ") and "token response refused: response body over 1048576 bytes" in error
+    assert peak < PEAK_MIB
+
+
+def test_a_deeply_nested_token_response_is_refused() -> None:
+    nested = b'{"token": "t0k3n", "x": ' + b"[" * 100 + b"]" * 100 + b"}"
+    error, peak = inspect_hostile({"token": answer(200, nested)}, token=True)
+    assert error.startswith("AuthenticationError: ") and "token response refused: JSON nested deeper than 16 levels" in error
+
+
+def test_a_manifest_flooded_with_values_is_refused_in_bounded_memory() -> None:
+    # Under the 20 MiB document size, but ten million values: parsed whole, they would take over 300 MiB.
+    flood = repeated(200, b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "x": [', b"0," * (1 << 19), 19, b"0]}")
+    error, peak = inspect_hostile({"manifest": flood})
+    assert error.startswith("RegistryError: ") and "MANIFEST_INVALID" in error and "more than 1000000 values" in error, error
+    assert peak < PEAK_MIB, peak
+
+
+def test_hostile_error_bodies_are_refused_not_parsed() -> None:
+    nested = b'{"errors": [{"code": "DENIED", "message": "hello", "detail": ' + b"[" * 100 + b"]" * 100 + b"}]}"
+    error, _ = inspect_hostile({"manifest": answer(400, nested)})
+    assert error.startswith("RegistryError: ") and "error body refused: JSON nested deeper than 16 levels" in error, error
+    assert "hello" not in error and "DENIED" not in error
+    error, peak = inspect_hostile({"manifest": repeated(400, b'{"errors": [{"message": "', b"x" * MiB, 64, b'"}]}')})
+    assert error.startswith("RegistryError: ") and "error body refused: response body over 1048576 bytes" in error, error
+    assert peak < PEAK_MIB

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use base64::Engine as _;
 use serde_json::Value;
 
+use crate::engine::document;
 use crate::engine::error::{Error, Result};
 
 /// Docker Hub's key in docker's `config.json`.
@@ -129,35 +130,22 @@ fn file_error(path: &Path, reason: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Read a credential file; `None` when it does not exist.
+/// Read a credential file through [`document`]'s bounded read and parser; `None` when it does not
+/// exist.
 fn read_json(path: &Path) -> Result<Option<Value>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),
     };
-    if bytes.len() > 1 << 20 {
-        return Err(file_error(path, "over 1 MiB"));
-    }
-    serde_json::from_slice(&bytes)
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let Some(bytes) = document::read_bounded(file, size).map_err(|e| Error::io(path, e))? else {
+        return Err(file_error(path, document::over_size(size)));
+    };
+    // parse_json parses into a `Value`, whose errors give a position, never the text (a secret).
+    document::parse_json(&bytes)
         .map(Some)
-        .map_err(|e| file_error(path, format!("not valid JSON ({})", e.classify_name())))
-}
-
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    // The position only: serde's message could quote part of a secret.
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "read error",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "unexpected value",
-            serde_json::error::Category::Eof => "truncated",
-        }
-    }
+        .map_err(|reason| file_error(path, reason))
 }
 
 /// The `auths` entry for `host` of a docker `config.json` or containers `auth.json`.
@@ -272,8 +260,11 @@ fn from_helper(helper: &str, host: &str) -> Result<Option<Credential>> {
         }
         return Err(fail(format!("credential helper failed ({})", out.status)));
     }
-    let v: BTreeMap<String, Value> = serde_json::from_slice(&out.stdout)
-        .map_err(|_| fail("credential helper printed no JSON object".into()))?;
+    let v = document::parse_document(&out.stdout).map_err(|reason| {
+        fail(format!(
+            "credential helper printed no JSON object ({reason})"
+        ))
+    })?;
     let field = |k: &str| {
         v.get(k)
             .and_then(Value::as_str)

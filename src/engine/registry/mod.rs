@@ -19,7 +19,7 @@ use ureq::Body;
 
 use super::content::{Origin, Source};
 use super::digest::{self, Digest};
-use super::document::MAX_DOCUMENT_BYTES as MAX_DOCUMENT;
+use super::document::{self, MAX_DOCUMENT_BYTES as MAX_DOCUMENT};
 use super::error::{Error, Result};
 use super::reference::Reference;
 use super::walk::{
@@ -256,34 +256,30 @@ impl Registry {
         let content_type = header(&resp, "content-type")
             .map(|c| c.split(';').next().unwrap_or(c).trim().to_string());
         let bytes = read_limited(resp, &url, MAX_DOCUMENT)?;
-        let expected = match (&target.reference.digest, &announced) {
-            (Some(d), _) => d.clone(),
-            (None, Some(d)) => d.clone(),
-            (None, None) => Digest::sha256_of(&bytes),
-        };
-        let found = expected.algorithm().digest(&bytes);
-        digest::check(
-            &expected,
-            bytes.len() as u64,
-            &found,
-            bytes.len() as u64,
-            &shown(&url),
-        )?;
-        if let Some(a) = announced.filter(|a| a.algorithm() == expected.algorithm()) {
-            digest::check(
-                &a,
-                bytes.len() as u64,
-                &found,
-                bytes.len() as u64,
-                &shown(&url),
-            )?;
+        // The digest asked for, else the one announced, decides the algorithm; both must agree.
+        let algorithm = target
+            .reference
+            .digest
+            .as_ref()
+            .or(announced.as_ref())
+            .map_or(digest::Algorithm::Sha256, Digest::algorithm);
+        let found = algorithm.digest(&bytes);
+        let size = bytes.len() as u64;
+        for want in [&target.reference.digest, &announced].into_iter().flatten() {
+            if want.algorithm() == algorithm {
+                digest::check(want, size, &found, size, &shown(&url))?;
+            }
         }
-        let body_type = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| {
-                v.get("mediaType")
-                    .and_then(|m| m.as_str().map(str::to_string))
-            });
+        let doc = document::parse_json(&bytes).map_err(|reason| Error::Registry {
+            status,
+            code: "MANIFEST_INVALID".into(),
+            url: shown(&url),
+            message: reason,
+            moved: Vec::new(),
+        })?;
+        let body_type = doc
+            .get("mediaType")
+            .and_then(|m| m.as_str().map(str::to_string));
         let media_type = body_type
             .or(content_type)
             .unwrap_or_else(|| MT_OCI_MANIFEST.to_string());
@@ -464,7 +460,7 @@ impl BlobReader<'_> {
         let url = self.client.url(&self.host, &self.path)?;
         match resp.status().as_u16() {
             200 => self.skip = self.done,
-            206 if self.done > 0 => self.skip = 0,
+            206 if self.done > 0 && resumes_at(&resp, self.done) => self.skip = 0,
             404 => return Err(Error::store(shown(&url), "blob not found in the registry")),
             _ => return Err(status_error(resp, &url)),
         }
@@ -480,6 +476,16 @@ impl BlobReader<'_> {
         self.body = None;
         self.connect().map_err(io::Error::other)
     }
+}
+
+/// Whether a 206 answers from `offset` on (`Content-Range: bytes OFFSET-…`): any other range is an error,
+/// not bytes to splice in.
+fn resumes_at(resp: &Response<Body>, offset: u64) -> bool {
+    header(resp, "content-range")
+        .and_then(|r| r.trim().strip_prefix("bytes "))
+        .and_then(|r| r.split('-').next())
+        .and_then(|start| start.trim().parse::<u64>().ok())
+        == Some(offset)
 }
 
 impl Read for BlobReader<'_> {

@@ -15,6 +15,7 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::Body;
 
 use super::auth::{self, Challenge, Credential};
+use crate::engine::document;
 use crate::engine::error::{Error, Result};
 
 /// Attempts of one request on connection errors, 408, 429 and 5xx.
@@ -411,42 +412,7 @@ impl Client {
                 })?
             }
         };
-        let status = resp.status().as_u16();
-        if status != 200 {
-            let (code, message) = error_body(resp);
-            return Err(Error::Authentication {
-                status,
-                code,
-                url: shown(realm),
-                message: format!(
-                    "token request refused{}",
-                    if message.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {message}")
-                    }
-                ),
-            });
-        }
-        let v = read_json(resp, realm)?;
-        let token = v
-            .get("token")
-            .or_else(|| v.get("access_token"))
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::Authentication {
-                status,
-                code: String::new(),
-                url: shown(realm),
-                message: "token response has no token".into(),
-            })?;
-        // Refreshed a little before the registry would refuse it.
-        let ttl = v
-            .get("expires_in")
-            .and_then(Value::as_u64)
-            .unwrap_or(60)
-            .max(10);
-        Ok((token.to_string(), Duration::from_secs(ttl - ttl / 10)))
+        token_of(resp, realm)
     }
 
     /// Run `call` up to [`ATTEMPTS`] times while it fails to connect or answers 408, 429 or 5xx.
@@ -489,6 +455,51 @@ impl Client {
             std::thread::sleep(wait);
         }
     }
+}
+
+/// The token and its lifetime from a token realm's answer, read through [`body_json`].
+fn token_of(resp: Response<Body>, realm: &str) -> Result<(String, Duration)> {
+    let status = resp.status().as_u16();
+    if status != 200 {
+        let (code, message) = error_body(resp);
+        return Err(Error::Authentication {
+            status,
+            code,
+            url: shown(realm),
+            message: format!(
+                "token request refused{}",
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                }
+            ),
+        });
+    }
+    let v = body_json(resp, SMALL_BODY).map_err(|e| Error::Authentication {
+        status,
+        code: String::new(),
+        url: shown(realm),
+        message: format!("token response refused: {e}"),
+    })?;
+    let token = v
+        .get("token")
+        .or_else(|| v.get("access_token"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::Authentication {
+            status,
+            code: String::new(),
+            url: shown(realm),
+            message: "token response has no token".into(),
+        })?;
+    // Refreshed a little before the registry would refuse it.
+    let ttl = v
+        .get("expires_in")
+        .and_then(Value::as_u64)
+        .unwrap_or(60)
+        .max(10);
+    Ok((token.to_string(), Duration::from_secs(ttl - ttl / 10)))
 }
 
 /// The host whose credentials a request to `api_host` uses (Docker Hub's API host is `docker.io`'s).
@@ -549,17 +560,14 @@ pub fn transport_error(e: &ureq::Error, url: &str) -> Error {
     }
 }
 
-/// The OCI error body's first `code` and `message`, when there is one.
+/// The OCI error body's first `code` and `message`, when there is one. A body that is not JSON gives
+/// neither; one over [`SMALL_BODY`] or over a limit of [`document`] gives the reason as its message.
 pub fn error_body(resp: Response<Body>) -> (String, String) {
-    let Ok(bytes) = resp
-        .into_body()
-        .with_config()
-        .limit(SMALL_BODY)
-        .read_to_vec()
-    else {
-        return (String::new(), String::new());
+    let v = match body_json(resp, SMALL_BODY) {
+        Ok(v) => v,
+        Err(BodyError::NotJson(_)) => return (String::new(), String::new()),
+        Err(e) => return (String::new(), format!("error body refused: {e}")),
     };
-    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let first = v.get("errors").and_then(|e| e.get(0));
     let text = |k: &str| {
         first
@@ -569,6 +577,54 @@ pub fn error_body(resp: Response<Body>) -> (String, String) {
             .to_string()
     };
     (text("code"), text("message"))
+}
+
+/// Why a JSON response body was not read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Longer than the limit read.
+    TooLarge(u64),
+    /// Over a limit of [`document`] (size, nesting, values, objects, annotations).
+    Limit(String),
+    /// Not JSON.
+    NotJson(String),
+    /// The connection failed.
+    Transport(String),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TooLarge(n) => write!(f, "response body over {n} bytes"),
+            BodyError::Limit(r) | BodyError::NotJson(r) | BodyError::Transport(r) => f.write_str(r),
+        }
+    }
+}
+
+/// Read a JSON body of at most `limit` bytes (never more than a document's) and parse it through
+/// [`document::parse_json`]: what a registry or token server answers obeys the limits every document
+/// does, and memory stays bounded whatever it sends.
+///
+/// # Errors
+/// The [`BodyError`].
+pub fn body_json(resp: Response<Body>, limit: u64) -> std::result::Result<Value, BodyError> {
+    let limit = limit.min(document::MAX_DOCUMENT_BYTES);
+    let bytes = resp
+        .into_body()
+        .with_config()
+        .limit(limit)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => BodyError::TooLarge(limit),
+            e => BodyError::Transport(e.to_string()),
+        })?;
+    document::parse_json(&bytes).map_err(|r| {
+        if r.starts_with("not valid JSON") {
+            BodyError::NotJson(r)
+        } else {
+            BodyError::Limit(r)
+        }
+    })
 }
 
 /// A response that is not what was expected, as an error: [`Error::Authentication`] for 401/403, else
@@ -599,31 +655,6 @@ pub fn status_error(resp: Response<Body>, url: &str) -> Error {
     }
 }
 
-/// Read a small JSON body.
-///
-/// # Errors
-/// [`Error::Registry`] when it is unreadable or not JSON.
-pub fn read_json(resp: Response<Body>, url: &str) -> Result<Value> {
-    let bytes = read_small(resp, url)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Registry {
-        status: 200,
-        code: String::new(),
-        url: shown(url),
-        message: format!("response is not JSON: {}", e.classify_text()),
-        moved: Vec::new(),
-    })
-}
-
-trait ClassifyText {
-    fn classify_text(&self) -> String;
-}
-
-impl ClassifyText for serde_json::Error {
-    fn classify_text(&self) -> String {
-        format!("line {} column {}", self.line(), self.column())
-    }
-}
-
 /// Read a body of at most `limit` bytes.
 ///
 /// # Errors
@@ -633,11 +664,16 @@ pub fn read_limited(resp: Response<Body>, url: &str, limit: u64) -> Result<Vec<u
         .with_config()
         .limit(limit)
         .read_to_vec()
-        .map_err(|e| transport_error(&e, url))
-}
-
-fn read_small(resp: Response<Body>, url: &str) -> Result<Vec<u8>> {
-    read_limited(resp, url, SMALL_BODY)
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => Error::Registry {
+                status: 200,
+                code: String::new(),
+                url: shown(url),
+                message: BodyError::TooLarge(limit).to_string(),
+                moved: Vec::new(),
+            },
+            e => transport_error(&e, url),
+        })
 }
 
 /// `k=v&k=v`, percent-encoded.
