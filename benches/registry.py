@@ -1,33 +1,60 @@
 #!/usr/bin/env python3
 """Registry benchmark (issue 12): save from and load into a loopback docker-registry (CNCF distribution
-2.8), ocitar against `skopeo copy` doing the same work, wall time and peak RSS of each run.
+2.8) against the same save or load between local files, `skopeo copy` doing the registry work, and the
+registry's own floor (curl moving the same blobs); wall time and peak RSS of each run.
 
-    python benches/registry.py                  # 1 GiB image of 4 platforms, 2 repetitions
+    python benches/registry.py                  # 1 GiB image of 4 platforms, 3 repetitions
     python benches/registry.py --size 256M --reps 1
 
 Cases: save one platform to an archive file, save all four, load the all-platform archive into a fresh
-repository. Each command runs in a fresh process under `/usr/bin/time -v`; outputs are removed after each
-run. Prints a Markdown table (see benches/README.md). Never fails for a missed target.
+repository. Each command runs in a fresh process under `/usr/bin/time -v`, the tools alternating within a
+repetition; outputs are removed after each run. Prints a Markdown table of medians (see
+benches/README.md). Never fails for a missed target.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 import ocitar  # noqa: E402
-from _registry import start_registry  # noqa: E402
+from _registry import RegistryServer, start_registry  # noqa: E402
 from ocitar.testing import Image, Layer, Platform, build_store  # noqa: E402
 
 PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le")
 PY = sys.executable
+JOBS = 4  # ocitar.Registry's default: curl gets the same parallelism
+SAVE_PY = "import sys,ocitar; ocitar.save(ocitar.Registry(), [sys.argv[1]], sys.argv[3:] or None, output=sys.argv[2])"
+SAVE_LOCAL_PY = "import sys,ocitar; ocitar.save(sys.argv[1], ['bench/app:1'], sys.argv[3:] or None, output=sys.argv[2])"
+LOAD_PY = "import sys,ocitar; ocitar.load(sys.argv[1], store=ocitar.Registry(sys.argv[2]))"
+LOAD_LOCAL_PY = "import sys,ocitar; ocitar.load(sys.argv[1], store=sys.argv[2])"
+# The registry's floor for a load: each blob's upload session opened (POST), then every blob PUT whole
+# by curl, JOBS at once. argv: jobs, host, repository, blob files...
+PUT_PY = """
+import subprocess, sys, urllib.request
+jobs, host, repo, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+args = ["curl", "-sSf", "--parallel", "--parallel-max", jobs, "-X", "PUT",
+        "-H", "content-type: application/octet-stream"]
+for f in files:
+    req = urllib.request.Request(f"http://{host}/v2/{repo}/blobs/uploads/", method="POST")
+    with urllib.request.urlopen(req) as r:
+        loc = r.headers["location"]
+    url = loc if loc.startswith("http") else f"http://{host}{loc}"
+    args += ["-T", f, url + ("&" if "?" in url else "?") + "digest=sha256:" + f.rsplit("/", 1)[1], "-o", "/dev/null"]
+subprocess.run(args, check=True)
+"""
 
 
 def parse_size(s: str) -> int:
@@ -48,80 +75,149 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, rss / 1024
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--size", default="1G")
-    ap.add_argument("--reps", type=int, default=2)
-    args = ap.parse_args()
-    size = parse_size(args.size)
-    work = Path(tempfile.mkdtemp(prefix="ocitar-regbench-"))
-    layer = size // (len(PLATFORMS) * 2)
-    build_store(
-        work / "store",
-        [
-            Image(
-                names=["bench/app:1"],
-                platforms=[Platform(p, layers=(Layer(layer, seed=f"{p}-a", compression="none"), Layer(layer, seed=f"{p}-b", compression="none"))) for p in PLATFORMS],
-            )
-        ],
-    )
-    archive = work / "all.tar"
-    ocitar.save(work / "store", "bench/app:1", output=archive)
-    server = start_registry("/usr/bin/docker-registry", work / "registry", "anonymous")
-    host = server.host
-    try:
-        ocitar.load(archive, store=ocitar.Registry(host))
-        src = f"{host}/bench/app:1"
-        out = work / "out.tar"
-        save_py = "import sys,ocitar; ocitar.save(ocitar.Registry(), [sys.argv[1]], sys.argv[3:] or None, output=sys.argv[2])"
-        load_py = "import sys,ocitar; ocitar.load(sys.argv[1], store=ocitar.Registry(sys.argv[2]))"
-        n = [0]
-        extra: list = []
+def blobs_of(store: Path, platform: str | None) -> list[Path]:
+    """The blob files a save of `platform` (None: all) reads: manifests, configs, layers."""
+    blob = lambda d: store / "blobs" / "sha256" / d.split(":", 1)[1]  # noqa: E731
+    top = json.loads((store / "index.json").read_text())["manifests"][0]
+    out = [blob(top["digest"])]
+    for m in json.loads(blob(top["digest"]).read_text())["manifests"]:
+        p = m.get("platform", {})
+        name = "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
+        if platform is None or name == platform:
+            doc = json.loads(blob(m["digest"]).read_text())
+            out += [blob(m["digest"]), blob(doc["config"]["digest"])] + [blob(x["digest"]) for x in doc["layers"]]
+    return out
 
-        def fresh() -> str:
-            # A new registry (new port) for every load: skopeo's blob-info cache would otherwise mount
-            # blobs it saw pushed before instead of uploading them.
-            for old in extra:
-                old.stop()
-            extra.clear()
-            n[0] += 1
-            extra.append(start_registry("/usr/bin/docker-registry", work / f"fresh{n[0]}", "anonymous"))
-            return f"{extra[0].host}/fresh"
 
-        cases = [
+def get_all(host: str, repo: str, files: list[Path]) -> list[str]:
+    """curl fetching every blob to /dev/null, JOBS at once: the registry's floor for a save."""
+    args = ["curl", "-sSf", "--parallel", "--parallel-max", str(JOBS)]
+    for f in files:
+        args += [f"http://{host}/v2/{repo}/blobs/sha256:{f.name}", "-o", "/dev/null"]
+    return args
+
+
+class Bench:
+    """The image, its archive, the registry holding it, and fresh registries and directories to load into."""
+
+    def __init__(self, size: int) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="ocitar-regbench-"))
+        layer = size // (len(PLATFORMS) * 2)
+        self.store = self.work / "store"
+        platforms = [
+            Platform(p, layers=(Layer(layer, seed=f"{p}-a", compression="none"), Layer(layer, seed=f"{p}-b", compression="none")))
+            for p in PLATFORMS
+        ]
+        build_store(self.store, [Image(names=["bench/app:1"], platforms=platforms)])
+        self.archive = self.work / "all.tar"
+        ocitar.save(self.store, "bench/app:1", output=self.archive)
+        self.server = start_registry("/usr/bin/docker-registry", self.work / "registry", "anonymous")
+        ocitar.load(self.archive, store=ocitar.Registry(self.server.host))
+        self.src = f"{self.server.host}/bench/app:1"
+        self.out = self.work / "out.tar"
+        self.n = 0
+        self.extra: list[RegistryServer] = []
+
+    def fresh(self) -> str:
+        """A new registry (new port) for every load: skopeo's blob-info cache would otherwise mount blobs
+        it saw pushed before instead of uploading them."""
+        for old in self.extra:
+            old.stop()
+        self.extra.clear()
+        self.n += 1
+        self.extra.append(start_registry("/usr/bin/docker-registry", self.work / f"fresh{self.n}", "anonymous"))
+        return self.extra[0].host
+
+    def fresh_dir(self) -> str:
+        self.n += 1
+        return str(self.work / f"dir{self.n}")
+
+    def cases(self) -> list[tuple[str, dict[str, Callable[[], list[str]]]]]:
+        src, out, archive, host = self.src, str(self.out), str(self.archive), self.server.host
+        one = [str(b) for b in blobs_of(self.store, "linux/arm64")]
+        every = [str(b) for b in blobs_of(self.store, None)]
+        return [
             (
                 "save 1 platform",
-                lambda: [PY, "-c", save_py, src, str(out), "linux/arm64"],
-                lambda: ["skopeo", "--override-arch", "arm64", "copy", "--src-tls-verify=false", f"docker://{src}", f"oci-archive:{out}:app"],
+                {
+                    "registry": lambda: [PY, "-c", SAVE_PY, src, out, "linux/arm64"],
+                    "local": lambda: [PY, "-c", SAVE_LOCAL_PY, str(self.store), out, "linux/arm64"],
+                    "skopeo": lambda: ["skopeo", "--override-arch", "arm64", "copy", "--src-tls-verify=false", f"docker://{src}", f"oci-archive:{out}:app"],
+                    "floor": lambda: get_all(host, "bench/app", [Path(b) for b in one]),
+                },
             ),
             (
                 "save 4 platforms",
-                lambda: [PY, "-c", save_py, src, str(out)],
-                lambda: ["skopeo", "copy", "--multi-arch", "all", "--src-tls-verify=false", f"docker://{src}", f"oci-archive:{out}:app"],
+                {
+                    "registry": lambda: [PY, "-c", SAVE_PY, src, out],
+                    "local": lambda: [PY, "-c", SAVE_LOCAL_PY, str(self.store), out],
+                    "skopeo": lambda: ["skopeo", "copy", "--multi-arch", "all", "--src-tls-verify=false", f"docker://{src}", f"oci-archive:{out}:app"],
+                    "floor": lambda: get_all(host, "bench/app", [Path(b) for b in every]),
+                },
             ),
             (
                 "load 4 platforms",
-                lambda: [PY, "-c", load_py, str(archive), fresh()],
-                lambda: ["skopeo", "copy", "--multi-arch", "all", "--dest-tls-verify=false", f"oci-archive:{archive}", f"docker://{fresh()}/bench/app:1"],
+                {
+                    "registry": lambda: [PY, "-c", LOAD_PY, archive, f"{self.fresh()}/fresh"],
+                    "local": lambda: [PY, "-c", LOAD_LOCAL_PY, archive, self.fresh_dir()],
+                    "skopeo": lambda: ["skopeo", "copy", "--multi-arch", "all", "--dest-tls-verify=false", f"oci-archive:{archive}", f"docker://{self.fresh()}/fresh/bench/app:1"],
+                    "floor": lambda: [PY, "-c", PUT_PY, str(JOBS), self.fresh(), "fresh/bench/app", *every],
+                },
             ),
         ]
-        print(f"{size >> 20} MiB image, {len(PLATFORMS)} platforms, loopback docker-registry, best of {args.reps}\n")
-        print("| case | ocitar s | ocitar RSS MiB | skopeo s | skopeo RSS MiB | skopeo/ocitar |")
-        print("|---|---|---|---|---|---|")
-        for name, ours, theirs in cases:
-            o, s = [], []
-            for _ in range(args.reps):
-                o.append(timed(ours()))
-                out.unlink(missing_ok=True)
-                s.append(timed(theirs()))
-                out.unlink(missing_ok=True)
-            bo, bs = min(o), min(s)
-            print(f"| {name} | {bo[0]:.2f} | {max(r for _, r in o):.0f} | {bs[0]:.2f} | {max(r for _, r in s):.0f} | {bs[0] / bo[0]:.1f}x |")
-        for old in extra:
+
+    def clean(self) -> None:
+        self.out.unlink(missing_ok=True)
+        for d in self.work.glob("dir*"):
+            shutil.rmtree(d)
+
+    def stop(self) -> None:
+        for old in self.extra:
             old.stop()
+        self.server.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def run(bench: Bench, reps: int) -> list[tuple[str, dict[str, list[tuple[float, float]]]]]:
+    results = []
+    for name, tools in bench.cases():
+        got: dict[str, list[tuple[float, float]]] = {k: [] for k in tools}
+        for _ in range(reps):
+            for tool, cmd in tools.items():  # alternating: one run of each per repetition
+                got[tool].append(timed(cmd()))
+                bench.clean()
+        results.append((name, got))
+    return results
+
+
+def table(results: list[tuple[str, dict[str, list[tuple[float, float]]]]]) -> str:
+    rows = [
+        "| case | ocitar, registry s | ocitar, local files s | registry / local | floor: curl s | skopeo s | skopeo / ocitar | RSS MiB ocitar registry / local / skopeo |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, got in results:
+        med: dict[str, Any] = {k: statistics.median(t for t, _ in v) for k, v in got.items()}
+        rss = {k: max(r for _, r in v) for k, v in got.items()}
+        rows.append(
+            f"| {name} | {med['registry']:.2f} | {med['local']:.2f} | {med['registry'] / med['local']:.2f}× | {med['floor']:.2f} "
+            f"| {med['skopeo']:.2f} | {med['skopeo'] / med['registry']:.1f}× | {rss['registry']:.0f} / {rss['local']:.0f} / {rss['skopeo']:.0f} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="1G")
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    size = parse_size(args.size)
+    bench = Bench(size)
+    try:
+        results = run(bench, args.reps)
     finally:
-        server.stop()
-        subprocess.run(["rm", "-rf", str(work)])
+        bench.stop()
+    print(f"{size >> 20} MiB image, {len(PLATFORMS)} platforms, loopback docker-registry, median of {args.reps}\n")
+    print(table(results))
 
 
 if __name__ == "__main__":
