@@ -75,26 +75,32 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, rss / 1024
 
 
-def blobs_of(store: Path, platform: str | None) -> list[Path]:
-    """The blob files a save of `platform` (None: all) reads: manifests, configs, layers."""
+def blobs_of(store: Path, platform: str | None) -> list[tuple[str, Path]]:
+    """What a save of `platform` (None: all) reads, as (endpoint, file): the index and manifests from
+    `manifests/`, configs and layers from `blobs/`."""
     blob = lambda d: store / "blobs" / "sha256" / d.split(":", 1)[1]  # noqa: E731
     top = json.loads((store / "index.json").read_text())["manifests"][0]
-    out = [blob(top["digest"])]
+    out = [("manifests", blob(top["digest"]))]
     for m in json.loads(blob(top["digest"]).read_text())["manifests"]:
         p = m.get("platform", {})
         name = "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
         if platform is None or name == platform:
             doc = json.loads(blob(m["digest"]).read_text())
-            out += [blob(m["digest"]), blob(doc["config"]["digest"])] + [blob(x["digest"]) for x in doc["layers"]]
+            out += [("manifests", blob(m["digest"])), ("blobs", blob(doc["config"]["digest"]))]
+            out += [("blobs", blob(x["digest"])) for x in doc["layers"]]
     return out
 
 
-def get_all(host: str, repo: str, files: list[Path]) -> list[str]:
-    """curl fetching every blob to /dev/null, JOBS at once: the registry's floor for a save."""
-    args = ["curl", "-sSf", "--parallel", "--parallel-max", str(JOBS)]
-    for f in files:
-        args += [f"http://{host}/v2/{repo}/blobs/sha256:{f.name}", "-o", "/dev/null"]
+def get_all(host: str, repo: str, files: list[tuple[str, Path]]) -> list[str]:
+    """curl fetching everything a save reads to /dev/null, JOBS at once: the registry's floor for a save."""
+    args = ["curl", "-sSf", "--parallel", "--parallel-max", str(JOBS), "-H", f"accept: {ocitar_accept()}"]
+    for kind, f in files:
+        args += [f"http://{host}/v2/{repo}/{kind}/sha256:{f.name}", "-o", "/dev/null"]
     return args
+
+
+def ocitar_accept() -> str:
+    return "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"
 
 
 class Bench:
@@ -134,8 +140,9 @@ class Bench:
 
     def cases(self) -> list[tuple[str, dict[str, Callable[[], list[str]]]]]:
         src, out, archive, host = self.src, str(self.out), str(self.archive), self.server.host
-        one = [str(b) for b in blobs_of(self.store, "linux/arm64")]
-        every = [str(b) for b in blobs_of(self.store, None)]
+        one = blobs_of(self.store, "linux/arm64")
+        every = blobs_of(self.store, None)
+        uploads = [str(f) for kind, f in every if kind == "blobs"]
         return [
             (
                 "save 1 platform",
@@ -143,7 +150,7 @@ class Bench:
                     "registry": lambda: [PY, "-c", SAVE_PY, src, out, "linux/arm64"],
                     "local": lambda: [PY, "-c", SAVE_LOCAL_PY, str(self.store), out, "linux/arm64"],
                     "skopeo": lambda: ["skopeo", "--override-arch", "arm64", "copy", "--src-tls-verify=false", f"docker://{src}", f"oci-archive:{out}:app"],
-                    "floor": lambda: get_all(host, "bench/app", [Path(b) for b in one]),
+                    "floor": lambda: get_all(host, "bench/app", one),
                 },
             ),
             (
@@ -152,7 +159,7 @@ class Bench:
                     "registry": lambda: [PY, "-c", SAVE_PY, src, out],
                     "local": lambda: [PY, "-c", SAVE_LOCAL_PY, str(self.store), out],
                     "skopeo": lambda: ["skopeo", "copy", "--multi-arch", "all", "--src-tls-verify=false", f"docker://{src}", f"oci-archive:{out}:app"],
-                    "floor": lambda: get_all(host, "bench/app", [Path(b) for b in every]),
+                    "floor": lambda: get_all(host, "bench/app", every),
                 },
             ),
             (
@@ -161,7 +168,7 @@ class Bench:
                     "registry": lambda: [PY, "-c", LOAD_PY, archive, f"{self.fresh()}/fresh"],
                     "local": lambda: [PY, "-c", LOAD_LOCAL_PY, archive, self.fresh_dir()],
                     "skopeo": lambda: ["skopeo", "copy", "--multi-arch", "all", "--dest-tls-verify=false", f"oci-archive:{archive}", f"docker://{self.fresh()}/fresh/bench/app:1"],
-                    "floor": lambda: [PY, "-c", PUT_PY, str(JOBS), self.fresh(), "fresh/bench/app", *every],
+                    "floor": lambda: [PY, "-c", PUT_PY, str(JOBS), self.fresh(), "fresh/bench/app", *uploads],
                 },
             ),
         ]
