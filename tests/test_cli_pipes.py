@@ -3,11 +3,13 @@ pipes, full disks, the default store before anything was loaded, hints, and one 
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import ocitar
@@ -106,7 +108,7 @@ def test_inspect_shows_compression_and_ls_marks_sparse_images(store: BuiltStore,
     assert p.stdout.decode().splitlines()[-1] == "oci archive, gzip compressed"
     assert cli("load", "--store", tmp_path / "s", "-i", out).returncode == 0
     rows = cli("ls", "--store", tmp_path / "s").stdout.decode().splitlines()
-    assert "linux/arm64/v8 (sparse: 1 absent)" in rows[1]
+    assert "linux/arm64 (sparse: 1 absent)" in rows[1]
     assert "sparse" not in cli("ls", "--store", store.path).stdout.decode()
 
 
@@ -157,12 +159,51 @@ def test_random_bytes_are_not_a_tar_archive_in_plain_words(tmp_path: Path) -> No
     assert not (tmp_path / "s").exists()
 
 
-def test_a_short_text_file_is_not_taken_for_an_archive(tmp_path: Path) -> None:
+def test_a_short_text_file_is_not_a_tar_archive_not_a_truncated_one(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello\n")
-    p = cli("load", "--store", tmp_path / "s", "-i", text)
-    assert p.returncode == 1 and b"not a tar archive" in p.stderr and str(text).encode() in p.stderr
+    said = f"ocitar: error: invalid archive: {text}: not a tar archive (it ends after 6 bytes, inside what would be its first 512-byte header)\n"
+    for command in (("load", "--store", tmp_path / "s", "-i", text), ("inspect", text), ("verify", text)):
+        p = cli(*command)
+        assert (p.returncode, p.stderr.decode()) == (1, said), command
+    p = cli("load", "--store", tmp_path / "s", stdin=b"hello\n")
+    assert p.returncode == 1 and b"<stream>: not a tar archive" in p.stderr and b"truncated" not in p.stderr
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("how", ["path", "bytes", "stream", "gzip"])
+def test_the_first_block_decides_not_a_tar_archive_or_truncated(store: BuiltStore, tmp_path: Path, how: str) -> None:
+    """Input that ends inside its first 512-byte block, or whose first block has neither the tar magic nor a
+    valid header checksum, is not a tar archive; a real archive cut inside its first header is truncated."""
+    real = ocitar.save(store.path, "app:1.0")
+    text = b"a plain text file, long enough to fill a whole tar block\n" * 20
+    cases = [(b"hello\n", "not a tar archive"), (text, "not a tar archive"), (real[:300], "truncated inside its first header")]
+    for data, said in cases:
+        src: object = data
+        if how == "gzip":
+            data = gzip.compress(data, mtime=0)
+        if how in ("path", "gzip"):
+            (tmp_path / "in").write_bytes(data)
+            src = tmp_path / "in"
+        elif how == "stream":
+            src = io.BytesIO(data)
+        for call in (lambda s: ocitar.load(s, store=tmp_path / "s"), ocitar.inspect, ocitar.verify):
+            if how in ("bytes", "stream") and call is not ocitar.load:
+                continue
+            with pytest.raises(ocitar.InvalidArchiveError, match=said) as e:
+                call(src)  # type: ignore[operator]
+            assert ("truncated" in str(e.value)) == (said != "not a tar archive"), str(e.value)
+            if isinstance(src, io.BytesIO):
+                src.seek(0)
+    assert not (tmp_path / "s").exists()
+    # A tar with a checksum-valid first header but no magic (a v7 tar) is still read as one.
+    v7 = bytearray(tarfile.TarInfo("oci-layout").tobuf(format=tarfile.USTAR_FORMAT))
+    v7[257:265] = bytes(8)
+    v7[148:156] = b"        "
+    v7[148:155] = f"{sum(v7):06o}\0".encode()
+    with pytest.raises(ocitar.InvalidArchiveError) as e:
+        ocitar.load(bytes(v7) + bytes(1024), store=tmp_path / "s")
+    assert "not a tar archive" not in str(e.value)
 
 
 def test_a_truncated_gzip_archive_names_the_file(store: BuiltStore, tmp_path: Path) -> None:

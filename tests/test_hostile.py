@@ -585,7 +585,7 @@ def _cases() -> dict[str, Callable[[], Hostile]]:
         # ---- framing
         "frame-empty-file": lambda: Hostile(b"", arc, (ARCHIVE, "index.json")),
         "frame-random-bytes": lambda: Hostile(random.Random(4).randbytes(8192), arc, (ARCHIVE, "tar")),
-        "frame-random-short": lambda: Hostile(random.Random(4).randbytes(100), arc, (ARCHIVE, "truncated")),
+        "frame-random-short": lambda: Hostile(random.Random(4).randbytes(100), arc, (ARCHIVE, "not a tar archive")),
         "frame-cut-inside-first-header": lambda: Hostile(IMG.tar()[:300], arc, (ARCHIVE, "truncated")),
         "frame-cut-inside-a-header": lambda: Hostile(
             _cut(IMG.tar(), "index.json", "header"), arc, (ARCHIVE, "truncated", "after entry")

@@ -235,7 +235,7 @@ def save(
     if output is None:
         assert data is not None
         return bytes(data)
-    return SaveReport._from_dict(report, os.fspath(output) if isinstance(output, (str, os.PathLike)) else None)
+    return SaveReport._from_dict(report, output=os.fspath(output) if isinstance(output, (str, os.PathLike)) else None)
 
 
 def load(
@@ -315,11 +315,11 @@ def default_store() -> str:
 def normalize_platform(spec: str) -> str:
     """Parse and normalize a platform specifier as containerd does (``linux/aarch64`` -> ``linux/arm64``).
 
-    One spelling rule: what you ask for is normalized (here, and in ``missing`` of
-    :class:`PlatformNotFoundError`); what an image holds is reported as the image writes it
-    (``linux/arm64/v8`` in reports, inventories and ``available``). Two spellings name the same platform when
-    their ``normalize_platform`` agree; ``ImageInfo.platform(spec)`` and the reports' ``platform(spec)`` look
-    up by that rule.
+    One spelling rule: every platform ocitar reports is in this form (``linux/arm64/v8``, as buildkit writes
+    it, is ``linux/arm64`` in reports, inventories, ``to_dict()``, ``to_rows()`` and ``missing`` of
+    :class:`PlatformNotFoundError`); the spelling an image writes stays in ``PlatformInfo.written`` and in
+    ``available``. Two spellings name the same platform when their ``normalize_platform`` agree;
+    ``ImageInfo.platform(spec)`` and the reports' ``platform(spec)`` look up by that rule.
 
     Raises :class:`InvalidPlatformError` when it does not parse.
     """

@@ -7,7 +7,7 @@ import functools
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from ocitar._text import printable
 
@@ -25,6 +25,7 @@ def _as_dict(obj: Any) -> dict[str, Any]:
 
 
 _T = TypeVar("_T")
+_R = TypeVar("_R", bound="_Record")
 
 
 class _Named(Protocol):
@@ -37,12 +38,69 @@ class _Named(Protocol):
 _I = TypeVar("_I", bound=_Named)
 
 
-def _build(cls: type[_T], d: Mapping[str, Any]) -> _T:
-    """Build the frozen dataclass ``cls`` from the engine's dict: lists become tuples, and lists of
-    dataclasses (``images``, ``platforms``) are built the same way."""
-    ctor: Any = cls
-    hints = _hints(ctor)
-    return cast(_T, ctor(**{f.name: _field(hints[f.name], d[f.name]) for f in dataclasses.fields(ctor)}))
+@functools.lru_cache(maxsize=4096)
+def normal(text: str) -> str:
+    """The one spelling of a platform in reports: containerd's normalisation of what the image writes, as
+    :func:`ocitar.normalize_platform` gives it (``linux/arm64/v8`` -> ``linux/arm64``, ``linux/arm`` ->
+    ``linux/arm/v7``, ``linux/amd64/v1`` -> ``linux/amd64``). Text that is not an ``os/arch`` specifier (a
+    platform spelled with characters a specifier cannot hold) stays as written."""
+    from ocitar import _ocitar
+
+    if "/" not in text:
+        return text
+    try:
+        return _ocitar.normalize_platform(text)
+    except ValueError:
+        return text
+
+
+class _Record:
+    """What every report dataclass shares: it is built from the engine's dict by :meth:`_from_dict` (after
+    the class's :meth:`_prepare`); lists become tuples, lists of records are built the same way."""
+
+    @classmethod
+    def _prepare(cls, d: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The engine's dict as the fields want it (the default: as it is)."""
+        return d
+
+    @classmethod
+    def _from_dict(cls: type[_R], d: Mapping[str, Any], **extra: Any) -> _R:
+        d = cls._prepare({**d, **extra})
+        hints = _hints(cls)
+        return cls(**{f.name: _field(hints[f.name], d[f.name]) for f in dataclasses.fields(cast(Any, cls))})
+
+
+class _Report(_Record):
+    """A top-level report (save, load, inventory): ``to_dict()``, a text repr of a summary line and one
+    block per image, and the HTML and Markdown views of :mod:`ocitar.display`."""
+
+    _view: ClassVar[str]
+    images: tuple[Any, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of the report (see the stub for the layout)."""
+        return _as_dict(self)
+
+    def _summary(self) -> str:
+        raise NotImplementedError
+
+    def _image_repr(self, image: Any) -> str:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        lines = [printable(self._summary())]
+        lines += ["  " + self._image_repr(i).replace("\n", "\n  ") for i in self.images]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from ocitar import display
+
+        return display.html(self._view, self.to_dict())
+
+    def _repr_markdown_(self) -> str:
+        from ocitar import display
+
+        return display.markdown(self._view, self.to_dict())
 
 
 @functools.cache
@@ -50,16 +108,11 @@ def _hints(cls: Any) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _platform_info(d: Mapping[str, Any]) -> Mapping[str, Any]:
-    # What an absent platform's content weighs is not known: its size and layers are None, not 0.
-    return d if d.get("present", True) or "layers" not in d else {**d, "size": None, "layers": None}
-
-
 def _field(tp: Any, value: Any) -> Any:
     if typing.get_origin(tp) is tuple:
         item = typing.get_args(tp)[0]
-        if isinstance(item, type) and dataclasses.is_dataclass(item):
-            return tuple(_build(item, _platform_info(v) if item is PlatformInfo else v) for v in value)
+        if isinstance(item, type) and issubclass(item, _Record):
+            return tuple(item._from_dict(v) for v in value)
         return tuple(value)
     return value
 
@@ -88,15 +141,17 @@ def _saved_lines(image: Any) -> list[str]:
     return [*image.platforms, *(f"{p} (absent)" for p in image.absent)]
 
 
-def _find_platform(image: Any, spec: str, items: tuple[_T, ...], name: Callable[[_T], str]) -> _T:
+def _find_platform(
+    image: Any, spec: str, items: tuple[_T, ...], name: Callable[[_T], str], written: Callable[[_T], str]
+) -> _T:
     from ocitar import _ocitar
     from ocitar.errors import PlatformNotFoundError
 
     wanted = _ocitar.normalize_platform(spec)
     for item in items:
-        if _ocitar.normalize_platform(name(item)) == wanted:
+        if name(item) == wanted:
             return item
-    have = tuple(name(i) for i in items)
+    have = tuple(written(i) for i in items)
     label = ", ".join(image.names) or image.digest
     raise PlatformNotFoundError(
         f"platform not found: image {label} has no {wanted} (it has: {', '.join(have) or 'none'})", label, (wanted,), have
@@ -109,8 +164,16 @@ def _find_image(images: tuple[_I, ...], ref: str, path: str) -> _I:
     return images[_ocitar.pick(ref, path, [(list(i.names), i.digest) for i in images])]
 
 
+def _normal_lists(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {**d, "platforms": [normal(p) for p in d["platforms"]], "absent": [normal(p) for p in d["absent"]]}
+
+
+def _same(p: str) -> str:
+    return p
+
+
 @dataclass(frozen=True)
-class SavedImage:
+class SavedImage(_Record):
     """One image written by :func:`ocitar.save`."""
 
     names: tuple[str, ...]
@@ -121,22 +184,29 @@ class SavedImage:
     """The store's digest when the written one differs (``index="subset"`` or ``"manifest"``)."""
     media_type: str
     platforms: tuple[str, ...]
-    """Platforms saved, in index order."""
+    """Platforms saved, in index order, normalized (``linux/arm64``, see :func:`ocitar.normalize_platform`)."""
     absent: tuple[str, ...]
     """Platforms the written index lists without their content (a sparse archive): with ``index="keep"``,
-    those the platform list left out and those the store lacks; empty for ``"subset"`` and ``"manifest"``."""
+    those the platform list left out and those the store lacks; empty for ``"subset"`` and ``"manifest"``.
+    Normalized."""
     attestations: int
     """Attestation manifests saved with the platforms they describe."""
 
+    @classmethod
+    def _prepare(cls, d: Mapping[str, Any]) -> Mapping[str, Any]:
+        return _normal_lists(d)
+
     def platform(self, spec: str) -> str:
-        """The saved platform ``spec`` names, as the image writes it, matched after normalization
-        (``"linux/arm64"`` finds ``linux/arm64/v8``). Raises :class:`~ocitar.PlatformNotFoundError`."""
-        return _find_platform(self, spec, self.platforms, lambda p: p)
+        """The saved platform ``spec`` names, matched after normalization (``"linux/arm64/v8"`` finds
+        ``linux/arm64``). Raises :class:`~ocitar.PlatformNotFoundError`."""
+        return _find_platform(self, spec, self.platforms, _same, _same)
 
 
-@dataclass(frozen=True)
-class SaveReport:
+@dataclass(frozen=True, repr=False)
+class SaveReport(_Report):
     """What :func:`ocitar.save` wrote."""
+
+    _view: ClassVar[str] = "Saved"
 
     images: tuple[SavedImage, ...]
     blobs: int
@@ -152,35 +222,17 @@ class SaveReport:
         """The saved image ``ref`` names (a name, digest, or unique digest prefix), as :meth:`Inventory.image`."""
         return _find_image(self.images, ref, self.output or "<archive>")
 
-    @classmethod
-    def _from_dict(cls, d: dict[str, Any], output: str | None = None) -> SaveReport:
-        return _build(cls, {**d, "output": output})
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of the report."""
-        return _as_dict(self)
-
-    def __repr__(self) -> str:
+    def _summary(self) -> str:
         to = f" to {self.output}" if self.output else ""
-        lines = [printable(f"SaveReport({len(self.images)} image(s), {self.blobs} blobs, {_size(self.blob_bytes)}{to})")]
-        for i in self.images:
-            was = f" (store: {short(i.original_digest)})" if i.original_digest else ""
-            lines.append("  " + _image_repr(i, _saved_lines(i), was).replace("\n", "\n  "))
-        return "\n".join(lines)
+        return f"SaveReport({len(self.images)} image(s), {self.blobs} blobs, {_size(self.blob_bytes)}{to})"
 
-    def _repr_html_(self) -> str:
-        from ocitar import display
-
-        return display.report_html("Saved", self.to_dict())
-
-    def _repr_markdown_(self) -> str:
-        from ocitar import display
-
-        return display.report_markdown("Saved", self.to_dict())
+    def _image_repr(self, image: SavedImage) -> str:
+        was = f" (store: {short(image.original_digest)})" if image.original_digest else ""
+        return _image_repr(image, _saved_lines(image), was)
 
 
 @dataclass(frozen=True)
-class LoadedImage:
+class LoadedImage(_Record):
     """One image :func:`ocitar.load` put in the store."""
 
     names: tuple[str, ...]
@@ -188,9 +240,10 @@ class LoadedImage:
     digest: str
     media_type: str
     platforms: tuple[str, ...]
-    """Platforms loaded."""
+    """Platforms loaded, normalized (``linux/arm64``, see :func:`ocitar.normalize_platform`)."""
     absent: tuple[str, ...]
-    """Platforms the image lists whose content the archive lacks (a sparse archive)."""
+    """Platforms the image lists whose content the archive lacks (a sparse archive), or that the platform
+    list left out. Normalized."""
     attestations: int
     moved: tuple[str, ...]
     """Names that pointed at another image before; that image stays in the store, unnamed."""
@@ -198,15 +251,21 @@ class LoadedImage:
     """Digests of foreign layers (``urls`` set, as Windows base layers) the archive does not hold: loaded as
     descriptors without blobs, as ``docker load`` does."""
 
+    @classmethod
+    def _prepare(cls, d: Mapping[str, Any]) -> Mapping[str, Any]:
+        return _normal_lists(d)
+
     def platform(self, spec: str) -> str:
-        """The loaded platform ``spec`` names, as the image writes it, matched after normalization
-        (``"linux/arm64"`` finds ``linux/arm64/v8``). Raises :class:`~ocitar.PlatformNotFoundError`."""
-        return _find_platform(self, spec, self.platforms, lambda p: p)
+        """The loaded platform ``spec`` names, matched after normalization (``"linux/arm64/v8"`` finds
+        ``linux/arm64``). Raises :class:`~ocitar.PlatformNotFoundError`."""
+        return _find_platform(self, spec, self.platforms, _same, _same)
 
 
-@dataclass(frozen=True)
-class LoadReport:
+@dataclass(frozen=True, repr=False)
+class LoadReport(_Report):
     """What :func:`ocitar.load` did."""
+
+    _view: ClassVar[str] = "Loaded"
 
     images: tuple[LoadedImage, ...]
     blobs_written: int
@@ -216,45 +275,29 @@ class LoadReport:
     blobs_mounted: int = 0
     """Blobs a registry mounted from another of its repositories instead of an upload."""
 
-    @classmethod
-    def _from_dict(cls, d: dict[str, Any]) -> LoadReport:
-        return _build(cls, d)
-
     def image(self, ref: str) -> LoadedImage:
         """The loaded image ``ref`` names (a name, digest, or unique digest prefix), as :meth:`Inventory.image`."""
         return _find_image(self.images, ref, "<archive>")
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of the report."""
-        return _as_dict(self)
-
-    def __repr__(self) -> str:
-        lines = [
+    def _summary(self) -> str:
+        return (
             f"LoadReport({len(self.images)} image(s), {self.blobs_written} blobs written, "
             f"{self.blobs_present} present, {_size(self.bytes_written)})"
-        ]
-        for i in self.images:
-            moved = f" (moved here: {', '.join(i.moved)})" if i.moved else ""
-            lines.append("  " + _image_repr(i, _saved_lines(i), moved).replace("\n", "\n  "))
-        return "\n".join(lines)
+        )
 
-    def _repr_html_(self) -> str:
-        from ocitar import display
-
-        return display.report_html("Loaded", self.to_dict())
-
-    def _repr_markdown_(self) -> str:
-        from ocitar import display
-
-        return display.report_markdown("Loaded", self.to_dict())
+    def _image_repr(self, image: LoadedImage) -> str:
+        moved = f" (moved here: {', '.join(image.moved)})" if image.moved else ""
+        return _image_repr(image, _saved_lines(image), moved)
 
 
 @dataclass(frozen=True)
-class PlatformInfo:
+class PlatformInfo(_Record):
     """One platform of an image in an :class:`Inventory`."""
 
     platform: str
-    """containerd's format, as the image writes it (``linux/arm64/v8``)."""
+    """containerd's format, normalized (``linux/arm64``; see :func:`ocitar.normalize_platform`)."""
+    written: str
+    """The same platform as the image writes it (``linux/arm64/v8``)."""
     digest: str
     """The platform manifest's digest."""
     present: bool
@@ -269,9 +312,16 @@ class PlatformInfo:
     """Digests of foreign layers (``urls`` set) whose blobs are not there: not missing, fetched from their
     URLs by whoever runs the image."""
 
+    @classmethod
+    def _prepare(cls, d: Mapping[str, Any]) -> Mapping[str, Any]:
+        text = d["platform"]
+        d = {**d, "platform": normal(text), "written": text}
+        # What an absent platform's content weighs is not known: its size and layers are None, not 0.
+        return d if d.get("present", True) or "layers" not in d else {**d, "size": None, "layers": None}
+
 
 @dataclass(frozen=True)
-class ImageInfo:
+class ImageInfo(_Record):
     """One image in an :class:`Inventory`."""
 
     names: tuple[str, ...]
@@ -282,17 +332,20 @@ class ImageInfo:
     """Bytes of every present blob of the image."""
 
     def platform(self, spec: str) -> PlatformInfo:
-        """The platform ``spec`` names, matched after normalization (``"linux/arm64"`` finds
-        ``linux/arm64/v8``). Raises :class:`~ocitar.PlatformNotFoundError` naming the ones there are."""
-        return _find_platform(self, spec, self.platforms, lambda p: p.platform)
+        """The platform ``spec`` names, matched after normalization (``"linux/arm64/v8"`` finds
+        ``linux/arm64``). Raises :class:`~ocitar.PlatformNotFoundError` naming the ones there are, as the
+        image writes them."""
+        return _find_platform(self, spec, self.platforms, lambda p: p.platform, lambda p: p.written)
 
     def __repr__(self) -> str:
         return _image_repr(self, [p.platform + ("" if p.present else " (absent)") for p in self.platforms])
 
 
-@dataclass(frozen=True)
-class Inventory:
+@dataclass(frozen=True, repr=False)
+class Inventory(_Report):
     """What a store or archive holds: returned by :func:`ocitar.inspect` and :func:`ocitar.verify`."""
+
+    _view: ClassVar[str] = "inventory"
 
     path: str
     kind: str
@@ -309,10 +362,6 @@ class Inventory:
     verified: bool
     """True when every blob was re-hashed (:func:`ocitar.verify`)."""
 
-    @classmethod
-    def _from_dict(cls, d: dict[str, Any]) -> Inventory:
-        return _build(cls, d)
-
     def image(self, ref: str) -> ImageInfo:
         """The image ``ref`` names, matched as :func:`ocitar.save` matches refs: a name (``app``,
         ``app:1.2``, ``docker.io/library/app:1.2``), a digest, or a unique digest prefix of 12 or more hex
@@ -320,9 +369,10 @@ class Inventory:
         return _find_image(self.images, ref, self.path)
 
     def to_rows(self) -> list[dict[str, Any]]:
-        """One flat dict per platform (image names joined by ``", "``, image digest, platform, status,
-        size, layers, attestation count, manifest digest): what ``pandas.DataFrame(...)`` and
-        ``polars.DataFrame(...)`` take as is. An image without platforms is one row with ``platform`` None."""
+        """One flat dict per platform (image names joined by ``", "``, image digest, platform normalized and
+        as written, status, size, layers, attestation count, manifest digest): what ``pandas.DataFrame(...)``
+        and ``polars.DataFrame(...)`` take as is. An image without platforms is one row with ``platform``
+        None."""
         rows: list[dict[str, Any]] = []
         for i in self.images:
             base = {"image": ", ".join(i.names) or None, "image_digest": i.digest, "media_type": i.media_type}
@@ -331,6 +381,7 @@ class Inventory:
                     {
                         **base,
                         "platform": p.platform,
+                        "written": p.written,
                         "present": p.present,
                         "size": p.size,
                         "layers": p.layers,
@@ -340,28 +391,13 @@ class Inventory:
                 )
             if not i.platforms:
                 rows.append(
-                    {**base, "platform": None, "present": True, "size": i.size, "layers": None, "attestations": 0,
-                     "manifest_digest": None}
+                    {**base, "platform": None, "written": None, "present": True, "size": i.size, "layers": None,
+                     "attestations": 0, "manifest_digest": None}
                 )
         return rows
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict with stable keys (see the stub for the layout)."""
-        return _as_dict(self)
+    def _summary(self) -> str:
+        return f"Inventory({self.kind} {self.path}: {len(self.images)} image(s), {self.blobs} blobs, {_size(self.bytes)})"
 
-    def __repr__(self) -> str:
-        head = f"Inventory({self.kind} {self.path}: {len(self.images)} image(s), {self.blobs} blobs, {_size(self.bytes)})"
-        lines = [printable(head)]
-        for i in self.images:
-            lines.append("  " + repr(i).replace("\n", "\n  "))
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        from ocitar import display
-
-        return display.inventory_html(self.to_dict())
-
-    def _repr_markdown_(self) -> str:
-        from ocitar import display
-
-        return display.inventory_markdown(self.to_dict())
+    def _image_repr(self, image: ImageInfo) -> str:
+        return repr(image)

@@ -10,17 +10,23 @@ from typing import Any
 from ocitar._text import html as escape
 from ocitar._text import markdown as md
 
+# Selectors carry two classes and a table element, so that they win over JupyterLab's own table rules
+# (``:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td {text-align: right; padding: .5em}``, two classes)
+# without !important: text columns left, numbers right, compact rows that do not wrap.
 STYLE = (
     "<style>"
-    "div.ocitar table{border-collapse:collapse;margin:.2em 0 .6em 0}"
-    "div.ocitar th,div.ocitar td{text-align:left;padding:.15em .8em .15em 0;vertical-align:baseline}"
-    "div.ocitar th{font-weight:600;border-bottom:1px solid currentColor}"
-    "div.ocitar .num{text-align:right;font-variant-numeric:tabular-nums}"
-    "div.ocitar tr.absent td{opacity:.5}"
-    "div.ocitar .badge{display:inline-block;font-size:.8em;padding:0 .45em;border:1px solid currentColor;"
+    "div.ocitar table.ocitar-t{border-collapse:collapse;margin:.25em 0 .5em 0}"
+    "div.ocitar table.ocitar-t th,div.ocitar table.ocitar-t td{text-align:left;padding:.2em 1em .2em 0;"
+    "vertical-align:baseline;white-space:nowrap}"
+    "div.ocitar table.ocitar-t th{font-weight:600}"
+    "div.ocitar table.ocitar-t thead{border-bottom:1px solid currentColor}"
+    "div.ocitar table.ocitar-t .num{text-align:right;font-variant-numeric:tabular-nums}"
+    "div.ocitar table.ocitar-t tr.absent td{opacity:.6}"
+    "div.ocitar table.ocitar-t tr.absent td.status{opacity:1}"
+    "div.ocitar .badge{display:inline-block;font-size:.8em;padding:0 .5em;border:1px solid currentColor;"
     "border-radius:.7em;line-height:1.4}"
-    "div.ocitar tr.absent .badge{border-style:dashed}"
-    "div.ocitar .head{margin:.5em 0 0 0}"
+    "div.ocitar tr.absent .badge{border-style:dashed;font-style:italic}"
+    "div.ocitar .head{margin:.6em 0 0 0}"
     "div.ocitar .total,div.ocitar .meta{opacity:.75;font-size:.9em}"
     "div.ocitar code{font-size:.9em}"
     "</style>"
@@ -68,7 +74,8 @@ def _plural(n: int, word: str) -> str:
 
 
 def _status(present: bool) -> str:
-    return "<span class='badge'>\u2713 present</span>" if present else "<span class='badge'>absent</span>"
+    badge = "<span class='badge'>\u2713 present</span>" if present else "<span class='badge'>absent</span>"
+    return f"<td class='status'>{badge}</td>"
 
 
 def _head(image: dict[str, Any], extra: str = "") -> str:
@@ -101,11 +108,11 @@ def report_html(title: str, report: dict[str, Any]) -> str:
         if image.get("moved"):
             extra += f" \u00b7 moved here: {escape(', '.join(image['moved']))}"
         body.append(_head(image, extra))
-        body.append("<table><thead><tr><th>platform</th><th>status</th></tr></thead><tbody>")
+        body.append("<table class='ocitar-t'><thead><tr><th>platform</th><th>status</th></tr></thead><tbody>")
         for p in image["platforms"]:
-            body.append(f"<tr class='present'><td>{escape(p)}</td><td>{_status(True)}</td></tr>")
+            body.append(f"<tr class='present'><td>{escape(p)}</td>{_status(True)}</tr>")
         for p in image.get("absent", []):
-            body.append(f"<tr class='absent'><td>{escape(p)}</td><td>{_status(False)}</td></tr>")
+            body.append(f"<tr class='absent'><td>{escape(p)}</td>{_status(False)}</tr>")
         body.append("</tbody></table>")
         absent = len(image.get("absent", []))
         sparse = f", {absent} listed without content (sparse)" if absent else ""
@@ -125,12 +132,19 @@ def report_markdown(title: str, report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _platform_cell(p: dict[str, Any]) -> str:
+    """The platform, normalized; the image's own spelling, when it differs, on hover."""
+    written = p.get("written", p["platform"])
+    title = f" title='as written: {escape(written)}'" if written != p["platform"] else ""
+    return f"<td{title}>{escape(p['platform'])}</td>"
+
+
 def _platform_row(p: dict[str, Any]) -> str:
     status = "present" if p["present"] else "absent"
     att = str(len(p["attestations"])) if p["attestations"] else ""
     layers = DASH if p["layers"] is None else str(p["layers"])
     return (
-        f"<tr class='{status}'><td>{escape(p['platform'])}</td><td>{_status(p['present'])}</td>"
+        f"<tr class='{status}'>{_platform_cell(p)}{_status(p['present'])}"
         f"<td class='num'>{human(p['size'])}</td><td class='num'>{layers}</td><td class='num'>{att}</td>"
         f"<td>{digest_html(p['digest'])}</td></tr>"
     )
@@ -143,7 +157,8 @@ def inventory_html(inv: dict[str, Any]) -> str:
     if inv["kind"] == "archive":
         what += f" <span class='meta'>({escape(inv['format'] or 'oci')}, {escape(inv['compression'] or 'uncompressed')})</span>"
     blobs = _plural(inv["blobs"], "blob") + (" re-hashed" if inv["verified"] else "")
-    total = f"{_plural(len(inv['images']), 'image')}, {blobs}, {human(inv['bytes'])} ({human(inv['shared_bytes'])} shared)"
+    shared = f" ({human(inv['shared_bytes'])} shared)" if inv["shared_bytes"] else ""
+    total = f"{_plural(len(inv['images']), 'image')}, {blobs}, {human(inv['bytes'])}{shared}"
     top = f"<strong>\u2713 verified</strong> {what}: {total}" if inv["verified"] else f"{what}: {total}"
     body = []
     for image in inv["images"]:
@@ -151,7 +166,7 @@ def inventory_html(inv: dict[str, Any]) -> str:
         present = [p for p in plats if p["present"]]
         body.append(_head(image))
         body.append(
-            "<table><thead><tr><th>platform</th><th>status</th><th class='num'>size</th><th class='num'>layers</th>"
+            "<table class='ocitar-t'><thead><tr><th>platform</th><th>status</th><th class='num'>size</th><th class='num'>layers</th>"
             "<th class='num'>attestations</th><th>manifest</th></tr></thead><tbody>"
         )
         body += [_platform_row(p) for p in plats]
@@ -183,3 +198,13 @@ def inventory_markdown(inv: dict[str, Any]) -> str:
             lines.append(f"| {md(p['platform'])} | {status} | {human(p['size'])} | {layers} | {len(p['attestations'])} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def html(view: str, d: dict[str, Any]) -> str:
+    """The HTML view of a report's ``to_dict()``: ``"Saved"``, ``"Loaded"`` or ``"inventory"``."""
+    return inventory_html(d) if view == "inventory" else report_html(view, d)
+
+
+def markdown(view: str, d: dict[str, Any]) -> str:
+    """The Markdown view of a report's ``to_dict()``, as :func:`html`."""
+    return inventory_markdown(d) if view == "inventory" else report_markdown(view, d)

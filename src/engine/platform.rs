@@ -14,7 +14,7 @@ pub struct Platform {
     pub os: String,
     /// Architecture, normalized (`amd64`, `arm64`, `arm`, `386`, …).
     pub architecture: String,
-    /// Variant (`v7`; `None` for `arm64`'s default `v8` and for amd64's `v1`).
+    /// Variant (`v7`; `None` for `arm64`'s default `v8` and for amd64's `v1`; arm64's `9.0` is `v9`).
     pub variant: Option<String>,
     /// Windows build (`10.0.20348.2031`), when the image states one.
     pub os_version: Option<String>,
@@ -273,6 +273,7 @@ fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
         "aarch64" | "arm64" => {
             let v = match variant.as_str() {
                 "8" | "v8" | "v8.0" => String::new(),
+                "9" | "9.0" | "v9.0" => "v9".into(),
                 _ => variant,
             };
             ("arm64".into(), v)
@@ -371,6 +372,8 @@ mod tests {
         assert_eq!(p("linux/amd64/v3"), "linux/amd64/v3");
         assert_eq!(p("linux/aarch64"), "linux/arm64");
         assert_eq!(p("linux/arm64/v8"), "linux/arm64");
+        assert_eq!(p("linux/arm64/9.0"), "linux/arm64/v9");
+        assert_eq!(p("linux/arm64/v8.2"), "linux/arm64/v8.2");
         assert_eq!(p("linux/armhf"), "linux/arm/v7");
         assert_eq!(p("linux/armel"), "linux/arm/v6");
         assert_eq!(p("linux/arm"), "linux/arm/v7");

@@ -262,10 +262,7 @@ impl Archive {
         spool: &mut dyn Spool,
         mut budget: SpoolBudget,
     ) -> Result<Archive> {
-        let mut reader = match compression {
-            Some(outer) => refuse_twice_compressed(reader, outer, &label)?,
-            None => reader,
-        };
+        let mut reader = check_stream_start(reader, compression, &label)?;
         let mut entries = BTreeMap::new();
         let mut kept = 0u64;
         let lone_zero_block;
@@ -442,36 +439,100 @@ fn read_head<R: Read>(r: &mut R, head: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// A decompressed stream that starts with another compressor's magic bytes is refused with that cause
-/// (the tar reader would report a numeric header field that is not text); otherwise the stream, whole.
+/// Size of a tar block: every header is one.
+const BLOCK: usize = 512;
+
+/// Read the first block of a (decompressed) stream, refuse what cannot be a tar archive (a stream
+/// compressed twice, a first block that is not a tar header: [`first_block_fault`]), and give the stream
+/// back whole.
 ///
 /// # Errors
-/// [`Error::InvalidArchive`] for a stream compressed twice; read errors of the decompressor.
-fn refuse_twice_compressed(
+/// [`Error::InvalidArchive`] naming `label`; read errors of the decompressor (a truncated stream).
+fn check_stream_start(
     mut r: Box<dyn Read + Send>,
-    outer: Compression,
+    outer: Option<Compression>,
     label: &str,
 ) -> Result<Box<dyn Read + Send>> {
-    let mut head = [0u8; 10];
-    let n = read_head(&mut r, &mut head).map_err(|e| read_error(label, "at its start", &e))?;
-    let head = head.get(..n).unwrap_or_default();
+    let mut block = vec![0u8; BLOCK];
+    let n = read_head(&mut r, &mut block).map_err(|e| read_error(label, "at its start", &e))?;
+    block.truncate(n);
+    if let Some(outer) = outer {
+        refuse_twice_compressed(&block, outer, label)?;
+    }
+    if let Some(reason) = first_block_fault(&block) {
+        return Err(bad(label, reason));
+    }
+    Ok(Box::new(io::Cursor::new(block).chain(r)))
+}
+
+/// A decompressed stream that starts with another compressor's magic bytes (`head`) is refused with that
+/// cause (the tar reader would report a numeric header field that is not text).
+///
+/// # Errors
+/// [`Error::InvalidArchive`] for a stream compressed twice.
+fn refuse_twice_compressed(head: &[u8], outer: Compression, label: &str) -> Result<()> {
     // A tar's first bytes are its first entry's name: "BZh…" counts as bzip2 only with a block header.
     let inner = Compression::sniff(head).filter(|c| {
         *c != Compression::Bzip2
             || (head.get(3).is_some_and(u8::is_ascii_digit)
                 && head.get(4..10) == Some(&[0x31, 0x41, 0x59, 0x26, 0x53, 0x59][..]))
     });
-    if let Some(inner) = inner {
-        return Err(bad(
+    match inner {
+        Some(inner) => Err(bad(
             label,
             format!(
                 "the archive is compressed twice ({} inside {}): decompress it once, then load the result",
                 inner.name(),
                 outer.name()
             ),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(Box::new(io::Cursor::new(head.to_vec()).chain(r)))
+}
+
+/// Whether the input's first block (`block`: at most 512 bytes, fewer when the input ends sooner) can
+/// start a tar archive; `Some(reason)` when it cannot. The rule: input that ends before its first block is
+/// complete is "not a tar archive", unless what there is carries the ustar/GNU magic (a real archive cut
+/// inside its first header: "truncated"); a complete first block is "not a tar archive" when it has
+/// neither the magic nor a valid header checksum. Empty input and an all-zero block (an empty archive)
+/// pass.
+fn first_block_fault(block: &[u8]) -> Option<String> {
+    let n = block.len();
+    if n == 0 || (n == BLOCK && block.iter().all(|b| *b == 0)) {
+        return None;
+    }
+    let magic = block.get(257..262) == Some(&b"ustar"[..]);
+    if n < BLOCK {
+        return Some(if magic {
+            format!("truncated inside its first header ({n} of {BLOCK} bytes)")
+        } else {
+            format!("not a tar archive (it ends after {n} bytes, inside what would be its first {BLOCK}-byte header)")
+        });
+    }
+    (!magic && !header_checksum_ok(block))
+        .then(|| format!("not a tar archive (its first {BLOCK} bytes are not a tar header)"))
+}
+
+/// Whether a header block's checksum field (octal, at bytes 148..156) matches the sum of its bytes with
+/// that field counted as spaces; unsigned or, as old tars wrote it, signed.
+fn header_checksum_ok(block: &[u8]) -> bool {
+    const FIELD: std::ops::Range<usize> = 148..156;
+    let Some(field) = block.get(FIELD) else {
+        return false;
+    };
+    let Ok(text) = std::str::from_utf8(field) else {
+        return false;
+    };
+    let Ok(stated) = i64::from_str_radix(text.trim_matches([' ', '\0']), 8) else {
+        return false;
+    };
+    let (mut unsigned, mut signed) = (0i64, 0i64);
+    for (i, b) in block.iter().enumerate() {
+        let b = if FIELD.contains(&i) { b' ' } else { *b };
+        unsigned += i64::from(b);
+        signed += i64::from(i8::from_ne_bytes([b]));
+    }
+    stated == unsigned || stated == signed
 }
 
 /// The entry an I/O error carries when the guard or the spool budget refused it.
@@ -706,20 +767,16 @@ fn tar_error(label: &str, last: Option<&str>, e: &io::Error) -> Error {
     read_error(label, &at, e)
 }
 
-/// Plain words for input whose very first header is not a tar header (random bytes, a text file): the
-/// tar reader's own message would quote the input's bytes.
+/// Plain words for a first header whose numeric fields are not numbers (it passed
+/// [`first_block_fault`] on its magic or checksum alone): the tar reader's own message would quote the
+/// input's bytes.
 fn not_a_tar(e: &io::Error) -> Option<&'static str> {
     if refused(e).is_some() {
         return None;
     }
-    let msg = e.to_string();
-    if msg.contains("failed to read entire block") {
-        Some("shorter than one 512-byte tar header: not a tar archive, or one truncated inside its first header")
-    } else if msg.contains("numeric field") {
-        Some("not a tar archive (its first 512 bytes are not a tar header)")
-    } else {
-        None
-    }
+    e.to_string()
+        .contains("numeric field")
+        .then_some("not a tar archive (its first 512 bytes are not a tar header)")
 }
 
 /// The error for a read failure in `label` (an archive or an entry) at the place `at` describes.
@@ -903,7 +960,14 @@ fn admit(
 /// The table of a seekable archive, and where a lone zero block ended it.
 type Table = (BTreeMap<String, Entry>, Option<u64>);
 
-fn index_seekable<R: Read + Seek>(r: R, len: u64, label: &str) -> Result<Table> {
+fn index_seekable<R: Read + Seek>(mut r: R, len: u64, label: &str) -> Result<Table> {
+    let mut block = [0u8; BLOCK];
+    let n = read_head(&mut r, &mut block).map_err(|e| Error::io(label, e))?;
+    if let Some(reason) = first_block_fault(block.get(..n).unwrap_or_default()) {
+        return Err(bad(label, reason));
+    }
+    r.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(label, e))?;
     let mut entries = BTreeMap::new();
     let mut kept = 0u64;
     let limit = max_entries();
@@ -1010,106 +1074,137 @@ fn read_global_header<R: Read>(e: &mut tar::Entry<'_, R>, label: &str) -> Result
 
 /// Check one entry: its name, its type, and where blobs and the layout files may be. Returns `None` for
 /// entries to ignore (the root directory, PAX global headers).
+///
+/// # Errors
+/// [`Error::InvalidArchive`] naming the entry: see [`entry_name`], [`entry_kind`] and [`check_place`].
 fn check_entry<R: Read>(e: &tar::Entry<'_, R>) -> Result<Option<(String, Kind, u64)>> {
-    let raw = e.path_bytes();
     let et = e.header().entry_type();
     if et.is_pax_global_extensions() {
         return Ok(None);
     }
+    let Some(name) = entry_name(&e.path_bytes(), et.is_dir())? else {
+        return Ok(None);
+    };
+    let kind = entry_kind(e, et, &name)?;
+    let size = e.size();
+    check_place(&name, &kind, size)?;
+    Ok(Some((name, kind, size)))
+}
+
+/// An entry's name, normalized; `None` for the root directory.
+///
+/// # Errors
+/// [`Error::InvalidArchive`] for a name over [`MAX_NAME`] bytes, one [`normalize`] refuses, or an empty
+/// name on anything but a directory.
+fn entry_name(raw: &[u8], is_dir: bool) -> Result<Option<String>> {
     if raw.len() > MAX_NAME {
         return Err(bad(
-            &String::from_utf8_lossy(&raw),
+            &String::from_utf8_lossy(raw),
             format!(
                 "entry name of {} bytes is over the {MAX_NAME}-byte limit",
                 raw.len()
             ),
         ));
     }
-    let Some(name) = normalize(&raw, "entry name")? else {
-        return if et.is_dir() {
-            Ok(None)
-        } else {
-            Err(bad(
-                &String::from_utf8_lossy(&raw),
-                "entry has an empty name",
-            ))
-        };
-    };
-    let size = e.size();
-    let kind = if et.is_file() || et == tar::EntryType::Continuous {
-        Kind::File
+    match normalize(raw, "entry name")? {
+        Some(name) => Ok(Some(name)),
+        None if is_dir => Ok(None),
+        None => Err(bad(
+            &String::from_utf8_lossy(raw),
+            "entry has an empty name",
+        )),
+    }
+}
+
+/// What an entry is: a file, a directory, or a link (its target resolved inside the archive).
+///
+/// # Errors
+/// [`Error::InvalidArchive`] naming the entry for a link without a target or pointing outside, devices,
+/// FIFOs, GNU sparse files and any other type.
+fn entry_kind<R: Read>(e: &tar::Entry<'_, R>, et: tar::EntryType, name: &str) -> Result<Kind> {
+    if et.is_file() || et == tar::EntryType::Continuous {
+        Ok(Kind::File)
     } else if et.is_dir() {
-        Kind::Dir
+        Ok(Kind::Dir)
     } else if et.is_symlink() {
         let target = e
             .link_name_bytes()
-            .ok_or_else(|| bad(&name, "symlink without a target"))?;
-        Kind::Link(resolve_link(&name, &target)?)
+            .ok_or_else(|| bad(name, "symlink without a target"))?;
+        Ok(Kind::Link(resolve_link(name, &target)?))
     } else if et.is_hard_link() {
         let target = e
             .link_name_bytes()
-            .ok_or_else(|| bad(&name, "hard link without a target"))?;
+            .ok_or_else(|| bad(name, "hard link without a target"))?;
         let t = normalize(&target, "hard link target")
             .map_err(|err| match err {
                 Error::InvalidArchive { entry, reason } => {
-                    bad(&name, format!("{reason} ({entry:?})"))
+                    bad(name, format!("{reason} ({entry:?})"))
                 }
                 other => other,
             })?
-            .ok_or_else(|| bad(&name, "hard link to the archive root"))?;
-        Kind::Link(t)
+            .ok_or_else(|| bad(name, "hard link to the archive root"))?;
+        Ok(Kind::Link(t))
     } else if et.is_character_special() || et.is_block_special() || et.is_fifo() {
-        return Err(bad(
-            &name,
+        Err(bad(
+            name,
             "device or fifo entries are not allowed in an image archive",
-        ));
+        ))
     } else if et.is_gnu_sparse() {
-        return Err(bad(
-            &name,
+        Err(bad(
+            name,
             "GNU sparse file (type 'S'): sparse entries are not supported in an image archive",
-        ));
+        ))
     } else {
-        return Err(bad(
-            &name,
+        Err(bad(
+            name,
             format!(
                 "unsupported entry type {:?} (only files, directories and links are allowed)",
                 char::from(et.as_byte())
             ),
-        ));
-    };
+        ))
+    }
+}
+
+/// Where an entry may be: below `blobs/` only `blobs/<alg>/` directories and `blobs/<alg>/<hex>` regular
+/// files of a known algorithm; the layout files (`index.json`, `manifest.json`, `oci-layout`,
+/// `repositories`) regular files within the document size limit.
+///
+/// # Errors
+/// [`Error::InvalidArchive`] naming the entry.
+fn check_place(name: &str, kind: &Kind, size: u64) -> Result<()> {
     let parts: Vec<&str> = name.split('/').collect();
     if parts.first() == Some(&"blobs") {
         match parts.as_slice() {
-            [_] | [_, _] if kind != Kind::Dir => return Err(bad(&name, "expected a directory")),
+            [_] | [_, _] if *kind != Kind::Dir => return Err(bad(name, "expected a directory")),
             [_, alg] if !matches!(*alg, "sha256" | "sha512") => {
                 return Err(bad(
-                    &name,
+                    name,
                     format!("unknown digest algorithm {alg:?} (sha256 and sha512 are supported)"),
                 ))
             }
             [_, alg, hex] => {
-                if kind != Kind::File {
-                    return Err(bad(&name, "a blob must be a regular file (links, directories and devices are refused)"));
+                if *kind != Kind::File {
+                    return Err(bad(name, "a blob must be a regular file (links, directories and devices are refused)"));
                 }
                 Digest::from_parts(alg, hex)
-                    .map_err(|err| bad(&name, format!("not a blob name: {err}")))?;
+                    .map_err(|err| bad(name, format!("not a blob name: {err}")))?;
             }
-            [_, _, _, _, ..] => return Err(bad(&name, "unexpected path below blobs/<alg>/")),
+            [_, _, _, _, ..] => return Err(bad(name, "unexpected path below blobs/<alg>/")),
             _ => {}
         }
     }
     if matches!(
-        name.as_str(),
+        name,
         "index.json" | "manifest.json" | "oci-layout" | "repositories"
     ) {
-        if kind != Kind::File {
-            return Err(bad(&name, "must be a regular file"));
+        if *kind != Kind::File {
+            return Err(bad(name, "must be a regular file"));
         }
         if size > MAX_DOCUMENT_BYTES {
-            return Err(bad(&name, document::over_size(size)));
+            return Err(bad(name, document::over_size(size)));
         }
     }
-    Ok(Some((name, kind, size)))
+    Ok(())
 }
 
 #[cfg(test)]
