@@ -172,3 +172,31 @@ def test_progress_in_a_notebook_is_tqdm_auto_created_with_its_total(
     monkeypatch.setitem(sys.modules, "tqdm.auto", auto)
     r = ocitar.save(store.path, "app:1.0", output=tmp_path / "a.tar", progress=True)
     assert len(made) == 1 and made[0]["total"] == r.blob_bytes and made[0]["unit"] == "B"
+
+
+def _specificity(selector: str) -> tuple[int, int]:
+    """(classes and pseudo-classes, elements) of a simple CSS selector, as the cascade counts them."""
+    classes = len(re.findall(r"[.:][\w-]+", selector.replace(":not(", "(")))
+    elements = len(re.findall(r"(?:^|[\s>+~(])([a-z]+)", selector))
+    return classes, elements
+
+
+def test_alignment_and_padding_win_over_jupyterlabs_table_rules(store: BuiltStore) -> None:
+    # JupyterLab right-aligns every cell and pads it .5em with a two-class rule; a looked-at screenshot showed
+    # text columns right-aligned and the platform header centred until the view's rules outranked it.
+    lab = _specificity(":not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td")
+    assert lab == (2, 1)
+    style = Page(ocitar.inspect(store.path)._repr_html_()).style
+    aligning = [r.split("{")[0] for r in style.split("}") if "text-align" in r or ("padding" in r and " td" in r)]
+    assert aligning and all(_specificity(sel) > lab for r in aligning for sel in r.split(","))
+    assert "white-space:nowrap" in style
+
+
+def test_platform_cells_show_the_normalized_spelling_and_the_written_one_on_hover(store: BuiltStore) -> None:
+    page = Page(ocitar.inspect(store.path)._repr_html_())
+    cells = [cells[0] for _, cells in page.body()]
+    assert "linux/arm64" in cells and "linux/arm64/v8" not in page.visible
+    assert "as written: linux/arm64/v8" in page.titles
+    assert not any(t.startswith("as written: linux/amd64") for t in page.titles), "no hover when they agree"
+    status = re.findall(r"<td class='status'><span class='badge'>([^<]*)</span></td>", ocitar.inspect(store.path)._repr_html_())
+    assert status and set(status) == {"\u2713 present"}
