@@ -19,6 +19,8 @@ def release(tmp: Path) -> list[str]:
     inv: ocitar.Inventory = ocitar.inspect(tmp / "a.tar")
     checked: ocitar.Inventory = ocitar.verify(tmp / "s", progress=True)
     platforms: list[str] = [p.platform for i in inv.images for p in i.platforms if p.present]
+    written: list[str] = [p.written for p in inv.image("app:1.0").platforms]
+    platforms += written
     assert report.images[0].original_digest is not None and loaded.blobs_written >= 0 and checked.verified
     try:
         ocitar.load(tmp / "a.tar", platforms=["linux/arm64"], store=tmp / "s")

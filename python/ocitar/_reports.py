@@ -66,7 +66,7 @@ class _Record:
     @classmethod
     def _from_dict(cls: type[_R], d: Mapping[str, Any], **extra: Any) -> _R:
         d = cls._prepare({**d, **extra})
-        hints = _hints(cls)
+        hints = _hints(cast(Any, cls))
         return cls(**{f.name: _field(hints[f.name], d[f.name]) for f in dataclasses.fields(cast(Any, cls))})
 
 

@@ -1212,6 +1212,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_first_block_tells_not_a_tar_from_truncated() {
+        let mut header = tar::Header::new_ustar();
+        header.set_path("oci-layout").unwrap();
+        header.set_size(0);
+        header.set_cksum();
+        let real = header.as_bytes().to_vec();
+        assert_eq!(first_block_fault(&real), None);
+        assert_eq!(first_block_fault(&[]), None, "empty input: no entries");
+        assert_eq!(first_block_fault(&[0u8; BLOCK]), None, "an empty archive");
+        let short = first_block_fault(b"hello\n").unwrap();
+        assert!(
+            short.starts_with("not a tar archive") && short.contains("6 bytes"),
+            "{short}"
+        );
+        let cut = first_block_fault(&real[..300]).unwrap();
+        assert!(cut.starts_with("truncated"), "{cut}");
+        assert!(first_block_fault(&[b'x'; BLOCK])
+            .unwrap()
+            .starts_with("not a tar archive"));
+        // A v7 header (no magic) passes on its checksum; break the checksum and it is not a tar.
+        let mut v7 = real.clone();
+        v7[257..265].fill(0);
+        v7[148..156].fill(b' ');
+        let sum: u32 = v7.iter().map(|b| u32::from(*b)).sum();
+        v7[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        assert!(header_checksum_ok(&v7));
+        assert_eq!(first_block_fault(&v7), None);
+        v7[0] ^= 1;
+        assert!(first_block_fault(&v7).is_some());
+    }
+
+    #[test]
     fn normalizes_names() {
         assert_eq!(
             normalize(b"./blobs/sha256/", "n").unwrap().as_deref(),
