@@ -29,6 +29,7 @@ STYLE = (
     "div.ocitar .head{margin:.6em 0 0 0}"
     "div.ocitar .total,div.ocitar .meta{opacity:.75;font-size:.9em}"
     "div.ocitar code{font-size:.9em}"
+    "div.ocitar .nowrap{white-space:nowrap}"
     "</style>"
 )
 
@@ -159,6 +160,7 @@ def inventory_html(inv: dict[str, Any]) -> str:
     blobs = _plural(inv["blobs"], "blob") + (" re-hashed" if inv["verified"] else "")
     shared = f" ({human(inv['shared_bytes'])} shared)" if inv["shared_bytes"] else ""
     total = f"{_plural(len(inv['images']), 'image')}, {blobs}, {human(inv['bytes'])}{shared}"
+    total = f"<span class='nowrap'>{total}</span>"
     top = f"<strong>\u2713 verified</strong> {what}: {total}" if inv["verified"] else f"{what}: {total}"
     body = []
     for image in inv["images"]:
