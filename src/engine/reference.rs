@@ -108,6 +108,68 @@ fn cut(s: &str) -> String {
     }
 }
 
+/// `name` split at its tag, which must be valid: the tag is after the last ':' that follows the last '/'
+/// (a ':' before it is a registry port). The error is the reason.
+fn split_tag(name: &str) -> std::result::Result<(&str, Option<&str>), String> {
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    let (repo, tag) = match name.get(last_slash..).and_then(|t| t.rfind(':')) {
+        Some(i) => (
+            name.get(..last_slash + i).unwrap_or_default(),
+            Some(name.get(last_slash + i + 1..).unwrap_or_default()),
+        ),
+        None => (name, None),
+    };
+    match tag {
+        Some(t) if !is_tag(t) => Err(format!("invalid tag {}", quoted(t))),
+        _ => Ok((repo, tag)),
+    }
+}
+
+/// The full repository name of `repo` (a name without tag or digest): registry checked or
+/// `docker.io` added, `library/` added to a one-component Docker Hub name. The error is the reason.
+fn repository(repo: &str) -> std::result::Result<String, String> {
+    let mut comps: Vec<&str> = repo.split('/').collect();
+    let domain = if comps.len() > 1
+        && comps.first().is_some_and(|c| {
+            c.contains('.')
+                || c.contains(':')
+                || *c == "localhost"
+                || c.chars().any(|ch| ch.is_ascii_uppercase())
+        }) {
+        let d = comps.remove(0);
+        if !is_domain(d) {
+            return Err(format!("invalid registry {}", quoted(d)));
+        }
+        d
+    } else {
+        DEFAULT_DOMAIN
+    };
+    let domain = if domain == "index.docker.io" {
+        DEFAULT_DOMAIN
+    } else {
+        domain
+    };
+    for c in &comps {
+        if !is_path_component(c) {
+            return Err(format!(
+                "repository name component {} must be lowercase letters and digits, joined by '.', '_', '__' or dashes",
+                quoted(c)
+            ));
+        }
+    }
+    if domain == DEFAULT_DOMAIN && comps.len() == 1 {
+        comps.insert(0, "library");
+    }
+    let repository = format!("{domain}/{}", comps.join("/"));
+    if repository.len() > MAX_NAME {
+        return Err(format!(
+            "the name is {} characters long, over Docker's limit of {MAX_NAME}",
+            repository.len()
+        ));
+    }
+    Ok(repository)
+}
+
 impl Reference {
     /// Parse and normalize a reference.
     ///
@@ -143,59 +205,8 @@ impl Reference {
             ),
             None => (s, None),
         };
-        // A tag is after the last ':' that follows the last '/' (a ':' before it is a registry port).
-        let last_slash = name.rfind('/').map_or(0, |i| i + 1);
-        let (repo, tag) = match name.get(last_slash..).and_then(|t| t.rfind(':')) {
-            Some(i) => (
-                name.get(..last_slash + i).unwrap_or_default(),
-                Some(name.get(last_slash + i + 1..).unwrap_or_default()),
-            ),
-            None => (name, None),
-        };
-        if let Some(t) = tag {
-            if !is_tag(t) {
-                return Err(bad(&format!("invalid tag {}", quoted(t))));
-            }
-        }
-        let mut comps: Vec<&str> = repo.split('/').collect();
-        let domain = if comps.len() > 1
-            && comps.first().is_some_and(|c| {
-                c.contains('.')
-                    || c.contains(':')
-                    || *c == "localhost"
-                    || c.chars().any(|ch| ch.is_ascii_uppercase())
-            }) {
-            let d = comps.remove(0);
-            if !is_domain(d) {
-                return Err(bad(&format!("invalid registry {}", quoted(d))));
-            }
-            d.to_string()
-        } else {
-            DEFAULT_DOMAIN.to_string()
-        };
-        let domain = if domain == "index.docker.io" {
-            DEFAULT_DOMAIN.to_string()
-        } else {
-            domain
-        };
-        for c in &comps {
-            if !is_path_component(c) {
-                return Err(bad(&format!(
-                    "repository name component {} must be lowercase letters and digits, joined by '.', '_', '__' or dashes",
-                    quoted(c)
-                )));
-            }
-        }
-        if domain == DEFAULT_DOMAIN && comps.len() == 1 {
-            comps.insert(0, "library");
-        }
-        let repository = format!("{domain}/{}", comps.join("/"));
-        if repository.len() > MAX_NAME {
-            return Err(bad(&format!(
-                "the name is {} characters long, over Docker's limit of {MAX_NAME}",
-                repository.len()
-            )));
-        }
+        let (repo, tag) = split_tag(name).map_err(|r| bad(&r))?;
+        let repository = repository(repo).map_err(|r| bad(&r))?;
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_string()),
             (None, None) => Some("latest".to_string()),
