@@ -347,15 +347,15 @@ fn archive_images<'a>(
     Ok((source, images, inv))
 }
 
-/// Run `work` on every item with one thread per core, reporting bytes done; stops at the first error.
+/// Run `work` on every item with the copy pool's width ([`super::copy::threads`], `OCITAR_THREADS`),
+/// reporting bytes done; stops at the first error.
 fn parallel<T: Sync>(
     items: &[T],
     size: impl Fn(&T) -> u64 + Sync,
     work: impl Fn(&T) -> Result<()> + Sync,
     progress: &mut Progress,
 ) -> Result<()> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    parallel_n(items, threads, size, work, progress)
+    parallel_n(items, super::copy::threads(), size, work, progress)
 }
 
 /// Run `work` on every item with at most `threads` threads, reporting bytes done; stops at the first
@@ -608,4 +608,25 @@ fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
     )?;
     inv.verified = true;
     Ok(inv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_hashes_on_as_many_threads_as_ocitar_threads_says() {
+        // The only test that sets OCITAR_THREADS; others reading it meanwhile just run on one worker.
+        std::env::set_var("OCITAR_THREADS", "1");
+        let seen = Mutex::new(std::collections::HashSet::new());
+        let items: Vec<u64> = (0..64).collect();
+        let work = |_: &u64| {
+            seen.lock().unwrap().insert(std::thread::current().id());
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            Ok(())
+        };
+        parallel(&items, |_| 1, work, &mut Progress::none()).unwrap();
+        std::env::remove_var("OCITAR_THREADS");
+        assert_eq!(seen.into_inner().unwrap().len(), 1);
+    }
 }
