@@ -1,6 +1,7 @@
 //! Engine integration tests: save and load through the public Rust API, on the shipped demo store.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use _ocitar::engine::archive::read::Input;
 use _ocitar::engine::save::{IndexShape, SaveOptions};
@@ -50,7 +51,7 @@ fn save_load_save_is_byte_identical_for_every_shape() {
         let first = save_bytes(&demo(), &["demo:1.0"], &["linux/arm64"], shape).unwrap();
         let store = dir.join(format!("s{i}"));
         let report = load::load(
-            Input::Bytes(first.clone().into()),
+            Input::Bytes(Arc::new(first.clone())),
             &store,
             &[],
             &mut Progress::none(),
@@ -87,7 +88,7 @@ fn failed_load_leaves_no_store_behind() {
     let archive = save_bytes(&demo(), &["demo:1.0"], &["linux/amd64"], IndexShape::Keep).unwrap();
     let store = dir.join("new");
     let e = load::load(
-        Input::Bytes(archive.into()),
+        Input::Bytes(Arc::new(archive)),
         &store,
         &["linux/s390x".into()],
         &mut Progress::none(),

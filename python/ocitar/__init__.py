@@ -224,13 +224,13 @@ def save(
     report, data = _ocitar.save(
         "" if reg is not None else os.fspath(cast("StrPath", store)),
         _list(refs, "refs"),
-        _list(platforms, "platforms"),
-        os.fspath(output) if isinstance(output, (str, os.PathLike)) else output,
-        index,
-        prefer,
-        compression,
-        make_progress(progress, "save"),
-        reg._args() if reg is not None else None,
+        platforms=_list(platforms, "platforms"),
+        output=os.fspath(output) if isinstance(output, (str, os.PathLike)) else output,
+        index=index,
+        prefer=prefer,
+        compression=compression,
+        progress=make_progress(progress, "save"),
+        registry=reg._args() if reg is not None else None,
     )
     if output is None:
         assert data is not None
@@ -263,8 +263,11 @@ def load(
     reg = _registry(store)
     if reg is None and index != "keep":
         raise ValueError("index= applies to loads into a registry; a store directory keeps every index as it is")
-    if isinstance(archive, (bytes, bytearray, memoryview)):
-        src: str | bytes | IO[bytes] = bytes(archive)
+    src: str | bytes | bytearray | IO[bytes]
+    if isinstance(archive, (bytes, bytearray)):
+        src = archive  # bytes are read in place; a bytearray is copied once, by the engine
+    elif isinstance(archive, memoryview):
+        src = bytes(archive)
     elif isinstance(archive, (str, os.PathLike)):
         src = os.fspath(archive)
     elif isinstance(archive, io.TextIOBase):
@@ -273,11 +276,11 @@ def load(
         src = archive
     report = _ocitar.load(
         src,
-        _list(platforms, "platforms"),
-        os.fspath(cast("StrPath", store)) if store is not None and reg is None else None,
-        make_progress(progress, "load"),
-        reg._args() if reg is not None else None,
-        index,
+        platforms=_list(platforms, "platforms"),
+        store=os.fspath(cast("StrPath", store)) if store is not None and reg is None else None,
+        progress=make_progress(progress, "load"),
+        registry=reg._args() if reg is not None else None,
+        index=index,
     )
     return LoadReport._from_dict(report)
 
@@ -303,7 +306,7 @@ def verify(path: StrPath, *, progress: Progress = None) -> Inventory:
 
     Raises :class:`DigestMismatchError`, :class:`StoreError` or :class:`InvalidArchiveError` on the first
     fault, naming the blob, its path, and what was expected and found."""
-    return Inventory._from_dict(_ocitar.verify(os.fspath(path), make_progress(progress, "verify")))
+    return Inventory._from_dict(_ocitar.verify(os.fspath(path), progress=make_progress(progress, "verify")))
 
 
 def default_store() -> str:

@@ -1,7 +1,7 @@
 """The compiled engine. Use the wrappers in :mod:`ocitar`; these take already-normalised arguments."""
 
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 __all__ = [
     "__version__",
@@ -24,26 +24,29 @@ _RegistryArgs = tuple[str, str | None, str | None, str | None, str | None, bool,
 def save(
     store: str,
     refs: list[str],
-    platforms: list[str],
-    output: str | IO[bytes] | None,
-    index: str,
-    prefer: str | None,
-    compression_name: str | None,
-    progress: _Progress,
+    *,
+    platforms: list[str] = ...,
+    output: str | IO[bytes] | None = None,
+    index: Literal["keep", "subset", "manifest"] = ...,
+    prefer: str | None = None,
+    compression: Literal["gzip", "zstd"] | None = None,
+    progress: _Progress = None,
     registry: _RegistryArgs | None = None,
 ) -> tuple[dict[str, Any], bytes | None]:
     """Save images (from ``registry`` when given, else the store); returns the report as a dict and the
     archive bytes when ``output`` is None."""
 
 def load(
-    archive: str | bytes | IO[bytes],
-    platforms: list[str],
-    store: str | None,
-    progress: _Progress,
+    archive: str | bytes | bytearray | IO[bytes],
+    *,
+    platforms: list[str] = ...,
+    store: str | None = None,
+    progress: _Progress = None,
     registry: _RegistryArgs | None = None,
-    index: str = "keep",
+    index: Literal["keep", "subset", "manifest"] = ...,
 ) -> dict[str, Any]:
-    """Load an archive into a store (or push it into ``registry``); returns the report as a dict."""
+    """Load an archive into a store (or push it into ``registry``); returns the report as a dict. ``bytes``
+    are read in place, without a copy."""
 
 def inspect_registry(registry: _RegistryArgs, reference: str) -> dict[str, Any]:
     """The inventory of a registry image (manifests only), as a dict."""
@@ -51,7 +54,7 @@ def inspect_registry(registry: _RegistryArgs, reference: str) -> dict[str, Any]:
 def inspect(path: str) -> dict[str, Any]:
     """The inventory of a store or archive, as a dict."""
 
-def verify(path: str, progress: _Progress) -> dict[str, Any]:
+def verify(path: str, *, progress: _Progress = None) -> dict[str, Any]:
     """Re-hash and check a store or archive; the inventory as a dict."""
 
 def default_store() -> str:

@@ -772,12 +772,7 @@ fn write<W: Write>(
         // whatever the number of threads.
         Some(Compression::Gzip) => Sink::Gzip(ParallelGzip::new(out, 6, copy::threads())),
         Some(Compression::Zstd) => Sink::Zstd(zstd::stream::write::Encoder::new(out, 3).at(dest)?),
-        Some(other) => {
-            return Err(Error::InvalidArgument(format!(
-                "compression must be 'gzip' or 'zstd', not {:?}",
-                other.name()
-            )))
-        }
+        Some(other) => return Err(Compression::not_written(other.name())),
     };
     let docs = documents(&plan)?;
     progress.start(plan.blobs.values().map(|(_, s, _)| *s).sum());

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 use serde_json::Value;
 
-use crate::engine::archive::read::Input;
+use crate::engine::archive::read::{Input, SharedBytes};
 use crate::engine::archive::Compression;
 use crate::engine::content::{Source, StoreSource};
 use crate::engine::error::Cancelled;
@@ -267,14 +268,23 @@ impl Read for PyReader {
     }
 }
 
-fn compression(name: Option<&str>) -> PyResult<Option<Compression>> {
-    match name {
-        None => Ok(None),
-        Some("gzip") => Ok(Some(Compression::Gzip)),
-        Some("zstd") => Ok(Some(Compression::Zstd)),
-        Some(other) => Err(PyValueError::new_err(format!(
-            "compression must be None, 'gzip' or 'zstd', not {other:?}"
-        ))),
+/// `index=`: `"keep"`, `"subset"` or `"manifest"`, converted in the signature.
+impl<'a, 'py> FromPyObject<'a, 'py> for IndexShape {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let name: String = obj.extract()?;
+        name.parse().map_err(|e| to_pyerr(e, &Pending::default()))
+    }
+}
+
+/// `compression=`: a name save writes (`None` is no compression), converted in the signature.
+impl<'a, 'py> FromPyObject<'a, 'py> for Compression {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let name: String = obj.extract()?;
+        Compression::for_writing(&name).map_err(|e| to_pyerr(e, &Pending::default()))
     }
 }
 
@@ -341,7 +351,10 @@ fn save_to(
 /// Save images from a store. `output` is a path, a writable binary file object, or None (return bytes).
 /// Returns `(report, bytes or None)`.
 #[pyfunction]
-#[pyo3(signature = (store, refs, platforms, output, index, prefer, compression_name, progress, registry=None))]
+#[pyo3(signature = (
+    store, refs, *, platforms=Vec::new(), output=None, index=IndexShape::Keep, prefer=None,
+    compression=None, progress=None, registry=None
+))]
 #[allow(clippy::too_many_arguments)]
 fn save(
     py: Python<'_>,
@@ -349,9 +362,9 @@ fn save(
     refs: Vec<String>,
     platforms: Vec<String>,
     output: Option<Bound<'_, PyAny>>,
-    index: &str,
+    index: IndexShape,
     prefer: Option<String>,
-    compression_name: Option<&str>,
+    compression: Option<Compression>,
     progress: Option<Py<PyAny>>,
     registry: Option<RegistryArgs>,
 ) -> PyResult<(Py<PyAny>, Option<Py<PyAny>>)> {
@@ -359,9 +372,9 @@ fn save(
     let opts = SaveOptions {
         refs,
         platforms,
-        index: index.parse().map_err(|e| to_pyerr(e, &pending))?,
+        index,
         prefer,
-        compression: compression(compression_name)?,
+        compression,
     };
     let mut tick = ticker(progress, pending.clone());
     let out = match output {
@@ -393,9 +406,12 @@ fn save(
     ))
 }
 
-/// Load an archive (a path, bytes, or a readable binary file object) into a store.
+/// Load an archive (a path, `bytes` or `bytearray`, or a readable binary file object) into a store.
+/// `bytes` are read where they are, without a copy (they are immutable; the engine only reads them).
 #[pyfunction]
-#[pyo3(signature = (archive, platforms, store, progress, registry=None, index="keep"))]
+#[pyo3(signature = (
+    archive, *, platforms=Vec::new(), store=None, progress=None, registry=None, index=IndexShape::Keep
+))]
 fn load(
     py: Python<'_>,
     archive: Bound<'_, PyAny>,
@@ -403,23 +419,27 @@ fn load(
     store: Option<PathBuf>,
     progress: Option<Py<PyAny>>,
     registry: Option<RegistryArgs>,
-    index: &str,
+    index: IndexShape,
 ) -> PyResult<Py<PyAny>> {
     let pending: Pending = Arc::default();
-    let input = if let Ok(b) = archive.cast::<PyBytes>() {
-        Input::Bytes(Arc::new(b.as_bytes().to_vec()))
-    } else if archive.hasattr("read")? {
-        Input::Reader(Box::new(PyReader(archive.unbind(), pending.clone())))
-    } else {
-        Input::Path(archive.extract::<PathBuf>()?)
-    };
-    let shape: IndexShape = index.parse().map_err(|e| to_pyerr(e, &pending))?;
+    // `held` keeps a borrowed `bytes` alive until the GIL is back, so its last reference goes there.
+    let (input, _held) =
+        if archive.is_instance_of::<PyBytes>() || archive.is_instance_of::<PyByteArray>() {
+            // A bytearray is copied once (it could change while the engine reads without the GIL).
+            let bytes: SharedBytes = Arc::new(archive.extract::<PyBackedBytes>()?);
+            (Input::Bytes(Arc::clone(&bytes)), Some(bytes))
+        } else if archive.hasattr("read")? {
+            let reader = PyReader(archive.unbind(), pending.clone());
+            (Input::Reader(Box::new(reader)), None)
+        } else {
+            (Input::Path(archive.extract::<PathBuf>()?), None)
+        };
     let mut tick = ticker(progress, pending.clone());
     if let Some(args) = registry {
         let result = py.detach(|| {
             let mut progress = Progress::new(&mut tick);
             let reg = open_registry(args)?;
-            registry::push::load(input, &reg, &platforms, shape, &mut progress)
+            registry::push::load(input, &reg, &platforms, index, &mut progress)
         });
         return report(py, &result.map_err(|e| to_pyerr(e, &pending))?);
     }
@@ -462,7 +482,7 @@ fn inspect_registry(
 
 /// Re-hash and check everything a store or archive holds.
 #[pyfunction]
-#[pyo3(signature = (path, progress))]
+#[pyo3(signature = (path, *, progress=None))]
 fn verify(py: Python<'_>, path: PathBuf, progress: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
     let pending: Pending = Arc::default();
     let mut tick = ticker(progress, pending.clone());

@@ -5,6 +5,8 @@ pub mod gzip;
 pub mod read;
 pub mod write;
 
+use super::error::{Error, Result};
+
 /// Compression of a whole archive stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
@@ -32,6 +34,27 @@ impl Compression {
         } else {
             None
         }
+    }
+
+    /// What save writes: the only names `compression=` accepts.
+    pub const WRITTEN: [Compression; 2] = [Compression::Gzip, Compression::Zstd];
+
+    /// The compression save writes under `name`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for any name but those of [`Compression::WRITTEN`].
+    pub fn for_writing(name: &str) -> Result<Compression> {
+        Compression::WRITTEN
+            .into_iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| Compression::not_written(name))
+    }
+
+    /// The error for a compression save does not write.
+    pub fn not_written(name: &str) -> Error {
+        Error::InvalidArgument(format!(
+            "compression must be None, 'gzip' or 'zstd', not {name:?}"
+        ))
     }
 
     /// The name used by options and messages.

@@ -21,8 +21,8 @@ use crate::engine::error::{Error, IoContext, Result};
 pub enum Input {
     /// A file on disk (read by offset when uncompressed).
     Path(PathBuf),
-    /// Bytes in memory.
-    Bytes(Arc<Vec<u8>>),
+    /// Bytes in memory, shared with their owner (a `Vec`, or a Python `bytes` borrowed without a copy).
+    Bytes(SharedBytes),
     /// A stream (a pipe, a Python file object): read once, in order.
     Reader(Box<dyn Read + Send>),
 }
@@ -64,9 +64,12 @@ pub struct Entry {
     pub loc: Loc,
 }
 
+/// Immutable bytes in memory, shared with whoever owns them.
+pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
 enum Data {
     File(File),
-    Bytes(Arc<Vec<u8>>),
+    Bytes(SharedBytes),
     Spooled,
 }
 
@@ -213,16 +216,17 @@ impl Archive {
             }
             Input::Bytes(b) => {
                 let label = "<bytes>".to_string();
-                match Compression::sniff(b.get(..b.len().min(6)).unwrap_or_default()) {
+                let all = (*b).as_ref();
+                match Compression::sniff(all.get(..all.len().min(6)).unwrap_or_default()) {
                     Some(c) => {
                         let r: Box<dyn Read + Send> = Box::new(io::Cursor::new(ArcBytes(b)));
                         let (r, budget) = decoded(c, r)?;
                         Archive::from_stream(r, Some(c), label, spool, budget)
                     }
                     None => {
-                        let len = b.len() as u64;
+                        let len = all.len() as u64;
                         let (entries, lone_zero_block) =
-                            index_seekable(io::Cursor::new(b.as_slice()), len, &label)?;
+                            index_seekable(io::Cursor::new(all), len, &label)?;
                         Ok(Archive {
                             entries,
                             data: Data::Bytes(b),
@@ -365,6 +369,7 @@ impl Archive {
                 end: off.saturating_add(e.size),
             })),
             (Loc::Offset(off), Data::Bytes(b)) => {
+                let b = (**b).as_ref();
                 let start = usize::try_from(*off).unwrap_or(usize::MAX).min(b.len());
                 let end = usize::try_from(off.saturating_add(e.size))
                     .unwrap_or(usize::MAX)
@@ -397,11 +402,11 @@ impl Archive {
     }
 }
 
-struct ArcBytes(Arc<Vec<u8>>);
+struct ArcBytes(SharedBytes);
 
 impl AsRef<[u8]> for ArcBytes {
     fn as_ref(&self) -> &[u8] {
-        self.0.as_slice()
+        (*self.0).as_ref()
     }
 }
 
