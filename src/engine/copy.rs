@@ -226,10 +226,20 @@ struct Pool<'a> {
     cancelled: AtomicBool,
 }
 
+/// Whether blobs are hashed in pairs; `OCITAR_SHA_PAIRING=0` hashes each alone (read once; for the A/B
+/// measurement in benches/README.md).
+fn pairing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("OCITAR_SHA_PAIRING").map_or(true, |v| v.trim() != "0"))
+}
+
 /// Jobs in pairs of similar sizes (largest first), hashed side by side.
 fn pairs(jobs: &[Job<'_>]) -> Vec<(usize, Option<usize>)> {
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(jobs.get(i).map_or(0, |j| j.size)));
+    if !pairing() {
+        return order.into_iter().map(|i| (i, None)).collect();
+    }
     order
         .chunks(2)
         .filter_map(|c| Some((*c.first()?, c.get(1).copied())))
