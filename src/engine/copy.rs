@@ -5,10 +5,9 @@
 //! copy, a reflink where the filesystem shares extents) in 8 MiB segments, and the bytes that landed in
 //! the destination are read back and hashed: the digest is checked on exactly what was written. Copying
 //! and hashing are tasks for a pool of worker threads, so while one worker hashes, another copies ahead
-//! (at most [`LOOKAHEAD`] bytes copied and not yet hashed) or hashes other blobs. Blobs go in pairs of
-//! similar size, copied alternately and hashed side by side ([`Hasher::update_pair`]), which is faster
-//! than one after the other on SHA-NI. Hashing a blob is sequential, so one blob costs at least its
-//! SHA-256 time; many blobs spread over every core (measured in benches/README.md).
+//! (at most [`LOOKAHEAD`] bytes copied and not yet hashed) or hashes other blobs, largest first. Hashing a
+//! blob is sequential, so one blob costs at least its SHA-256 time; many blobs spread over every core
+//! (measured in benches/README.md).
 //!
 //! Errors are deterministic: when blob `i` fails, blobs after it are abandoned and blobs before it are
 //! finished, so the error reported is always that of the first failing blob in job order.
@@ -147,9 +146,9 @@ struct Blob {
 
 struct State {
     blobs: Vec<Blob>,
-    /// Blobs hashed side by side, largest first: the two largest, the next two, and so on.
-    pairs: Vec<(usize, Option<usize>)>,
-    /// The next copy: pair, and step within it (even steps the first blob, odd the second).
+    /// Blobs in the order they are copied and hashed: largest first.
+    order: Vec<usize>,
+    /// The next copy: position in `order`, and segment.
     next: (usize, u64),
     /// Bytes copied and not yet hashed.
     ahead: u64,
@@ -214,8 +213,7 @@ impl<'j, 'a> Reading<'j, 'a> {
 
 enum Task {
     Copy(usize, u64),
-    /// One blob, or two hashed side by side ([`Hasher::update_pair`]).
-    Hash(Part, Option<Part>),
+    Hash(Part),
 }
 
 struct Pool<'a> {
@@ -226,24 +224,11 @@ struct Pool<'a> {
     cancelled: AtomicBool,
 }
 
-/// Whether blobs are hashed in pairs; `OCITAR_SHA_PAIRING=0` hashes each alone (read once; for the A/B
-/// measurement in benches/README.md).
-fn pairing() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("OCITAR_SHA_PAIRING").map_or(true, |v| v.trim() != "0"))
-}
-
-/// Jobs in pairs of similar sizes (largest first), hashed side by side.
-fn pairs(jobs: &[Job<'_>]) -> Vec<(usize, Option<usize>)> {
+/// Jobs largest first: the longest hashes start first.
+fn order(jobs: &[Job<'_>]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(jobs.get(i).map_or(0, |j| j.size)));
-    if !pairing() {
-        return order.into_iter().map(|i| (i, None)).collect();
-    }
     order
-        .chunks(2)
-        .filter_map(|c| Some((*c.first()?, c.get(1).copied())))
-        .collect()
 }
 
 fn segments(size: u64) -> u64 {
@@ -277,7 +262,7 @@ impl<'a> Pool<'a> {
             writeback,
             state: Mutex::new(State {
                 blobs,
-                pairs: pairs(jobs),
+                order: order(jobs),
                 next: (0, 0),
                 ahead: 0,
                 limit: jobs.len(),
@@ -313,7 +298,6 @@ impl<'a> Pool<'a> {
         // Counted out even if a task panics, so the calling thread never waits for a dead worker.
         let _out = Leave(self);
         let mut buf = vec![0u8; COPY_BUFFER];
-        let mut second = Vec::new();
         loop {
             let task = {
                 let mut st = self.lock();
@@ -332,7 +316,7 @@ impl<'a> Pool<'a> {
             };
             match task {
                 Task::Copy(i, seg) => self.copy(i, seg, &mut buf),
-                Task::Hash(a, b) => self.hash(a, b, &mut buf, &mut second),
+                Task::Hash(part) => self.hash(part, &mut buf),
             }
             self.changed.notify_all();
         }
@@ -385,33 +369,17 @@ impl<'a> Pool<'a> {
         }
     }
 
-    /// Hash one part, or two side by side until one ends and then the other alone.
-    fn hash(&self, a: Part, b: Option<Part>, buf: &mut [u8], second: &mut Vec<u8>) {
-        let mut a = Reading::new(self.jobs, a);
-        let mut b = b.map(|p| Reading::new(self.jobs, p));
-        if b.is_some() && second.len() < buf.len() {
-            second.resize(buf.len(), 0);
-        }
-        loop {
-            let ca = a.next(buf, &self.cancelled).and_then(|n| buf.get(..n));
-            let nb = b.as_mut().and_then(|r| r.next(second, &self.cancelled));
-            let cb = nb.and_then(|n| second.get(..n));
-            match (ca, b.as_mut().zip(cb)) {
-                (Some(ca), Some((b, cb))) => {
-                    Hasher::update_pair(&mut a.part.hasher, ca, &mut b.part.hasher, cb);
-                }
-                (Some(ca), None) => a.part.hasher.update(ca),
-                (None, Some((b, cb))) => b.part.hasher.update(cb),
-                (None, None) => break,
-            }
+    /// Hash one part.
+    fn hash(&self, part: Part, buf: &mut [u8]) {
+        let mut r = Reading::new(self.jobs, part);
+        while let Some(n) = r.next(buf, &self.cancelled) {
+            r.part.hasher.update(buf.get(..n).unwrap_or_default());
         }
         let mut st = self.lock();
-        for r in std::iter::once(a).chain(b) {
-            st.ahead = st.ahead.saturating_sub(r.end - r.start);
-            match r.error {
-                None => self.hashed(&mut st, r.part, r.end - r.start),
-                Some(e) => self.fail(&mut st, r.part.blob, e),
-            }
+        st.ahead = st.ahead.saturating_sub(r.end - r.start);
+        match r.error {
+            None => self.hashed(&mut st, r.part, r.end - r.start),
+            Some(e) => self.fail(&mut st, r.part.blob, e),
         }
     }
 
@@ -453,17 +421,13 @@ fn finished(st: &State) -> bool {
 
 /// Hashing first (it is the slower half), then copying ahead within [`LOOKAHEAD`].
 fn next_task(st: &mut State) -> Option<Task> {
-    // A pair is hashed side by side once both of its blobs have bytes to hash; one alone only when
-    // nothing can be copied (the lookahead is full, or everything is copied).
-    if let Some(t) = hash_task(st, true) {
+    if let Some(t) = hash_task(st) {
         return Some(t);
     }
     if st.ahead < LOOKAHEAD {
-        if let Some(t) = copy_task(st) {
-            return Some(t);
-        }
+        return copy_task(st);
     }
-    hash_task(st, false)
+    None
 }
 
 /// Whether blob `i` has bytes to hash now (its hasher is free).
@@ -476,61 +440,29 @@ fn hashable(st: &State, i: usize) -> bool {
     })
 }
 
-/// Whether blob `i` still needs hashing (within the limit, not done).
-fn pending(st: &State, i: usize) -> bool {
-    st.blobs.get(i).is_some_and(|b| i < st.limit && !b.done)
+/// The first blob, in order, with bytes to hash.
+fn hash_task(st: &mut State) -> Option<Task> {
+    let i = st.order.iter().copied().find(|&i| hashable(st, i))?;
+    let b = st.blobs.get_mut(i)?;
+    Some(Task::Hash(Part {
+        blob: i,
+        from: b.hashed,
+        to: b.copied_prefix,
+        hasher: b.hasher.take()?,
+    }))
 }
 
-/// The first pair with bytes to hash; with `both`, only a pair whose every pending blob has some.
-fn hash_task(st: &mut State, both: bool) -> Option<Task> {
-    let g = st.pairs.iter().position(|&(x, y)| {
-        let members = [Some(x), y];
-        let mut live = members.iter().flatten().filter(|&&i| pending(st, i));
-        let ready = |i: &usize| hashable(st, *i);
-        if both {
-            live.clone().next().is_some() && live.all(ready)
-        } else {
-            live.any(ready)
-        }
-    })?;
-    let &(x, y) = st.pairs.get(g)?;
-    let ready: Vec<usize> = [Some(x), y]
-        .into_iter()
-        .flatten()
-        .filter(|&i| hashable(st, i))
-        .collect();
-    let mut parts = ready.into_iter().filter_map(|i| {
-        let b = st.blobs.get_mut(i)?;
-        Some(Part {
-            blob: i,
-            from: b.hashed,
-            to: b.copied_prefix,
-            hasher: b.hasher.take()?,
-        })
-    });
-    let first = parts.next()?;
-    Some(Task::Hash(first, parts.next()))
-}
-
-/// The next segment to copy.
+/// The next segment to copy: blob after blob, in order.
 fn copy_task(st: &mut State) -> Option<Task> {
-    let limit = st.limit;
-    // Copy the two blobs of a pair segment by segment, alternately, so both have bytes to hash.
     loop {
-        let (g, t) = st.next;
-        let &(x, y) = st.pairs.get(g)?;
-        let segs = |i: usize| st.blobs.get(i).map_or(0, |b| b.segments);
-        let most = segs(x).max(y.map_or(0, segs));
-        if t >= most.saturating_mul(2) {
-            st.next = (g + 1, 0);
+        let (k, seg) = st.next;
+        let &i = st.order.get(k)?;
+        if i >= st.limit || seg >= st.blobs.get(i).map_or(0, |b| b.segments) {
+            st.next = (k + 1, 0);
             continue;
         }
-        st.next = (g, t + 1);
-        let (blob, seg) = (if t % 2 == 0 { Some(x) } else { y }, t / 2);
-        match blob {
-            Some(i) if i < limit && seg < segs(i) => return Some(Task::Copy(i, seg)),
-            _ => continue,
-        }
+        st.next = (k, seg + 1);
+        return Some(Task::Copy(i, seg));
     }
 }
 
@@ -666,7 +598,7 @@ mod tests {
     }
 
     #[test]
-    fn pairs_are_copied_alternately_hashed_together_and_copying_stays_within_the_lookahead() {
+    fn blobs_are_copied_largest_first_hashed_as_copied_and_copying_stays_within_the_lookahead() {
         let mut st = State {
             blobs: (0..3)
                 .map(|_| Blob {
@@ -678,7 +610,7 @@ mod tests {
                     done: false,
                 })
                 .collect(),
-            pairs: vec![(0, Some(1)), (2, None)],
+            order: vec![1, 0, 2],
             next: (0, 0),
             ahead: 0,
             limit: 3,
@@ -686,29 +618,22 @@ mod tests {
             verified: 0,
             running: 0,
         };
-        assert!(matches!(next_task(&mut st), Some(Task::Copy(0, 0))));
         assert!(matches!(next_task(&mut st), Some(Task::Copy(1, 0))));
-        st.blobs[0].copied_prefix = 2;
-        st.blobs[1].copied_prefix = 1;
+        assert!(matches!(next_task(&mut st), Some(Task::Copy(1, 1))));
+        st.blobs[1].copied_prefix = 2;
         assert!(matches!(
             next_task(&mut st),
-            Some(Task::Hash(
-                Part {
-                    blob: 0,
-                    from: 0,
-                    to: 2,
-                    ..
-                },
-                Some(Part {
-                    blob: 1,
-                    from: 0,
-                    to: 1,
-                    ..
-                })
-            ))
+            Some(Task::Hash(Part {
+                blob: 1,
+                from: 0,
+                to: 2,
+                ..
+            }))
         ));
-        // The pair is being hashed (its hashers are out); nothing else to hash: copy on.
-        assert!(matches!(next_task(&mut st), Some(Task::Copy(0, 1))));
+        // The blob is being hashed (its hasher is out); nothing else to hash: copy on.
+        assert!(matches!(next_task(&mut st), Some(Task::Copy(1, 2))));
+        st.next = (0, 20);
+        assert!(matches!(next_task(&mut st), Some(Task::Copy(0, 0))));
         st.ahead = LOOKAHEAD;
         assert!(next_task(&mut st).is_none());
         st.ahead = 0;
@@ -720,7 +645,7 @@ mod tests {
     }
 
     #[test]
-    fn pairs_are_of_similar_sizes() {
+    fn largest_blobs_first() {
         let f = File::open("/dev/null").unwrap();
         let d = Digest::sha256_of(b"");
         let p = std::path::Path::new("x");
@@ -735,7 +660,7 @@ mod tests {
             dest: p,
         };
         let jobs = [job(5), job(100), job(7), job(90), job(1)];
-        assert_eq!(pairs(&jobs), [(1, Some(3)), (2, Some(0)), (4, None)]);
+        assert_eq!(order(&jobs), [1, 3, 2, 0, 4]);
     }
 
     #[test]

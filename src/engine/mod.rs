@@ -30,7 +30,6 @@ pub mod platform;
 pub mod reference;
 pub mod registry;
 pub mod save;
-pub mod sha256;
 pub mod store;
 pub mod walk;
 
