@@ -392,6 +392,20 @@ def test_auth_order_helper_then_auths_then_containers(tmp_path: Path, basic: Reg
     assert ocitar.inspect(ocitar.Registry(target, auth=(USER, PASSWORD)), "library/demo:1.0").images
 
 
+def test_a_credential_helper_printing_without_end_is_stopped(
+    tmp_path: Path, basic: RegistryServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    helper = bindir / "docker-credential-loud"
+    helper.write_text("#!/bin/sh\nexec yes '{\"Username\": \"u\", \"Secret\": \"s\"'\n")
+    helper.chmod(helper.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    _docker_config(Path(os.environ["HOME"]), {"credHelpers": {basic.host: "loud"}})
+    with pytest.raises(ocitar.AuthenticationError, match="credential helper printed more than 20971520 bytes"):
+        ocitar.inspect(f"docker://{basic.host}/{repo()}/library/demo:1.0")
+
+
 def test_tls_with_ca_file(tmp_path: Path, tls: RegistryServer) -> None:
     a = archive_of(tmp_path)
     assert tls.ca_file is not None

@@ -237,7 +237,7 @@ fn from_helper(helper: &str, host: &str) -> Result<Option<Credential>> {
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
     {
         Ok(c) => c,
@@ -250,17 +250,28 @@ fn from_helper(helper: &str, host: &str) -> Result<Option<Credential>> {
         // A helper that exits without reading is judged by its output below.
         let _ = stdin.write_all(config_key(host).as_bytes());
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::io(&program, e))?;
-    if !out.status.success() {
-        let said = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    // Read as a document is read: a helper printing without end is stopped at the document limit.
+    let printed = match child.stdout.take() {
+        Some(stdout) => document::read_bounded(stdout, 0).map_err(|e| Error::io(&program, e))?,
+        None => Some(Vec::new()),
+    };
+    let Some(stdout) = printed else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(fail(format!(
+            "credential helper printed more than {} bytes",
+            document::MAX_DOCUMENT_BYTES
+        )));
+    };
+    let status = child.wait().map_err(|e| Error::io(&program, e))?;
+    if !status.success() {
+        let said = String::from_utf8_lossy(&stdout).to_lowercase();
         if said.contains("credentials not found") || said.trim().is_empty() {
             return Ok(None);
         }
-        return Err(fail(format!("credential helper failed ({})", out.status)));
+        return Err(fail(format!("credential helper failed ({status})")));
     }
-    let v = document::parse_document(&out.stdout).map_err(|reason| {
+    let v = document::parse_document(&stdout).map_err(|reason| {
         fail(format!(
             "credential helper printed no JSON object ({reason})"
         ))
