@@ -800,10 +800,21 @@ fn gather(n: &Node, sel: &mut Selection, seen: &mut HashSet<Digest>, top: bool) 
 /// The familiar names (`alpine:3.20`) that `entries` (one image's `index.json` entries) give their image,
 /// in order, each once.
 pub fn familiar_names(entries: &[Descriptor]) -> Vec<String> {
+    familiar_names_of(entries.iter().map(|d| {
+        (
+            d.annotation(reference::ANNOTATION_IMAGE_NAME),
+            d.annotation(reference::ANNOTATION_REF_NAME),
+        )
+    }))
+}
+
+/// [`familiar_names`] of entries given by their two name annotations (image name, ref name).
+pub fn familiar_names_of<'a>(
+    entries: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>,
+) -> Vec<String> {
     let mut seen = HashSet::new();
     entries
-        .iter()
-        .filter_map(Descriptor::full_name)
+        .filter_map(|(image, refn)| reference::entry_names(image, refn).into_iter().next())
         .map(|n| reference::familiar(&n))
         .filter(|n| seen.insert(n.clone()))
         .collect()
