@@ -244,12 +244,33 @@ fn walk_all(source: &dyn BlobSource, groups: Vec<Vec<Descriptor>>) -> Result<Vec
         .collect()
 }
 
+/// Walk each image (its familiar names and top-level descriptor), summarize it and drop its tree;
+/// `refs` receives what verify checks of each.
+fn summarize_each(
+    source: &dyn BlobSource,
+    images: impl Iterator<Item = Result<(Vec<String>, Descriptor)>>,
+    mut refs: Option<&mut Vec<BlobRef>>,
+) -> Result<(Vec<ImageEntry>, Owners)> {
+    let mut owners = Owners::new();
+    let mut out = Vec::new();
+    for found in images {
+        let (names, top) = found?;
+        let image = walk::walk(source, &top)?;
+        if let Some(refs) = refs.as_deref_mut() {
+            refs.extend(references(&image));
+        }
+        let walked = Walked { names, image };
+        out.push(image_entry(&walked, &|d| source.has_blob(d), &mut owners));
+    }
+    Ok((out, owners))
+}
+
 /// Inspect a store (only the image `only` names, when given) one image at a time: each is walked,
 /// summarized and dropped. `refs` receives what verify checks of each.
 fn inspect_store(
     path: &Path,
     only: Option<&str>,
-    mut refs: Option<&mut Vec<BlobRef>>,
+    refs: Option<&mut Vec<BlobRef>>,
 ) -> Result<(Store, Inventory)> {
     let store = Store::open(path)?;
     let entries = store.read_entries()?;
@@ -258,24 +279,18 @@ fn inspect_store(
         let (_, top) = store.resolve(&entries, typed)?;
         groups.retain(|g| g.first().is_some_and(|e| e.digest == top.digest));
     }
-    let mut owners = Owners::new();
-    let mut images = Vec::with_capacity(groups.len());
-    for g in groups {
-        let Some(first) = g.first() else { continue };
-        let top = first
-            .descriptor()
-            .map_err(|r| Error::store(path.join("index.json"), r))?;
-        let image = walk::walk(&store, &top)?;
-        if let Some(refs) = refs.as_deref_mut() {
-            refs.extend(references(&image));
-        }
+    let images = groups.iter().filter_map(|g| {
+        let first = g.first()?;
         let names = walk::familiar_names_of(
             g.iter()
                 .map(|e| (e.image_name.as_deref(), e.ref_name.as_deref())),
         );
-        let walked = Walked { names, image };
-        images.push(image_entry(&walked, &|d| store.has_blob(d), &mut owners));
-    }
+        let top = first
+            .descriptor()
+            .map_err(|r| Error::store(path.join("index.json"), r));
+        Some(top.map(|top| (names, top)))
+    });
+    let (images, owners) = summarize_each(&store, images, refs)?;
     let inv = inventory(path, "store", images, &owners);
     Ok((store, inv))
 }
@@ -352,25 +367,31 @@ pub fn inspect_registry(registry: &Registry, typed: &str) -> Result<Inventory> {
 }
 
 fn inspect_archive(path: &Path, archive: &Archive) -> Result<Inventory> {
-    Ok(archive_images(path, archive)?.2)
+    Ok(archive_images(path, archive, None)?.1)
 }
 
-/// Walk every image of an archive and summarize it.
+/// Walk every image of an archive and summarize it, one image at a time; `refs` receives what verify
+/// checks of each.
 fn archive_images<'a>(
     path: &Path,
     archive: &'a Archive,
-) -> Result<(ArchiveSource<'a>, Vec<Walked>, Inventory)> {
+    refs: Option<&mut Vec<BlobRef>>,
+) -> Result<(ArchiveSource<'a>, Inventory)> {
     let mut source = ArchiveSource::new(archive);
     let found = find_images(&mut source, None)?;
     let docker = found
         .iter()
         .filter_map(|f| f.entries.first())
         .any(|d| source.is_synthesized(&d.digest));
-    let images = walk_all(&source, found.into_iter().map(|f| f.entries).collect())?;
-    let mut inv = summarize(path, "archive", &images, &|d| source.has_blob(d));
+    let images = found.iter().filter_map(|f| {
+        let top = f.entries.first()?.clone();
+        Some(Ok((walk::familiar_names(&f.entries), top)))
+    });
+    let (images, owners) = summarize_each(&source, images, refs)?;
+    let mut inv = inventory(path, "archive", images, &owners);
     inv.format = Some(if docker { "docker" } else { "oci" });
     inv.compression = archive.compression.map(|c| c.name());
-    Ok((source, images, inv))
+    Ok((source, inv))
 }
 
 /// Run `work` on every item with one thread per core, reporting bytes done; stops at the first error.
@@ -483,7 +504,8 @@ pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
     }
     let mut spool = TempSpool::new("ocitar-inspect-", true)?;
     let archive = Archive::read(Input::Path(path.to_path_buf()), &mut spool)?;
-    let (source, images, mut inv) = archive_images(path, &archive)?;
+    let mut refs = Vec::new();
+    let (source, mut inv) = archive_images(path, &archive, Some(&mut refs))?;
     // An OCI layout archive (one with index.json) has a valid oci-layout.
     if archive.contains("index.json") {
         let Some((name, e)) = archive.get("oci-layout")? else {
@@ -498,7 +520,6 @@ pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
         let bytes = archive.read_small(name, e)?;
         document::check_layout(&bytes).map_err(|r| Error::archive("oci-layout", r))?;
     }
-    let refs: Vec<BlobRef> = images.iter().flat_map(|w| references(&w.image)).collect();
     check_references(
         &refs,
         |d| source.blob_size(&Descriptor::new("", d.clone(), 0)),
