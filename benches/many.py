@@ -13,6 +13,8 @@ a case alternating (floor, ocitar, floor, ocitar, ...):
   save     floor `tar -cf` of the store directory  | ocitar.save of every image
   load     floor `tar -xf` + `sync -f` of the dir   | ocitar.load of the archive into an empty store
   inspect  ocitar.inspect of the archive
+  index    from a store of 10 names per image (50,000 index.json entries at 5,000 images): save and inspect
+           of one image (0.2 s each), ls and inspect of the whole store (every image walked: no target)
 
 Outputs are checked (blob count), untimed. Never exits non-zero for a missed target.
 """
