@@ -1,7 +1,7 @@
 //! `inspect` and `verify`: what a store or an archive holds, per image and platform, read through the one
 //! walker; `verify` also re-hashes every blob (in parallel) and checks every size and reference.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -142,9 +142,21 @@ fn image_entry(
 ) -> ImageEntry {
     let image = &w.image;
     let sel = walk::select(image, &Matcher::all(), "", Error::InvalidArgument).unwrap_or_default();
+    // The walk read every selected document and found every selected config and layer; only opaque
+    // blobs an index lists are looked for here.
+    let mut opaque = HashSet::new();
+    in_order(&image.root, &mut |n| {
+        if let Node::Blob { desc } = n {
+            opaque.insert(&desc.digest);
+        }
+    });
     let mut blobs: BTreeMap<&Digest, u64> = BTreeMap::new();
     blobs.insert(&image.top.digest, image.top.size);
-    for d in sel.blobs.iter().filter(|d| present(d)) {
+    for d in sel
+        .blobs
+        .iter()
+        .filter(|d| !opaque.contains(&d.digest) || present(d))
+    {
         blobs.insert(&d.digest, d.size);
     }
     for (d, s) in &blobs {
