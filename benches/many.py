@@ -13,6 +13,8 @@ a case alternating (floor, ocitar, floor, ocitar, ...):
   save     floor `tar -cf` of the store directory  | ocitar.save of every image
   load     floor `tar -xf` + `sync -f` of the dir   | ocitar.load of the archive into an empty store
   inspect  ocitar.inspect of the archive
+  index    from a store of 10 names per image (50,000 index.json entries at 5,000 images): save and inspect
+           of one image (0.2 s each), ls and inspect of the whole store (every image walked: no target)
 
 Outputs are checked (blob count), untimed. Never exits non-zero for a missed target.
 """
@@ -193,8 +195,20 @@ def big_index(work: Path, n: int) -> Path:
     return dst
 
 
+INSPECT_ONE = (
+    "import sys,json,time,ocitar\n"
+    "t=time.perf_counter()\n"
+    "inv=ocitar.inspect(sys.argv[1],sys.argv[2])\n"
+    "print(json.dumps({'op':time.perf_counter()-t}))"
+)
+
+#: Rows of the big-index case that list the whole store (every image walked): reported, not held to 0.2 s.
+WHOLE_STORE = ("ocitar ls", "ocitar.inspect(store)")
+
+
 def index_cases(work: Path, n: int) -> list[Case]:
-    """ls, inspect and save of one image from a store of ``NAMES_PER_IMAGE`` x ``n`` index.json entries."""
+    """Save and inspect of one image (0.2 s each), and ls and inspect of the whole store (every image walked:
+    no target), from a store of ``NAMES_PER_IMAGE`` x ``n`` index.json entries."""
     store = big_index(work, n)
     out = work / "out"
     entries = NAMES_PER_IMAGE * n
@@ -205,13 +219,14 @@ def index_cases(work: Path, n: int) -> list[Case]:
             f"one image from a store of {entries} index.json entries",
             0,
             [
-                Impl("ocitar", "ocitar ls (cli.main, output discarded)", [PY, "-c", LS, str(store)]),
-                Impl("ocitar", "ocitar.inspect(store)", [PY, "-c", run.OCITAR_INSPECT, str(store)]),
                 Impl(
                     "ocitar",
                     f"ocitar.save of one image ({one})",
                     [PY, "-c", run.OCITAR_SAVE, str(store), one, str(out / "save.tar")],
                 ),
+                Impl("ocitar", f"ocitar.inspect(store, {one!r})", [PY, "-c", INSPECT_ONE, str(store), one]),
+                Impl("ocitar", "ocitar ls (cli.main, output discarded)", [PY, "-c", LS, str(store)]),
+                Impl("ocitar", "ocitar.inspect(store)", [PY, "-c", run.OCITAR_INSPECT, str(store)]),
             ],
             out,
         )
@@ -262,8 +277,12 @@ def targets(all_cases: list[Case]) -> list[tuple[str, bool | None, str]]:
     for c in all_cases:
         if c.key.startswith("index"):
             for i in c.impls:
+                if not i.samples:
+                    continue
                 v = i.eff()
-                out.append((f"{c.key}: {i.label} <= 0.2 s", v <= 0.2, f"{v * 1000:.0f} ms, {i.rss_mib():.0f} MiB"))
+                whole = i.label.startswith(WHOLE_STORE)
+                name = f"{c.key}: {i.label}" + ("" if whole else " <= 0.2 s")
+                out.append((name, None if whole else v <= 0.2, f"{v * 1000:.0f} ms, {i.rss_mib():.0f} MiB"))
             continue
         n = int(c.key[4:].split("-")[0])
         oc, fl = c.impl("ocitar"), c.impl("floor")

@@ -3,6 +3,9 @@ blobs of every image staged and made durable together."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import ocitar
@@ -84,3 +87,67 @@ def test_load_inspect_verify_name_the_entry_limit_and_how_to_raise_it(
     assert not dest.exists()
     monkeypatch.setenv("OCITAR_MAX_ENTRIES", "285")
     assert len(ocitar.inspect(out).images) == 40
+
+
+def many_names(store: Path, image: str, count: int) -> list[str]:
+    """Give the entry of ``image`` in ``store``'s index.json ``count`` names (tags t0, t1, ...), written by hand
+    as a registry mirror's tooling would; the other entries stay. Returns the new names."""
+    index = json.loads((store / "index.json").read_text())
+    keep = [e for e in index["manifests"] if e["annotations"]["io.containerd.image.name"] != image]
+    (entry,) = [e for e in index["manifests"] if e["annotations"]["io.containerd.image.name"] == image]
+    repo = image.rsplit(":", 1)[0]
+    names = [f"{repo}:t{k}" for k in range(count)]
+    added = [
+        {**entry, "annotations": {"io.containerd.image.name": n, "org.opencontainers.image.ref.name": n.rsplit(":", 1)[1]}}
+        for n in names
+    ]
+    index["manifests"] = added + keep
+    (store / "index.json").write_text(json.dumps(index))
+    return names
+
+
+def test_one_image_of_a_store_of_50000_entries(tmp_path: Path) -> None:
+    """An index.json of 50,000 named entries (two JSON objects each: more than a document of objects may
+    hold) is read entry by entry: save, inspect and ls of one image work, and only that image is parsed."""
+    src = tmp_path / "src"
+    build_store(src, many_images(3))
+    names = many_names(src, "docker.io/many/img1:t", 50_000)
+    report = ocitar.save(src, ["many/img1:t4321"], output=tmp_path / "one.tar")
+    assert [i.names for i in report.images] == [("many/img1:t4321",)]
+    assert report.blobs == 7
+
+    one = ocitar.inspect(src, "many/img2:t")
+    assert [i.names for i in one.images] == [("many/img2:t",)]
+    assert [p.platform for p in one.images[0].platforms] == list(PLATFORMS)
+    assert one.blobs == 7 and one.bytes == one.images[0].size
+
+    many = ocitar.inspect(src, "many/img1:t77")
+    assert len(many.images[0].names) == 50_000 and many.images[0].names[:2] == ("many/img1:t0", "many/img1:t1")
+    whole = ocitar.inspect(src)
+    assert [len(i.names) for i in whole.images] == [50_000, 1, 1]
+    assert whole.blobs == 21
+    assert len(names) == 50_000
+
+    def cli(*args: str | Path) -> str:
+        p = subprocess.run([sys.executable, "-m", "ocitar", *map(str, args)], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    shown = cli("inspect", "--store", src, "many/img2:t")
+    assert "many/img2:t" in shown and "many/img1" not in shown
+    assert cli("ls", "--store", src).count("many/img1 ") == 50_000
+
+
+def test_inspect_of_one_store_image_names_what_is_not_there(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    build_store(src, many_images(3))
+    with pytest.raises(ocitar.ImageNotFoundError) as e:
+        ocitar.inspect(src, "many/img9:t")
+    assert "many/img0:t" in str(e.value)
+    archive = tmp_path / "a.tar"
+    ocitar.save(src, ["many/img0:t"], output=archive)
+    with pytest.raises(TypeError):
+        ocitar.inspect(archive, "many/img0:t")
+    # By unique digest prefix, as save takes it.
+    digest = ocitar.inspect(src).images[1].digest
+    assert ocitar.inspect(src, digest[7:19]).images[0].names == ("many/img1:t",)

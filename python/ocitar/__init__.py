@@ -290,13 +290,21 @@ def inspect(path: StrPath | Registry, ref: str | None = None) -> Inventory:
     images, names, platforms (present or absent), sizes, attestations. Reads JSON documents only.
 
     ``inspect("docker://HOST/REPO:TAG")`` (or ``inspect(Registry(...), "REPO:TAG")``) shows a registry
-    image's platforms and sizes from its manifests, without downloading any layer."""
+    image's platforms and sizes from its manifests, without downloading any layer.
+
+    ``inspect(STORE, ref)`` shows the one image of a store directory that ``ref`` names (a name, digest or
+    unique digest prefix, as :func:`save` takes them), reading that image's documents only: its blob
+    counts and sizes are that image's. An archive file is inspected whole (``ref`` is not taken there)."""
     if isinstance(path, Registry):
         if ref is None:
             raise TypeError("inspect(Registry(...), ref) needs the reference to inspect")
         return Inventory._from_dict(_ocitar.inspect_registry(path._args(), ref))
     if isinstance(path, str) and path.startswith("docker://"):
         return Inventory._from_dict(_ocitar.inspect_registry(Registry()._args(), path[len("docker://") :]))
+    if ref is not None:
+        if not os.path.isdir(path):
+            raise TypeError("inspect(path, ref) takes a store directory; an archive file is inspected whole")
+        return Inventory._from_dict(_ocitar.inspect(os.fspath(path), ref))
     return Inventory._from_dict(_ocitar.inspect(os.fspath(path)))
 
 

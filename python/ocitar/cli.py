@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 operation error (one line on stderr naming the cause), 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import difflib
 import json
 import os
@@ -199,15 +198,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if args.store is not None:
         if len(args.path) != 1:
             raise _usage("inspect --store STORE takes one IMAGE")
-        inv = ocitar.inspect(args.store)
-        image = inv.image(args.path[0])
-        one = dataclasses.replace(inv, images=(image,))
+        one = ocitar.inspect(args.store, args.path[0])
+        image = one.images[0]
         if args.format == "json":
             _show(one, "json")
         else:
             # The store's totals would mislead under one image: say the image's own size instead.
             table = _inventory_table(one).splitlines()[:-1]
-            print("\n".join([*table, printable(f"{', '.join(image.names) or image.digest}: {human(image.size)} in {inv.path}")]))
+            print("\n".join([*table, printable(f"{', '.join(image.names) or image.digest}: {human(image.size)} in {one.path}")]))
         return 0
     if len(args.path) != 1:
         raise _usage("inspect takes one PATH (or --store STORE IMAGE)")

@@ -10,7 +10,7 @@ use super::copy;
 use super::digest::Digest;
 use super::error::{Error, Result};
 use super::reference::Reference;
-use super::store::{IndexFile, Store};
+use super::store::{Entries, Store};
 use super::walk::{BlobSource, Descriptor};
 use super::Progress;
 
@@ -65,21 +65,21 @@ pub trait Source: Sync {
 /// copied).
 const OPEN_BLOBS: usize = 128;
 
-/// A store directory as a [`Source`]: its `index.json` read once.
+/// A store directory as a [`Source`]: its `index.json` read once, entry by entry ([`Entries`]).
 pub struct StoreSource {
     /// The store directory.
     pub store: Store,
-    index: IndexFile,
+    index: Entries,
 }
 
 impl StoreSource {
     /// Open the store at `path` and read its `index.json`.
     ///
     /// # Errors
-    /// As [`Store::open`] and [`Store::read_index`].
+    /// As [`Store::open`] and [`Store::read_entries`].
     pub fn open(path: &Path) -> Result<StoreSource> {
         let store = Store::open(path)?;
-        let index = store.read_index()?;
+        let index = store.read_entries()?;
         Ok(StoreSource { store, index })
     }
 }

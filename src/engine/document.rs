@@ -69,6 +69,22 @@ pub fn parse_json(bytes: &[u8]) -> std::result::Result<Value, String> {
 /// # Errors
 /// A reason string naming the limit passed.
 pub fn check_limits(bytes: &[u8]) -> std::result::Result<(), String> {
+    let objects = check_size_and_shape(bytes)?;
+    if objects > MAX_JSON_OBJECTS {
+        return Err(format!(
+            "JSON document holds more than {MAX_JSON_VALUES} values or {MAX_JSON_OBJECTS} objects"
+        ));
+    }
+    Ok(())
+}
+
+/// The limits of [`check_limits`] but the count of objects, which it returns: for a reader that never
+/// builds a tree of JSON objects (a store's `index.json` read entry by entry, `store::Entries`), whose
+/// memory the size and the count of values bound.
+///
+/// # Errors
+/// A reason string naming the limit passed.
+pub fn check_size_and_shape(bytes: &[u8]) -> std::result::Result<usize, String> {
     if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
         return Err(over_size(bytes.len() as u64));
     }
@@ -76,12 +92,12 @@ pub fn check_limits(bytes: &[u8]) -> std::result::Result<(), String> {
     if depth > MAX_DEPTH {
         return Err(format!("JSON nested deeper than {MAX_DEPTH} levels"));
     }
-    if values > MAX_JSON_VALUES || objects > MAX_JSON_OBJECTS {
+    if values > MAX_JSON_VALUES {
         return Err(format!(
             "JSON document holds more than {MAX_JSON_VALUES} values or {MAX_JSON_OBJECTS} objects"
         ));
     }
-    Ok(())
+    Ok(objects)
 }
 
 /// Parse a JSON document that must be an object, within every limit of this module.

@@ -1,7 +1,7 @@
 //! `inspect` and `verify`: what a store or an archive holds, per image and platform, read through the one
 //! walker; `verify` also re-hashes every blob (in parallel) and checks every size and reference.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -18,12 +18,22 @@ use super::load::{find_images, ArchiveSource};
 use super::platform::Matcher;
 use super::reference::ANNOTATION_IMAGE_NAME;
 use super::registry::{Registry, RegistrySource};
-use super::store::{IndexFile, Store, MISSING_STORE, OCI_LAYOUT};
+use super::store::{Store, MISSING_STORE, OCI_LAYOUT};
 use super::walk::{self, BlobSource, Descriptor, Image, Node};
 use super::Progress;
 
-/// An image's `index.json` entries (one per name) and its walked tree.
-type Walked = (Vec<Descriptor>, Image);
+/// An image walked for an inventory: its familiar names and its tree.
+struct Walked {
+    names: Vec<String>,
+    image: Image,
+}
+
+/// A config or layer a present manifest names, as verify checks it.
+struct BlobRef {
+    digest: Digest,
+    size: u64,
+    foreign: bool,
+}
 
 /// One platform of an image.
 #[derive(Clone, Debug, Serialize)]
@@ -82,26 +92,13 @@ pub struct Inventory {
     pub verified: bool,
 }
 
-/// `index.json` entries grouped by digest, in the order each digest first appears.
-fn group(entries: &[Descriptor]) -> Vec<Vec<Descriptor>> {
-    let mut out: Vec<Vec<Descriptor>> = Vec::new();
-    let mut at: HashMap<&Digest, usize> = HashMap::new();
-    for d in entries {
-        match at.get(&d.digest).and_then(|&i| out.get_mut(i)) {
-            Some(g) => g.push(d.clone()),
-            None => {
-                at.insert(&d.digest, out.len());
-                out.push(vec![d.clone()]);
-            }
-        }
-    }
-    out
-}
-
 /// The sum of sizes, saturating: descriptor sizes come from the input and may be anything up to 2^64-1.
 fn total(sizes: impl Iterator<Item = u64>) -> u64 {
     sizes.fold(0, u64::saturating_add)
 }
+
+/// Blobs of every image summarized so far: size and how many images hold each.
+type Owners = HashMap<Digest, (u64, usize)>;
 
 /// Build the inventory of walked images; `sizes` of blobs count only when `present(d)`.
 fn summarize(
@@ -110,64 +107,108 @@ fn summarize(
     images: &[Walked],
     present: &dyn Fn(&Descriptor) -> bool,
 ) -> Inventory {
-    let mut owners: HashMap<Digest, (u64, usize)> = HashMap::new();
+    let mut owners = Owners::new();
+    let entries = images
+        .iter()
+        .map(|w| image_entry(w, present, &mut owners))
+        .collect();
+    inventory(path, kind, entries, &owners)
+}
+
+fn inventory(
+    path: &Path,
+    kind: &'static str,
+    images: Vec<ImageEntry>,
+    owners: &Owners,
+) -> Inventory {
+    Inventory {
+        path: path.display().to_string(),
+        kind,
+        format: None,
+        compression: None,
+        images,
+        blobs: owners.len(),
+        bytes: total(owners.values().map(|(s, _)| *s)),
+        shared_bytes: total(owners.values().filter(|(_, n)| *n > 1).map(|(s, _)| *s)),
+        verified: false,
+    }
+}
+
+/// One image of the inventory; its present blobs are counted in `owners`.
+fn image_entry(
+    w: &Walked,
+    present: &dyn Fn(&Descriptor) -> bool,
+    owners: &mut Owners,
+) -> ImageEntry {
+    let image = &w.image;
+    let sel = walk::select(image, &Matcher::all(), "", Error::InvalidArgument).unwrap_or_default();
+    // The walk read every selected document and found every selected config and layer; only opaque
+    // blobs an index lists are looked for here.
+    let mut opaque = HashSet::new();
+    in_order(&image.root, &mut |n| {
+        if let Node::Blob { desc } = n {
+            opaque.insert(&desc.digest);
+        }
+    });
+    let mut blobs: BTreeMap<&Digest, u64> = BTreeMap::new();
+    blobs.insert(&image.top.digest, image.top.size);
+    for d in sel
+        .blobs
+        .iter()
+        .filter(|d| !opaque.contains(&d.digest) || present(d))
+    {
+        blobs.insert(&d.digest, d.size);
+    }
+    for (d, s) in &blobs {
+        owners.entry((*d).clone()).or_insert((*s, 0)).1 += 1;
+    }
+    ImageEntry {
+        names: w.names.clone(),
+        digest: image.top.digest.clone(),
+        media_type: image.top.media_type.clone(),
+        platforms: platforms_of(image),
+        size: total(blobs.values().copied()),
+    }
+}
+
+/// An image's platforms, present or absent, in the order its indexes list them, each named as the image
+/// writes it (containerd's format, `arm64/v8` kept as written), attestations left out.
+fn platforms_of(image: &Image) -> Vec<PlatformEntry> {
+    let mut attestations: HashMap<&Digest, Vec<Digest>> = HashMap::new();
+    for a in image.manifests() {
+        if let Some(subject) = &a.attestation_of {
+            attestations
+                .entry(subject)
+                .or_default()
+                .push(a.desc.digest.clone());
+        }
+    }
     let mut out = Vec::new();
-    for (entries, image) in images {
-        let sel =
-            walk::select(image, &Matcher::all(), "", Error::InvalidArgument).unwrap_or_default();
-        let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
-        blobs.insert(image.top.digest.clone(), image.top.size);
-        for d in &sel.blobs {
-            if present(d) {
-                blobs.insert(d.digest.clone(), d.size);
-            }
-        }
-        for (d, s) in &blobs {
-            owners.entry(d.clone()).or_insert((*s, 0)).1 += 1;
-        }
-        let manifests = image.manifests();
-        let mut attestations: HashMap<&Digest, Vec<Digest>> = HashMap::new();
-        for a in &manifests {
-            if let Some(subject) = &a.attestation_of {
-                attestations
-                    .entry(subject)
-                    .or_default()
-                    .push(a.desc.digest.clone());
-            }
-        }
-        let mut platforms = Vec::new();
-        for m in manifests.iter().filter(|m| !m.is_attestation()) {
-            let size = total(
+    let mut add = |n: &Node| match n {
+        Node::Manifest(m) if !m.is_attestation() => out.push(PlatformEntry {
+            platform: m.platform_name(),
+            digest: m.desc.digest.clone(),
+            present: m.complete(),
+            size: total(
                 std::iter::once(m.desc.size)
                     .chain(m.config.iter().chain(m.layers.iter()).map(|b| b.size)),
-            );
-            platforms.push(PlatformEntry {
-                platform: m
-                    .desc
-                    .platform
-                    .as_ref()
-                    .or(m.platform.as_ref())
-                    .map_or_else(|| "unknown".into(), raw_platform),
-                digest: m.desc.digest.clone(),
-                present: m.complete(),
-                size,
-                layers: m.layers.len(),
-                attestations: attestations
-                    .get(&m.desc.digest)
-                    .cloned()
-                    .unwrap_or_default(),
-                foreign: m.foreign.clone(),
-            });
-        }
-        for d in image.absent() {
-            if d.attestation_of().is_some() || d.platform.as_ref().is_some_and(|p| p.is_unknown()) {
-                continue;
-            }
-            platforms.push(PlatformEntry {
+            ),
+            layers: m.layers.len(),
+            attestations: attestations
+                .get(&m.desc.digest)
+                .cloned()
+                .unwrap_or_default(),
+            foreign: m.foreign.clone(),
+        }),
+        Node::Absent { desc: d }
+            if d.attestation_of().is_none()
+                && !d.platform.as_ref().is_some_and(|p| p.is_unknown()) =>
+        {
+            out.push(PlatformEntry {
                 platform: d
-                    .platform
-                    .as_ref()
-                    .map_or_else(|| "unknown".into(), raw_platform),
+                    .platform_text()
+                    .or_else(|| d.platform.as_ref().map(ToString::to_string))
+                    .unwrap_or_else(|| "unknown".into()),
                 digest: d.digest.clone(),
                 present: false,
                 size: d.size,
@@ -176,70 +217,32 @@ fn summarize(
                 foreign: Vec::new(),
             });
         }
-        out.push(ImageEntry {
-            names: walk::familiar_names(entries),
-            digest: image.top.digest.clone(),
-            media_type: image.top.media_type.clone(),
-            platforms,
-            size: total(blobs.values().copied()),
-        });
-    }
-    Inventory {
-        path: path.display().to_string(),
-        kind,
-        format: None,
-        compression: None,
-        images: out,
-        blobs: owners.len(),
-        bytes: total(owners.values().map(|(s, _)| *s)),
-        shared_bytes: total(owners.values().filter(|(_, n)| *n > 1).map(|(s, _)| *s)),
-        verified: false,
+        _ => {}
+    };
+    in_order(&image.root, &mut add);
+    out
+}
+
+/// Call `f` on every node under `n` (itself included), in the order the indexes list them.
+fn in_order<'a>(n: &'a Node, f: &mut impl FnMut(&'a Node)) {
+    f(n);
+    if let Node::Index { children, .. } = n {
+        children.iter().for_each(|c| in_order(c, f));
     }
 }
 
-/// A platform in containerd's format, normalized (`arm64/v8` shows as `arm64`); [`fix_platform_names`]
-/// then puts back the text the image wrote where its descriptor has one.
-fn raw_platform(p: &super::platform::Platform) -> String {
-    p.to_string()
-}
-
-fn fix_platform_names(inv: &mut Inventory, images: &[Walked]) {
-    for (entry, (_, image)) in inv.images.iter_mut().zip(images) {
-        let mut raw: HashMap<Digest, String> = HashMap::new();
-        let mut order: Vec<Digest> = Vec::new();
-        collect_raw(&image.root, &mut raw, &mut order);
-        for p in &mut entry.platforms {
-            if let Some(t) = raw.get(&p.digest) {
-                p.platform.clone_from(t);
-            }
-        }
-        // Platforms in the order the index lists them, present or not (a digest listed twice: its first).
-        let mut position: HashMap<&Digest, usize> = HashMap::new();
-        for (i, d) in order.iter().enumerate() {
-            position.entry(d).or_insert(i);
-        }
-        entry
-            .platforms
-            .sort_by_key(|p| position.get(&p.digest).copied().unwrap_or(usize::MAX));
-    }
-}
-
-fn collect_raw(n: &Node, out: &mut HashMap<Digest, String>, order: &mut Vec<Digest>) {
-    match n {
-        Node::Index { children, .. } => children.iter().for_each(|c| collect_raw(c, out, order)),
-        Node::Manifest(m) => {
-            order.push(m.desc.digest.clone());
-            if let Some(t) = m.desc.platform_text() {
-                out.insert(m.desc.digest.clone(), t);
-            }
-        }
-        Node::Absent { desc } | Node::Blob { desc } => {
-            order.push(desc.digest.clone());
-            if let Some(t) = desc.platform_text() {
-                out.insert(desc.digest.clone(), t);
-            }
-        }
-    }
+/// The configs and layers of an image's manifests, as verify checks them.
+fn references(image: &Image) -> Vec<BlobRef> {
+    image
+        .manifests()
+        .iter()
+        .flat_map(|m| m.config.iter().chain(m.layers.iter()))
+        .map(|b| BlobRef {
+            digest: b.digest.clone(),
+            size: b.size,
+            foreign: b.is_foreign(),
+        })
+        .collect()
 }
 
 fn walk_all(source: &dyn BlobSource, groups: Vec<Vec<Descriptor>>) -> Result<Vec<Walked>> {
@@ -247,18 +250,71 @@ fn walk_all(source: &dyn BlobSource, groups: Vec<Vec<Descriptor>>) -> Result<Vec
         .into_iter()
         .filter_map(|g| {
             let top = g.first()?.clone();
-            Some(walk::walk(source, &top).map(|image| (g, image)))
+            let names = walk::familiar_names(&g);
+            Some(walk::walk(source, &top).map(|image| Walked { names, image }))
         })
         .collect()
 }
 
-fn inspect_store(path: &Path) -> Result<(Store, IndexFile, Vec<Walked>, Inventory)> {
+/// Walk each image (its familiar names and top-level descriptor), summarize it and drop its tree;
+/// `refs` receives what verify checks of each.
+fn summarize_each(
+    source: &dyn BlobSource,
+    images: impl Iterator<Item = Result<(Vec<String>, Descriptor)>>,
+    mut refs: Option<&mut Vec<BlobRef>>,
+) -> Result<(Vec<ImageEntry>, Owners)> {
+    let mut owners = Owners::new();
+    let mut out = Vec::new();
+    for found in images {
+        let (names, top) = found?;
+        let image = walk::walk(source, &top)?;
+        if let Some(refs) = refs.as_deref_mut() {
+            refs.extend(references(&image));
+        }
+        let walked = Walked { names, image };
+        out.push(image_entry(&walked, &|d| source.has_blob(d), &mut owners));
+    }
+    Ok((out, owners))
+}
+
+/// Inspect a store (only the image `only` names, when given) one image at a time: each is walked,
+/// summarized and dropped. `refs` receives what verify checks of each.
+fn inspect_store(
+    path: &Path,
+    only: Option<&str>,
+    refs: Option<&mut Vec<BlobRef>>,
+) -> Result<(Store, Inventory)> {
     let store = Store::open(path)?;
-    let index = store.read_index()?;
-    let images = walk_all(&store, group(&index.entries))?;
-    let mut inv = summarize(path, "store", &images, &|d| store.has_blob(d));
-    fix_platform_names(&mut inv, &images);
-    Ok((store, index, images, inv))
+    let entries = store.read_entries()?;
+    let mut groups = entries.by_image();
+    if let Some(typed) = only {
+        let (_, top) = store.resolve(&entries, typed)?;
+        groups.retain(|g| g.first().is_some_and(|e| e.digest == top.digest));
+    }
+    let images = groups.iter().filter_map(|g| {
+        let first = g.first()?;
+        let names = walk::familiar_names_of(
+            g.iter()
+                .map(|e| (e.image_name.as_deref(), e.ref_name.as_deref())),
+        );
+        let top = first
+            .descriptor()
+            .map_err(|r| Error::store(path.join("index.json"), r));
+        Some(top.map(|top| (names, top)))
+    });
+    let (images, owners) = summarize_each(&store, images, refs)?;
+    let inv = inventory(path, "store", images, &owners);
+    Ok((store, inv))
+}
+
+/// One image of a store directory, as [`inspect`] shows it: the image `typed` names (a name, a digest or
+/// a unique digest prefix), with every name the store gives it; only its documents are read.
+///
+/// # Errors
+/// As [`inspect`]; [`Error::InvalidReference`], [`Error::ImageNotFound`], [`Error::AmbiguousReference`].
+pub fn inspect_image(path: &Path, typed: &str) -> Result<Inventory> {
+    missing_store(path)?;
+    Ok(inspect_store(path, Some(typed), None)?.1)
 }
 
 /// What a store directory or an archive file holds: images, platforms (present or absent), sizes.
@@ -270,7 +326,7 @@ fn inspect_store(path: &Path) -> Result<(Store, IndexFile, Vec<Walked>, Inventor
 pub fn inspect(path: &Path) -> Result<Inventory> {
     missing_store(path)?;
     if path.is_dir() {
-        return Ok(inspect_store(path)?.3);
+        return Ok(inspect_store(path, None, None)?.1);
     }
     let mut spool = TempSpool::new("ocitar-inspect-", true)?;
     let archive = Archive::read(Input::Path(path.to_path_buf()), &mut spool)?;
@@ -314,37 +370,40 @@ pub fn inspect_registry(registry: &Registry, typed: &str) -> Result<Inventory> {
     let blobs = source.blobs(origin);
     let images = walk_all(blobs, vec![vec![top]])?;
     let shown = registry.target(typed)?.display();
-    let mut inv = summarize(
+    Ok(summarize(
         Path::new(&format!("docker://{shown}")),
         "registry",
         &images,
         &|d| blobs.has_blob(d),
-    );
-    fix_platform_names(&mut inv, &images);
-    Ok(inv)
+    ))
 }
 
 fn inspect_archive(path: &Path, archive: &Archive) -> Result<Inventory> {
-    Ok(archive_images(path, archive)?.2)
+    Ok(archive_images(path, archive, None)?.1)
 }
 
-/// Walk every image of an archive and summarize it.
+/// Walk every image of an archive and summarize it, one image at a time; `refs` receives what verify
+/// checks of each.
 fn archive_images<'a>(
     path: &Path,
     archive: &'a Archive,
-) -> Result<(ArchiveSource<'a>, Vec<Walked>, Inventory)> {
+    refs: Option<&mut Vec<BlobRef>>,
+) -> Result<(ArchiveSource<'a>, Inventory)> {
     let mut source = ArchiveSource::new(archive);
     let found = find_images(&mut source, None)?;
     let docker = found
         .iter()
         .filter_map(|f| f.entries.first())
         .any(|d| source.is_synthesized(&d.digest));
-    let images = walk_all(&source, found.into_iter().map(|f| f.entries).collect())?;
-    let mut inv = summarize(path, "archive", &images, &|d| source.has_blob(d));
-    fix_platform_names(&mut inv, &images);
+    let images = found.iter().filter_map(|f| {
+        let top = f.entries.first()?.clone();
+        Some(Ok((walk::familiar_names(&f.entries), top)))
+    });
+    let (images, owners) = summarize_each(&source, images, refs)?;
+    let mut inv = inventory(path, "archive", images, &owners);
     inv.format = Some(if docker { "docker" } else { "oci" });
     inv.compression = archive.compression.map(|c| c.name());
-    Ok((source, images, inv))
+    Ok((source, inv))
 }
 
 /// Run `work` on every item with the copy pool's width ([`super::copy::threads`], `OCITAR_THREADS`),
@@ -457,7 +516,8 @@ pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
     }
     let mut spool = TempSpool::new("ocitar-inspect-", true)?;
     let archive = Archive::read(Input::Path(path.to_path_buf()), &mut spool)?;
-    let (source, images, mut inv) = archive_images(path, &archive)?;
+    let mut refs = Vec::new();
+    let (source, mut inv) = archive_images(path, &archive, Some(&mut refs))?;
     // An OCI layout archive (one with index.json) has a valid oci-layout.
     if archive.contains("index.json") {
         let Some((name, e)) = archive.get("oci-layout")? else {
@@ -473,14 +533,13 @@ pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
         document::check_layout(&bytes).map_err(|r| Error::archive("oci-layout", r))?;
     }
     check_references(
-        &images,
-        |d| source.blob_size(d),
+        &refs,
+        |d| source.blob_size(&Descriptor::new("", d.clone(), 0)),
         |d| {
             Error::archive(
-                d.digest.blob_name(),
+                d.blob_name(),
                 format!(
-                    "blob {} is listed by a manifest but missing from {}",
-                    d.digest,
+                    "blob {d} is listed by a manifest but missing from {}",
                     archive.label()
                 ),
             )
@@ -520,30 +579,24 @@ pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
 
 /// Every config and layer of every present manifest is there with its descriptor's size.
 fn check_references(
-    images: &[Walked],
-    size_of: impl Fn(&Descriptor) -> Option<u64>,
-    missing: impl Fn(&Descriptor) -> Error,
+    refs: &[BlobRef],
+    size_of: impl Fn(&Digest) -> Option<u64>,
+    missing: impl Fn(&Digest) -> Error,
     location: &str,
 ) -> Result<()> {
-    for (_, image) in images {
-        for m in image.manifests() {
-            for b in m.config.iter().chain(m.layers.iter()) {
-                if b.is_foreign() && size_of(b).is_none() {
-                    continue;
-                }
-                match size_of(b) {
-                    None => return Err(missing(b)),
-                    Some(s) if s != b.size => {
-                        return Err(Error::SizeMismatch {
-                            digest: b.digest.to_string(),
-                            location: format!("{location}:{}", b.digest.blob_name()),
-                            expected: b.size,
-                            found: s.to_string(),
-                        })
-                    }
-                    Some(_) => {}
-                }
+    for b in refs {
+        match size_of(&b.digest) {
+            None if b.foreign => {}
+            None => return Err(missing(&b.digest)),
+            Some(s) if s != b.size => {
+                return Err(Error::SizeMismatch {
+                    digest: b.digest.to_string(),
+                    location: format!("{location}:{}", b.digest.blob_name()),
+                    expected: b.size,
+                    found: s.to_string(),
+                })
             }
+            Some(_) => {}
         }
     }
     Ok(())
@@ -557,7 +610,8 @@ fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
         .at(&layout)?
         .unwrap_or_default();
     document::check_layout(&bytes).map_err(|r| Error::store(&layout, r))?;
-    let (store, _, images, mut inv) = inspect_store(path)?;
+    let mut refs = Vec::new();
+    let (store, mut inv) = inspect_store(path, None, Some(&mut refs))?;
     // Every file under blobs/<alg>/ is named by a digest and hashes to it.
     let mut files: Vec<(PathBuf, Digest, u64)> = Vec::new();
     let blobs = path.join("blobs");
@@ -590,12 +644,12 @@ fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
     // Sizes first (a truncated blob is named with both sizes), then every byte.
     let sizes: HashMap<&Digest, u64> = files.iter().map(|(_, d, s)| (d, *s)).collect();
     check_references(
-        &images,
-        |d| sizes.get(&d.digest).copied(),
+        &refs,
+        |d| sizes.get(d).copied(),
         |d| {
             Error::store(
-                store.blob_path(&d.digest),
-                format!("blob {} is listed by a manifest but missing", d.digest),
+                store.blob_path(d),
+                format!("blob {d} is listed by a manifest but missing"),
             )
         },
         &path.display().to_string(),

@@ -116,7 +116,8 @@ struct Plan {
     images: Vec<SavedImage>,
     index_entries: Vec<Value>,
     manifest_json: Vec<DockerEntry>,
-    blobs: BTreeMap<String, (Digest, u64, Content)>,
+    /// Every blob, by digest: digests order as their entry names (`blobs/<alg>/<hex>`) do.
+    blobs: BTreeMap<Digest, (u64, Content)>,
 }
 
 /// An entry of Docker's `manifest.json`.
@@ -410,15 +411,11 @@ fn plan(source: &dyn Source, opts: &SaveOptions) -> Result<Plan> {
 /// # Errors
 /// [`Error::InvalidArgument`] naming the count and the limit.
 fn check_entries(plan: &Plan) -> Result<()> {
-    let algorithms: HashSet<&str> = plan
-        .blobs
-        .values()
-        .map(|(d, _, _)| d.algorithm().name())
-        .collect();
+    let algorithms: HashSet<&str> = plan.blobs.keys().map(|d| d.algorithm().name()).collect();
     let n = plan.blobs.len() + algorithms.len() + 4; // blobs/, blobs/<alg>/, index.json, manifest.json, oci-layout
     let limit = read::max_entries();
     // What the reader's table costs for these entries: names and a fixed cost each.
-    let names: usize = plan.blobs.keys().map(String::len).sum::<usize>()
+    let names: usize = plan.blobs.keys().map(blob_name_len).sum::<usize>()
         + algorithms.iter().map(|a| a.len() + 7).sum::<usize>()
         + "blobs/index.jsonmanifest.jsonoci-layout".len();
     let metadata = (names as u64).saturating_add((n as u64).saturating_mul(read::ENTRY_COST));
@@ -447,62 +444,103 @@ fn plan_image(
         .iter()
         .filter_map(|d| manifests.iter().find(|m| &m.desc.digest == d).copied())
         .collect();
-    let (top, blobs): (Descriptor, Vec<PlannedBlob>) = match shape {
+    let (top, blobs) = match shape {
         IndexShape::Keep => (
             req.entry.clone(),
             sel.blobs.iter().map(|d| (d.clone(), None)).collect(),
         ),
-        IndexShape::Subset => {
-            let mut rewritten = BTreeMap::new();
-            let top = subset(&image.root, sel, &mut rewritten).unwrap_or_else(|| image.top.clone());
-            let mut top_entry = req.entry.clone();
-            top_entry.retarget(top.digest.clone(), top.size);
-            let mut blobs = vec![];
-            for d in &sel.blobs {
-                match rewritten.remove(&d.digest) {
-                    Some((nd, bytes)) => blobs.push((nd, Some(bytes))),
-                    None => blobs.push((d.clone(), None)),
-                }
-            }
-            (top_entry, blobs)
-        }
-        IndexShape::Manifest => {
-            let [m] = selected.as_slice() else {
-                return Err(Error::InvalidArgument(format!(
-                    "index='manifest' writes one platform per image, but {} platforms of image {label} are selected ({}); choose one with platforms=",
-                    selected.len(),
-                    sel.platforms.join(", ")
-                )));
-            };
-            let mut top = m.desc.clone();
-            top.set_annotations(req.entry.annotations.clone());
-            if let (Some(p), Some(obj)) = (&m.platform, top.raw.as_object_mut()) {
-                if !obj.contains_key("platform") {
-                    obj.insert("platform".into(), p.to_json());
-                }
-            }
-            let mut blobs = vec![(m.desc.clone(), None)];
-            blobs.extend(
-                m.config
-                    .iter()
-                    .chain(m.layers.iter())
-                    .filter(|d| !m.foreign.contains(&d.digest))
-                    .map(|d| (d.clone(), None)),
-            );
-            (top, blobs)
-        }
+        IndexShape::Subset => subset_shape(req, image, sel),
+        IndexShape::Manifest => manifest_shape(req, sel, &selected, label)?,
     };
     let written_digest = top.digest.clone();
     for (d, mem) in blobs {
         let content = match mem {
             Some(bytes) => Content::Memory(bytes),
-            None => Content::Source(req.origin, d.clone()),
+            None => Content::Source(req.origin, d.lean()),
         };
         plan.blobs
-            .entry(d.digest.blob_name())
-            .or_insert((d.digest.clone(), d.size, content));
+            .entry(d.digest.clone())
+            .or_insert((d.size, content));
     }
-    // index.json: one descriptor per requested name, or one unnamed.
+    let familiar = add_index_entries(plan, req, &top);
+    add_docker_entry(plan, &selected, prefer, &familiar);
+    plan.images.push(SavedImage {
+        names: familiar,
+        original_digest: (written_digest != req.entry.digest).then(|| req.entry.digest.clone()),
+        digest: written_digest,
+        media_type: top.media_type.clone(),
+        platforms: sel.platforms.clone(),
+        // The index written lists these without their content: every platform not saved, in the kept
+        // shape; none in a subset or a single manifest.
+        absent: if shape == IndexShape::Keep {
+            [sel.absent.as_slice(), sel.left_out.as_slice()].concat()
+        } else {
+            Vec::new()
+        },
+        attestations: if shape == IndexShape::Manifest {
+            0
+        } else {
+            sel.attestations
+        },
+    });
+    Ok(())
+}
+
+/// `subset`: the top-level descriptor of the rewritten index (the store's when nothing was left out) and
+/// the blobs, rewritten indexes with their new bytes.
+fn subset_shape(req: &Request, image: &Image, sel: &Selection) -> (Descriptor, Vec<PlannedBlob>) {
+    let mut rewritten = BTreeMap::new();
+    let top = subset(&image.root, sel, &mut rewritten).unwrap_or_else(|| image.top.clone());
+    let mut top_entry = req.entry.clone();
+    top_entry.retarget(top.digest.clone(), top.size);
+    let mut blobs = vec![];
+    for d in &sel.blobs {
+        match rewritten.remove(&d.digest) {
+            Some((nd, bytes)) => blobs.push((nd, Some(bytes))),
+            None => blobs.push((d.clone(), None)),
+        }
+    }
+    (top_entry, blobs)
+}
+
+/// `manifest`: the one selected platform manifest as the image, with the entry's annotations and its
+/// platform, and its blobs (foreign layers left out).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when more than one platform is selected.
+fn manifest_shape(
+    req: &Request,
+    sel: &Selection,
+    selected: &[&walk::Manifest],
+    label: &str,
+) -> Result<(Descriptor, Vec<PlannedBlob>)> {
+    let [m] = selected else {
+        return Err(Error::InvalidArgument(format!(
+            "index='manifest' writes one platform per image, but {} platforms of image {label} are selected ({}); choose one with platforms=",
+            selected.len(),
+            sel.platforms.join(", ")
+        )));
+    };
+    let mut top = m.desc.clone();
+    top.set_annotations(req.entry.annotations.clone());
+    if let (Some(p), Some(obj)) = (&m.platform, top.raw.as_object_mut()) {
+        if !obj.contains_key("platform") {
+            obj.insert("platform".into(), p.to_json());
+        }
+    }
+    let mut blobs = vec![(m.desc.clone(), None)];
+    blobs.extend(
+        m.config
+            .iter()
+            .chain(m.layers.iter())
+            .filter(|d| !m.foreign.contains(&d.digest))
+            .map(|d| (d.clone(), None)),
+    );
+    Ok((top, blobs))
+}
+
+/// `index.json`: one descriptor per requested name, or one unnamed. Returns the familiar names.
+fn add_index_entries(plan: &mut Plan, req: &Request, top: &Descriptor) -> Vec<String> {
     let mut base = top.annotations.clone();
     base.remove(ANNOTATION_IMAGE_NAME);
     base.remove(ANNOTATION_REF_NAME);
@@ -525,60 +563,51 @@ fn plan_image(
         plan.index_entries.push(d.raw);
         familiar.push(fam);
     }
-    // manifest.json: the preferred platform among those saved, if it is an image with a config.
-    let preferred = selected
+    familiar
+}
+
+/// `manifest.json`: the preferred platform among those saved, if it is an image with a config. Images
+/// that share their described manifest share one entry, with all their names.
+fn add_docker_entry(
+    plan: &mut Plan,
+    selected: &[&walk::Manifest],
+    prefer: &Platform,
+    familiar: &[String],
+) {
+    let Some(m) = selected
         .iter()
         .find(|m| m.platform.as_ref().is_some_and(|p| prefer.matches(p)))
-        .or_else(|| selected.first());
-    if let Some(m) = preferred {
-        if let Some(c) = m
-            .config
-            .as_ref()
-            .filter(|c| walk::is_image_config(&c.media_type))
-        {
-            // Images that share their described manifest share one entry, with all their names.
-            match plan
-                .manifest_json
-                .iter_mut()
-                .find(|e| e.manifest == m.desc.digest)
-            {
-                Some(e) => {
-                    for f in &familiar {
-                        let tags = e.repo_tags.get_or_insert_with(Vec::new);
-                        if !tags.contains(f) {
-                            tags.push(f.clone());
-                        }
-                    }
+        .or_else(|| selected.first())
+    else {
+        return;
+    };
+    let Some(c) = m
+        .config
+        .as_ref()
+        .filter(|c| walk::is_image_config(&c.media_type))
+    else {
+        return;
+    };
+    match plan
+        .manifest_json
+        .iter_mut()
+        .find(|e| e.manifest == m.desc.digest)
+    {
+        Some(e) => {
+            for f in familiar {
+                let tags = e.repo_tags.get_or_insert_with(Vec::new);
+                if !tags.contains(f) {
+                    tags.push(f.clone());
                 }
-                None => plan.manifest_json.push(DockerEntry {
-                    manifest: m.desc.digest.clone(),
-                    config: c.digest.blob_name(),
-                    repo_tags: (!familiar.is_empty()).then(|| familiar.clone()),
-                    layers: m.layers.iter().map(|l| l.digest.blob_name()).collect(),
-                }),
             }
         }
+        None => plan.manifest_json.push(DockerEntry {
+            manifest: m.desc.digest.clone(),
+            config: c.digest.blob_name(),
+            repo_tags: (!familiar.is_empty()).then(|| familiar.to_vec()),
+            layers: m.layers.iter().map(|l| l.digest.blob_name()).collect(),
+        }),
     }
-    plan.images.push(SavedImage {
-        names: familiar,
-        original_digest: (written_digest != req.entry.digest).then(|| req.entry.digest.clone()),
-        digest: written_digest,
-        media_type: top.media_type.clone(),
-        platforms: sel.platforms.clone(),
-        // The index written lists these without their content: every platform not saved, in the kept
-        // shape; none in a subset or a single manifest.
-        absent: if shape == IndexShape::Keep {
-            [sel.absent.as_slice(), sel.left_out.as_slice()].concat()
-        } else {
-            Vec::new()
-        },
-        attestations: if shape == IndexShape::Manifest {
-            0
-        } else {
-            sel.attestations
-        },
-    });
-    Ok(())
 }
 
 /// Rewrite the indexes under `n` to list only kept children. Returns the new descriptor of `n` when it
@@ -698,7 +727,7 @@ struct Documents {
 
 fn documents(plan: &Plan) -> Result<Documents> {
     let mut dirs: Vec<String> = vec!["blobs/".into()];
-    for (d, _, _) in plan.blobs.values() {
+    for d in plan.blobs.keys() {
         let dir = format!("blobs/{}/", d.algorithm().name());
         if !dirs.contains(&dir) {
             dirs.push(dir);
@@ -719,29 +748,40 @@ fn documents(plan: &Plan) -> Result<Documents> {
     })
 }
 
-/// Every entry, names sorted bytewise: directories, blobs, then the three top-level files.
+/// Every entry, names sorted bytewise: `blobs/`, each `blobs/<alg>/` followed by its blobs (digests order
+/// as their names), then the three top-level files.
 fn items<'p>(plan: &'p Plan, docs: &'p Documents) -> Vec<Item<'p>> {
-    let mut names: Vec<&str> = docs
-        .dirs
-        .iter()
-        .map(String::as_str)
-        .chain(plan.blobs.keys().map(String::as_str))
-        .collect();
-    names.extend(["index.json", "manifest.json", "oci-layout"]);
-    names.sort_unstable();
-    names
-        .into_iter()
-        .filter_map(|name| match name {
-            "index.json" => Some(Item::File(name, MODE_JSON, docs.index.as_slice())),
-            "manifest.json" => Some(Item::File(name, MODE_JSON, docs.manifest.as_slice())),
-            "oci-layout" => Some(Item::File(name, MODE_BLOB, OCI_LAYOUT)),
-            n if n.ends_with('/') => Some(Item::Dir(n)),
-            n => plan
-                .blobs
-                .get(n)
-                .map(|(digest, size, content)| Item::Blob(digest, *size, content)),
-        })
-        .collect()
+    let mut out = Vec::with_capacity(plan.blobs.len() + docs.dirs.len() + 3);
+    out.extend(docs.dirs.first().map(|d| Item::Dir(d.as_str())));
+    let mut dir = None;
+    for (digest, (size, content)) in &plan.blobs {
+        let name = digest.algorithm().name();
+        if dir != Some(name) {
+            dir = Some(name);
+            out.extend(
+                docs.dirs
+                    .iter()
+                    .find(|d| {
+                        d.strip_prefix("blobs/").and_then(|d| d.strip_suffix('/')) == Some(name)
+                    })
+                    .map(|d| Item::Dir(d.as_str())),
+            );
+        }
+        out.push(Item::Blob(digest, *size, content));
+    }
+    out.push(Item::File("index.json", MODE_JSON, docs.index.as_slice()));
+    out.push(Item::File(
+        "manifest.json",
+        MODE_JSON,
+        docs.manifest.as_slice(),
+    ));
+    out.push(Item::File("oci-layout", MODE_BLOB, OCI_LAYOUT));
+    out
+}
+
+/// The length of a blob's entry name, `blobs/<alg>/<hex>`.
+fn blob_name_len(d: &Digest) -> usize {
+    "blobs//".len() + d.algorithm().name().len() + d.hex().len()
 }
 
 /// Where a rewritten index's bytes come from, in errors.
@@ -750,7 +790,7 @@ const MEMORY_LOCATION: &str = "a rewritten index";
 fn report(plan: Plan, archive_bytes: u64) -> SaveReport {
     SaveReport {
         blobs: plan.blobs.len(),
-        blob_bytes: plan.blobs.values().map(|(_, s, _)| *s).sum(),
+        blob_bytes: plan.blobs.values().map(|(s, _)| *s).sum(),
         images: plan.images,
         archive_bytes,
     }
@@ -775,7 +815,7 @@ fn write<W: Write>(
         Some(other) => return Err(Compression::not_written(other.name())),
     };
     let docs = documents(&plan)?;
-    progress.start(plan.blobs.values().map(|(_, s, _)| *s).sum());
+    progress.start(plan.blobs.values().map(|(s, _)| *s).sum());
     let mut tar = TarWriter::new(sink, dest);
     for item in items(&plan, &docs) {
         match item {
@@ -815,7 +855,7 @@ fn write_file(
     progress: &mut Progress,
 ) -> Result<SaveReport> {
     let docs = documents(&plan)?;
-    progress.start(plan.blobs.values().map(|(_, s, _)| *s).sum());
+    progress.start(plan.blobs.values().map(|(s, _)| *s).sum());
     // Bytes between blobs (headers, documents, padding), written at `pos` before the next blob.
     let mut pending: Vec<u8> = Vec::new();
     let mut pos = 0u64;

@@ -36,6 +36,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::digest::Digest;
@@ -104,6 +106,215 @@ impl IndexFile {
             );
         }
         serde_json::to_vec(&json).unwrap_or_default()
+    }
+}
+
+/// `index.json` read to look images up: per entry its digest, its two name annotations and its JSON text,
+/// parsed into a [`Descriptor`] only when an operation takes that entry ([`Entries::descriptor`]). An
+/// entry costs a small record, never a tree of JSON values, so a store of 50,000 names is read in
+/// milliseconds; the document's size and count of values bound it (objects are not counted, since none
+/// is built).
+#[derive(Debug, Default)]
+pub struct Entries {
+    list: Vec<IndexEntry>,
+}
+
+/// One `index.json` entry as [`Entries`] keeps it.
+#[derive(Debug)]
+pub struct IndexEntry {
+    /// The entry's digest.
+    pub digest: Digest,
+    /// `io.containerd.image.name`, when the entry has one.
+    pub image_name: Option<String>,
+    /// `org.opencontainers.image.ref.name`, when the entry has one.
+    pub ref_name: Option<String>,
+    raw: Box<RawValue>,
+}
+
+impl IndexEntry {
+    /// The entry as a candidate for [`pick`].
+    pub fn named(&self) -> Named<'_> {
+        Named {
+            image_name: self.image_name.as_deref(),
+            ref_name: self.ref_name.as_deref(),
+            digest: &self.digest,
+        }
+    }
+
+    /// The familiar names of the entry, for messages and reports.
+    pub fn display_names(&self) -> Vec<String> {
+        display_names(self.image_name.as_deref(), self.ref_name.as_deref())
+    }
+
+    /// The whole descriptor.
+    ///
+    /// # Errors
+    /// A reason string when the entry is not a descriptor ([`Descriptor::from_json`]).
+    pub fn descriptor(&self) -> std::result::Result<Descriptor, String> {
+        let v: Value = serde_json::from_str(self.raw.get()).map_err(|e| e.to_string())?;
+        Descriptor::from_json(&v)
+    }
+}
+
+/// `index.json` as [`Entries::parse`] reads it: the entries' JSON texts, nothing else of the document.
+#[derive(Deserialize)]
+struct LeanIndex {
+    manifests: Option<Vec<Box<RawValue>>>,
+}
+
+/// What [`Entries`] reads of an entry (the rest of [`Descriptor::from_json`]'s checks hold too: a
+/// `mediaType` that is a string or null, a `size` that is a non-negative integer, string annotations).
+#[derive(Deserialize)]
+struct LeanEntry<'a> {
+    #[serde(rename = "mediaType")]
+    _media_type: Option<AnyText>,
+    #[serde(borrow)]
+    digest: Text<'a>,
+    #[serde(rename = "size")]
+    _size: u64,
+    annotations: Option<Names>,
+}
+
+/// A JSON string, borrowed from the document when it has no escapes.
+struct Text<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Text<'a>, E> {
+                Ok(Text(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Text<'a>, E> {
+                Ok(Text(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+/// A JSON string, checked and dropped.
+struct AnyText;
+
+impl<'de> Deserialize<'de> for AnyText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Text::deserialize(d).map(|_| AnyText)
+    }
+}
+
+/// The name annotations of an entry; every other annotation is checked to be a string and skipped.
+#[derive(Default)]
+struct Names {
+    image: Option<String>,
+    reference: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Names {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Names;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Names, A::Error> {
+                let mut out = Names::default();
+                let mut n = 0usize;
+                while let Some(Text(k)) = map.next_key::<Text<'de>>()? {
+                    let Text(v) = map.next_value::<Text<'de>>()?;
+                    n += 1;
+                    if n > document::MAX_ANNOTATIONS {
+                        return Err(serde::de::Error::custom("too many annotations"));
+                    }
+                    match k.as_ref() {
+                        ANNOTATION_IMAGE_NAME => out.image = Some(v.into_owned()),
+                        ANNOTATION_REF_NAME => out.reference = Some(v.into_owned()),
+                        _ => {}
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl Entries {
+    /// Read `index.json` bytes entry by entry. A document this reader does not take is read whole by
+    /// [`IndexFile::parse`], whose message says what is wrong with it (or, when that reads it, whose
+    /// entries are used).
+    ///
+    /// # Errors
+    /// A reason string: over the size, depth or value limits, or not an index of descriptors.
+    pub fn parse(bytes: &[u8]) -> std::result::Result<Entries, String> {
+        document::check_size_and_shape(bytes)?;
+        if let Some(entries) = Entries::parse_lean(bytes) {
+            return Ok(entries);
+        }
+        Entries::from_index(&IndexFile::parse(bytes)?)
+    }
+
+    fn parse_lean(bytes: &[u8]) -> Option<Entries> {
+        let index: LeanIndex = serde_json::from_slice(bytes).ok()?;
+        let mut list = Vec::new();
+        for raw in index.manifests.unwrap_or_default() {
+            let e: LeanEntry<'_> = serde_json::from_str(raw.get()).ok()?;
+            let names = e.annotations.unwrap_or_default();
+            let digest = e.digest.0.parse::<Digest>().ok()?;
+            list.push(IndexEntry {
+                digest,
+                image_name: names.image,
+                ref_name: names.reference,
+                raw,
+            });
+        }
+        Some(Entries { list })
+    }
+
+    /// The entries of a parsed index.
+    ///
+    /// # Errors
+    /// A reason string when an entry cannot be written back as JSON.
+    pub fn from_index(index: &IndexFile) -> std::result::Result<Entries, String> {
+        let mut list = Vec::new();
+        for d in &index.entries {
+            let raw = serde_json::value::to_raw_value(&d.raw).map_err(|e| e.to_string())?;
+            list.push(IndexEntry {
+                digest: d.digest.clone(),
+                image_name: d.annotation(ANNOTATION_IMAGE_NAME).map(str::to_string),
+                ref_name: d.annotation(ANNOTATION_REF_NAME).map(str::to_string),
+                raw,
+            });
+        }
+        Ok(Entries { list })
+    }
+
+    /// Every entry, in the order of the index.
+    pub fn iter(&self) -> std::slice::Iter<'_, IndexEntry> {
+        self.list.iter()
+    }
+
+    /// The entries grouped by digest (one group per image), in the order each digest first appears.
+    pub fn by_image(&self) -> Vec<Vec<&IndexEntry>> {
+        let mut out: Vec<Vec<&IndexEntry>> = Vec::new();
+        let mut at: std::collections::HashMap<&Digest, usize> = std::collections::HashMap::new();
+        for e in &self.list {
+            match at.get(&e.digest).and_then(|&i| out.get_mut(i)) {
+                Some(g) => g.push(e),
+                None => {
+                    at.insert(&e.digest, out.len());
+                    out.push(vec![e]);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -238,10 +449,35 @@ impl Store {
     /// [`Error::Store`] when it is malformed or over [`MAX_DOCUMENT_BYTES`]; [`Error::Io`] when unreadable.
     pub fn read_index(&self) -> Result<IndexFile> {
         let p = self.root.join("index.json");
+        match self.index_bytes()? {
+            None => Ok(IndexFile::empty()),
+            Some(bytes) => IndexFile::parse(&bytes).map_err(|r| Error::store(&p, r)),
+        }
+    }
+
+    /// Read `index.json` entry by entry ([`Entries`]), to look images up or list them; an absent one (a
+    /// store not created yet) reads as empty.
+    ///
+    /// # Errors
+    /// As [`Store::read_index`].
+    pub fn read_entries(&self) -> Result<Entries> {
+        let p = self.root.join("index.json");
+        match self.index_bytes()? {
+            None => Ok(Entries::default()),
+            Some(bytes) => Entries::parse(&bytes).map_err(|r| Error::store(&p, r)),
+        }
+    }
+
+    /// The bytes of `index.json`, `None` for a store not created yet.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when it is over [`MAX_DOCUMENT_BYTES`]; [`Error::Io`] when unreadable.
+    fn index_bytes(&self) -> Result<Option<Vec<u8>>> {
+        let p = self.root.join("index.json");
         let f = match File::open(&p) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.creating() => {
-                return Ok(IndexFile::empty())
+                return Ok(None)
             }
             Err(e) => return Err(Error::io(&p, e)),
         };
@@ -254,7 +490,7 @@ impl Store {
                 ),
             ));
         };
-        IndexFile::parse(&bytes).map_err(|r| Error::store(&p, r))
+        Ok(Some(bytes))
     }
 
     /// The `index.json` entry a reference names; entries with the same digest count as one image. A
@@ -263,16 +499,8 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidReference`] when `typed` does not parse, [`Error::ImageNotFound`] (with the closest
     /// names) when nothing matches, [`Error::AmbiguousReference`] when two different images match.
-    pub fn resolve(&self, index: &IndexFile, typed: &str) -> Result<(Reference, Descriptor)> {
-        let named: Vec<Named<'_>> = index
-            .entries
-            .iter()
-            .map(|e| Named {
-                image_name: e.annotation(ANNOTATION_IMAGE_NAME),
-                ref_name: e.annotation(ANNOTATION_REF_NAME),
-                digest: &e.digest,
-            })
-            .collect();
+    pub fn resolve(&self, index: &Entries, typed: &str) -> Result<(Reference, Descriptor)> {
+        let named: Vec<Named<'_>> = index.iter().map(IndexEntry::named).collect();
         let (r, found) = match pick(typed, &named) {
             Ok(found) => found,
             Err(Error::ImageNotFound { reference, .. }) => {
@@ -281,15 +509,16 @@ impl Store {
                     store: self.root.clone(),
                     candidates: closest(
                         typed,
-                        index.entries.iter().flat_map(entry_display_names).collect(),
+                        index.iter().flat_map(IndexEntry::display_names).collect(),
                     ),
                 })
             }
             Err(e) => return Err(e),
         };
-        match index.entries.get(found) {
-            Some(entry) => Ok((r, entry.clone())),
-            None => Err(Error::store(&self.root, "index.json changed while read")),
+        let p = self.root.join("index.json");
+        match index.list.get(found) {
+            Some(entry) => Ok((r, entry.descriptor().map_err(|e| Error::store(&p, e))?)),
+            None => Err(Error::store(&p, "index.json changed while read")),
         }
     }
 
@@ -1009,6 +1238,51 @@ mod tests {
             ref_name: None,
             digest,
         }
+    }
+
+    #[test]
+    fn entries_are_read_lean_and_refused_as_the_whole_parser_refuses() {
+        let d = Digest::sha256_of(b"x");
+        let entry = |ann: &str| {
+            format!(
+                r#"{{"mediaType":"{MT_OCI_INDEX}","digest":"{d}","size":1,"annotations":{ann}}}"#
+            )
+        };
+        // More objects than a document may hold: read entry by entry all the same.
+        let many: Vec<String> = (0..60_000)
+            .map(|i| {
+                entry(&format!(
+                    r#"{{"{ANNOTATION_IMAGE_NAME}":"docker.io/library/a:{i}","x\u0041":"y"}}"#
+                ))
+            })
+            .collect();
+        let doc = format!(r#"{{"schemaVersion":2,"manifests":[{}]}}"#, many.join(","));
+        assert!(IndexFile::parse(doc.as_bytes()).is_err());
+        let entries = Entries::parse(doc.as_bytes()).unwrap();
+        assert_eq!(entries.iter().count(), 60_000);
+        let last = entries.iter().last().unwrap();
+        assert_eq!(
+            last.image_name.as_deref(),
+            Some("docker.io/library/a:59999")
+        );
+        assert_eq!(last.descriptor().unwrap().size, 1);
+        // What the lean reader does not take gets the whole parser's message.
+        for bad in [
+            format!(r#"{{"manifests":[{}]}}"#, entry(r#"{"a":1}"#)),
+            r#"{"manifests":[{"digest":"sha256:00","size":1}]}"#.to_string(),
+            r#"{"manifests":{}}"#.to_string(),
+            "[]".to_string(),
+        ] {
+            let whole = IndexFile::parse(bad.as_bytes()).unwrap_err();
+            assert_eq!(Entries::parse(bad.as_bytes()).unwrap_err(), whole, "{bad}");
+        }
+        // Duplicated keys: the last one counts, as for the whole parser.
+        let dup = format!(
+            r#"{{"manifests":[{{"digest":"{}","digest":"{d}","size":1}}]}}"#,
+            Digest::sha256_of(b"y")
+        );
+        let e = Entries::parse(dup.as_bytes()).unwrap();
+        assert_eq!(e.iter().next().unwrap().digest, d);
     }
 
     #[test]

@@ -363,7 +363,7 @@ fn check_document_kind(
 /// descriptor whose blob is absent.
 pub fn walk(source: &dyn BlobSource, top: &Descriptor) -> Result<Image> {
     let mut seen = HashSet::new();
-    let root = visit(source, top, 0, true, &mut seen)?;
+    let root = visit(source, top, 0, Level::Top, &mut seen)?;
     if let Node::Absent { desc } = &root {
         return Err(source.malformed(
             &desc.digest.to_string(),
@@ -395,11 +395,19 @@ pub fn walk(source: &dyn BlobSource, top: &Descriptor) -> Result<Image> {
     Ok(image)
 }
 
+/// Where a node is in the image: the top-level descriptor, or a child of an index.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Top,
+    Child,
+}
+
+/// The node for `desc` at `depth`: an opaque blob, an absent child, an index or a manifest.
 fn visit(
     source: &dyn BlobSource,
     desc: &Descriptor,
     depth: usize,
-    top: bool,
+    level: Level,
     seen: &mut HashSet<Digest>,
 ) -> Result<Node> {
     let loc = desc.digest.to_string();
@@ -410,7 +418,11 @@ fn visit(
         ));
     }
     let known = is_index_type(&desc.media_type) || is_manifest_type(&desc.media_type);
-    if !known && !desc.media_type.is_empty() && !desc.media_type.ends_with("+json") && !top {
+    if !known
+        && !desc.media_type.is_empty()
+        && !desc.media_type.ends_with("+json")
+        && level == Level::Child
+    {
         return Ok(Node::Blob { desc: desc.clone() });
     }
     if desc.size > MAX_DOCUMENT_BYTES {
@@ -432,36 +444,7 @@ fn visit(
             && (is_index_type(doc_mt) || json.get("manifests").is_some()));
     check_document_kind(desc, doc_mt, &json).map_err(|r| source.malformed(&loc, r))?;
     if is_index {
-        let list = match json.get("manifests") {
-            Some(Value::Array(a)) => a.as_slice(),
-            Some(Value::Null) | None => &[],
-            Some(_) => {
-                return Err(source.malformed(&loc, "index \"manifests\" is not an array".into()))
-            }
-        };
-        let mut children = Vec::new();
-        let mut listed: HashMap<Digest, Option<String>> = HashMap::new();
-        for child in list {
-            let child = Descriptor::from_json(child).map_err(|r| source.malformed(&loc, r))?;
-            let platform = child.platform_text();
-            if let (Some(Some(first)), Some(again)) = (listed.get(&child.digest), &platform) {
-                if first != again {
-                    return Err(source.malformed(
-                        &loc,
-                        format!(
-                            "manifest {} is listed under two platforms, {first} and {again}: a manifest describes one platform",
-                            child.digest
-                        ),
-                    ));
-                }
-            }
-            listed.entry(child.digest.clone()).or_insert(platform);
-            // An index that lists one child many times is walked once per child.
-            if !seen.insert(child.digest.clone()) {
-                continue;
-            }
-            children.push(visit(source, &child, depth + 1, false, seen)?);
-        }
+        let children = visit_children(source, &json, &loc, depth, seen)?;
         return Ok(Node::Index {
             desc: desc.clone(),
             doc,
@@ -476,15 +459,65 @@ fn visit(
     {
         return Ok(Node::Blob { desc: desc.clone() });
     }
-    let config = match json.get("config") {
-        None | Some(Value::Null) => None,
-        Some(c) => Some(
-            Descriptor::from_json(c).map_err(|r| source.malformed(&loc, format!("config: {r}")))?,
-        ),
+    visit_manifest(source, desc, doc, &json).map(Node::Manifest)
+}
+
+/// The children of the index `json` (at `loc`, `depth`), each walked once.
+fn visit_children(
+    source: &dyn BlobSource,
+    json: &Value,
+    loc: &str,
+    depth: usize,
+    seen: &mut HashSet<Digest>,
+) -> Result<Vec<Node>> {
+    let list = match json.get("manifests") {
+        Some(Value::Array(a)) => a.as_slice(),
+        Some(Value::Null) | None => &[],
+        Some(_) => return Err(source.malformed(loc, "index \"manifests\" is not an array".into())),
     };
-    if config.is_none() {
-        return Err(source.malformed(&loc, "manifest has no config descriptor".into()));
+    let mut children = Vec::new();
+    let mut listed: HashMap<Digest, Option<String>> = HashMap::new();
+    for child in list {
+        let child = Descriptor::from_json(child).map_err(|r| source.malformed(loc, r))?;
+        let platform = child.platform_text();
+        if let (Some(Some(first)), Some(again)) = (listed.get(&child.digest), &platform) {
+            if first != again {
+                return Err(source.malformed(
+                    loc,
+                    format!(
+                        "manifest {} is listed under two platforms, {first} and {again}: a manifest describes one platform",
+                        child.digest
+                    ),
+                ));
+            }
+        }
+        listed.entry(child.digest.clone()).or_insert(platform);
+        // An index that lists one child many times is walked once per child.
+        if !seen.insert(child.digest.clone()) {
+            continue;
+        }
+        children.push(visit(source, &child, depth + 1, Level::Child, seen)?);
     }
+    Ok(children)
+}
+
+/// The manifest `desc` names (its bytes `doc`, parsed as `json`): config, layers, what of them the source
+/// lacks, what it describes.
+fn visit_manifest(
+    source: &dyn BlobSource,
+    desc: &Descriptor,
+    doc: Vec<u8>,
+    json: &Value,
+) -> Result<Manifest> {
+    let loc = desc.digest.to_string();
+    let config = match json.get("config") {
+        None | Some(Value::Null) => {
+            return Err(source.malformed(&loc, "manifest has no config descriptor".into()))
+        }
+        Some(c) => {
+            Descriptor::from_json(c).map_err(|r| source.malformed(&loc, format!("config: {r}")))?
+        }
+    };
     let layers = match json.get("layers") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a
@@ -496,7 +529,7 @@ fn visit(
         Some(_) => return Err(source.malformed(&loc, "manifest \"layers\" is not an array".into())),
     };
     let (mut missing, mut foreign, mut seen) = (HashSet::new(), Vec::new(), HashSet::new());
-    for blob in config.iter().chain(layers.iter()) {
+    for blob in std::iter::once(&config).chain(layers.iter()) {
         if !seen.insert(&blob.digest) || source.has_blob(blob) {
             continue;
         }
@@ -513,47 +546,56 @@ fn visit(
             })?),
             None => None,
         };
-    // An image config is a document too: within the limits, a JSON object. It gives the platform when
-    // the descriptor does not.
-    let mut platform = desc.platform.clone();
-    if let Some(c) = config.as_ref().filter(|c| is_image_config(&c.media_type)) {
-        let cloc = c.digest.to_string();
-        if c.size > MAX_DOCUMENT_BYTES {
-            // A descriptor claiming more than the blob holds is a size mismatch before it is a limit.
-            if let Some(found) = source.blob_size(c).filter(|s| *s != c.size) {
-                return Err(Error::SizeMismatch {
-                    digest: cloc,
-                    location: "image config".into(),
-                    expected: c.size,
-                    found: found.to_string(),
-                });
-            }
-            return Err(source.malformed(
-                &cloc,
-                format!(
-                    "image config of {} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit",
-                    c.size
-                ),
-            ));
-        }
-        if let Some(bytes) = source.document(c)? {
-            let v = parse_document(&bytes)
-                .map_err(|r| source.malformed(&cloc, format!("image config: {r}")))?;
-            if platform.is_none() {
-                platform = Platform::from_json(&v);
-            }
-        }
-    }
-    Ok(Node::Manifest(Manifest {
+    // Read whether or not the descriptor gives the platform: the config is checked either way.
+    let from_config = config_platform(source, &config)?;
+    let platform = desc.platform.clone().or(from_config);
+    Ok(Manifest {
         desc: desc.clone(),
         doc,
         platform,
         attestation_of,
-        config,
+        config: Some(config),
         layers,
         missing,
         foreign,
-    }))
+    })
+}
+
+/// An image config is a document too: within the limits, a JSON object. Its platform, when it is an
+/// image config that is there.
+///
+/// # Errors
+/// [`Error::SizeMismatch`] for a config over the document limit whose blob has another size; the
+/// source's errors for a config over the limit, unreadable or not a JSON object.
+fn config_platform(source: &dyn BlobSource, c: &Descriptor) -> Result<Option<Platform>> {
+    if !is_image_config(&c.media_type) {
+        return Ok(None);
+    }
+    let cloc = c.digest.to_string();
+    if c.size > MAX_DOCUMENT_BYTES {
+        // A descriptor claiming more than the blob holds is a size mismatch before it is a limit.
+        if let Some(found) = source.blob_size(c).filter(|s| *s != c.size) {
+            return Err(Error::SizeMismatch {
+                digest: cloc,
+                location: "image config".into(),
+                expected: c.size,
+                found: found.to_string(),
+            });
+        }
+        return Err(source.malformed(
+            &cloc,
+            format!(
+                "image config of {} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit",
+                c.size
+            ),
+        ));
+    }
+    let Some(bytes) = source.document(c)? else {
+        return Ok(None);
+    };
+    let v = parse_document(&bytes)
+        .map_err(|r| source.malformed(&cloc, format!("image config: {r}")))?;
+    Ok(Platform::from_json(&v))
 }
 
 impl Image {
@@ -625,33 +667,72 @@ pub fn select(
     empty: impl FnOnce(String) -> Error,
 ) -> Result<Selection> {
     let manifests = image.manifests();
-    let platform_manifests: Vec<&&Manifest> =
-        manifests.iter().filter(|m| !m.is_attestation()).collect();
-    let available: Vec<String> = platform_manifests
-        .iter()
-        .filter(|m| m.complete())
-        .map(|m| m.platform_name())
-        .collect();
-    if let Some(wanted) = matcher.wanted() {
-        let missing: Vec<String> = wanted
-            .iter()
-            .filter(|w| {
-                !platform_manifests
-                    .iter()
-                    .any(|m| m.complete() && m.platform.as_ref().is_some_and(|p| w.matches(p)))
-            })
-            .map(ToString::to_string)
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::PlatformNotFound {
-                image: image_name.to_string(),
-                missing,
-                available,
-            });
-        }
-    }
+    check_required(&manifests, matcher, image_name)?;
     let mut sel = Selection::default();
-    for m in &platform_manifests {
+    select_platforms(image, &manifests, matcher, &mut sel);
+    select_attestations(&manifests, matcher, &mut sel);
+    let mut seen = HashSet::new();
+    gather(&image.root, &mut sel, &mut seen, Level::Top);
+    // One digest, one size: descriptors that disagree cannot both be right.
+    let sizes: HashMap<&Digest, u64> = sel.blobs.iter().map(|d| (&d.digest, d.size)).collect();
+    check_sizes(&image.root, &sizes, image_name)?;
+    let nothing = match &image.root {
+        Node::Index { .. } => sel.blobs.len() <= 1,
+        Node::Manifest(m) => !m.complete() || (sel.manifests.is_empty() && !m.is_attestation()),
+        Node::Blob { .. } | Node::Absent { .. } => false,
+    };
+    if nothing {
+        return Err(empty(format!(
+            "image {image_name} has no complete platform manifest{}",
+            if sel.absent.is_empty() {
+                String::new()
+            } else {
+                format!(" (absent: {})", sel.absent.join(", "))
+            }
+        )));
+    }
+    Ok(sel)
+}
+
+/// The requirement rule: with a platform list, every listed platform is present and complete.
+///
+/// # Errors
+/// [`Error::PlatformNotFound`] naming `image_name`, the missing platforms and the complete ones.
+fn check_required(manifests: &[&Manifest], matcher: &Matcher, image_name: &str) -> Result<()> {
+    let Some(wanted) = matcher.wanted() else {
+        return Ok(());
+    };
+    let complete: Vec<&&Manifest> = manifests
+        .iter()
+        .filter(|m| !m.is_attestation() && m.complete())
+        .collect();
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|w| {
+            !complete
+                .iter()
+                .any(|m| m.platform.as_ref().is_some_and(|p| w.matches(p)))
+        })
+        .map(ToString::to_string)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::PlatformNotFound {
+        image: image_name.to_string(),
+        missing,
+        available: complete.iter().map(|m| m.platform_name()).collect(),
+    })
+}
+
+/// Sort the image's platforms (manifests, then absent children) into selected, absent and left out.
+fn select_platforms(
+    image: &Image,
+    manifests: &[&Manifest],
+    matcher: &Matcher,
+    sel: &mut Selection,
+) {
+    for m in manifests.iter().filter(|m| !m.is_attestation()) {
         if !matcher.selects(m.platform.as_ref()) {
             sel.left_out.push(m.platform_name());
             continue;
@@ -681,6 +762,11 @@ pub fn select(
             sel.left_out.push(name);
         }
     }
+}
+
+/// Keep the complete attestations of kept manifests (and, without a platform list, those that name no
+/// subject).
+fn select_attestations(manifests: &[&Manifest], matcher: &Matcher, sel: &mut Selection) {
     for m in manifests
         .iter()
         .filter(|m| m.is_attestation() && m.complete())
@@ -694,36 +780,10 @@ pub fn select(
             sel.attestations += 1;
         }
     }
-    let mut seen = HashSet::new();
-    gather(&image.root, &mut sel, &mut seen, true);
-    // One digest, one size: descriptors that disagree cannot both be right.
-    let sizes: std::collections::HashMap<&Digest, u64> =
-        sel.blobs.iter().map(|d| (&d.digest, d.size)).collect();
-    check_sizes(&image.root, &sizes, image_name)?;
-    let nothing = match &image.root {
-        Node::Index { .. } => sel.blobs.len() <= 1,
-        Node::Manifest(m) => !m.complete() || (sel.manifests.is_empty() && !m.is_attestation()),
-        Node::Blob { .. } | Node::Absent { .. } => false,
-    };
-    if nothing {
-        return Err(empty(format!(
-            "image {image_name} has no complete platform manifest{}",
-            if sel.absent.is_empty() {
-                String::new()
-            } else {
-                format!(" (absent: {})", sel.absent.join(", "))
-            }
-        )));
-    }
-    Ok(sel)
 }
 
 /// Every descriptor under `n` of a kept blob must give that blob's size.
-fn check_sizes(
-    n: &Node,
-    sizes: &std::collections::HashMap<&Digest, u64>,
-    image_name: &str,
-) -> Result<()> {
+fn check_sizes(n: &Node, sizes: &HashMap<&Digest, u64>, image_name: &str) -> Result<()> {
     let check = |d: &Descriptor| match sizes.get(&d.digest) {
         Some(&size) if size != d.size => Err(Error::SizeMismatch {
             digest: d.digest.to_string(),
@@ -755,16 +815,16 @@ fn push(sel: &mut Selection, seen: &mut HashSet<Digest>, d: &Descriptor) {
 }
 
 /// Add the selected nodes' blobs; returns whether anything under `n` was kept.
-fn gather(n: &Node, sel: &mut Selection, seen: &mut HashSet<Digest>, top: bool) -> bool {
+fn gather(n: &Node, sel: &mut Selection, seen: &mut HashSet<Digest>, level: Level) -> bool {
     match n {
         Node::Index { desc, children, .. } => {
             let mark = sel.blobs.len();
             push(sel, seen, desc);
             let mut any = false;
             for c in children {
-                any |= gather(c, sel, seen, false);
+                any |= gather(c, sel, seen, Level::Child);
             }
-            if !any && !top {
+            if !any && level == Level::Child {
                 // Nothing below was kept: drop this index again.
                 if sel.blobs.len() == mark + 1 {
                     sel.blobs.pop();
@@ -776,7 +836,7 @@ fn gather(n: &Node, sel: &mut Selection, seen: &mut HashSet<Digest>, top: bool) 
             true
         }
         Node::Manifest(m) => {
-            if !(top || sel.kept.contains(&m.desc.digest)) {
+            if level == Level::Child && !sel.kept.contains(&m.desc.digest) {
                 return false;
             }
             sel.kept.insert(m.desc.digest.clone());
@@ -800,10 +860,21 @@ fn gather(n: &Node, sel: &mut Selection, seen: &mut HashSet<Digest>, top: bool) 
 /// The familiar names (`alpine:3.20`) that `entries` (one image's `index.json` entries) give their image,
 /// in order, each once.
 pub fn familiar_names(entries: &[Descriptor]) -> Vec<String> {
+    familiar_names_of(entries.iter().map(|d| {
+        (
+            d.annotation(reference::ANNOTATION_IMAGE_NAME),
+            d.annotation(reference::ANNOTATION_REF_NAME),
+        )
+    }))
+}
+
+/// [`familiar_names`] of entries given by their two name annotations (image name, ref name).
+pub fn familiar_names_of<'a>(
+    entries: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>,
+) -> Vec<String> {
     let mut seen = HashSet::new();
     entries
-        .iter()
-        .filter_map(Descriptor::full_name)
+        .filter_map(|(image, refn)| reference::entry_names(image, refn).into_iter().next())
         .map(|n| reference::familiar(&n))
         .filter(|n| seen.insert(n.clone()))
         .collect()

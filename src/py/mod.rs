@@ -455,11 +455,15 @@ fn load(
     report(py, &r)
 }
 
-/// What a store directory or archive file holds.
+/// What a store directory or archive file holds; with `reference`, the one image of a store it names.
 #[pyfunction]
-fn inspect(py: Python<'_>, path: PathBuf) -> PyResult<Py<PyAny>> {
+#[pyo3(signature = (path, reference=None))]
+fn inspect(py: Python<'_>, path: PathBuf, reference: Option<String>) -> PyResult<Py<PyAny>> {
     let r = py
-        .detach(|| engine::inspect::inspect(&path))
+        .detach(|| match &reference {
+            Some(typed) => engine::inspect::inspect_image(&path, typed),
+            None => engine::inspect::inspect(&path),
+        })
         .map_err(|e| to_pyerr(e, &Pending::default()))?;
     report(py, &r)
 }
