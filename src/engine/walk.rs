@@ -13,7 +13,7 @@ use super::error::{Error, Result};
 use super::platform::{Matcher, Platform};
 use super::reference;
 
-use super::oci::{kind, Kind};
+use super::oci::{self, kind, ImageManifest, Kind};
 pub use super::oci::{
     ANNOTATION_REFERENCE_DIGEST, ANNOTATION_REFERENCE_TYPE, MT_DOCKER_CONFIG, MT_DOCKER_LAYER,
     MT_DOCKER_LAYER_GZIP, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_CONFIG, MT_OCI_INDEX,
@@ -528,6 +528,11 @@ fn visit_manifest(
             .collect::<Result<Vec<_>>>()?,
         Some(_) => return Err(source.malformed(&loc, "manifest \"layers\" is not an array".into())),
     };
+    // The image spec's reading of the same JSON: what the reading above accepted (which names exactly
+    // what is wrong) must also be an image manifest by the spec's types: a schemaVersion, descriptors
+    // with a media type, digests of the spec's grammar.
+    let _typed: ImageManifest = oci::typed(json)
+        .map_err(|r| source.malformed(&loc, format!("not an image manifest: {r}")))?;
     let (mut missing, mut foreign, mut seen) = (HashSet::new(), Vec::new(), HashSet::new());
     for blob in std::iter::once(&config).chain(layers.iter()) {
         if !seen.insert(&blob.digest) || source.has_blob(blob) {
