@@ -499,6 +499,7 @@ fn hash_file(path: &Path, expected: &Digest, size: u64) -> Result<()> {
         path,
         &mut |_| Ok(()),
     )
+    .map(drop)
 }
 
 /// Re-hash and check everything a store or archive holds, raising on the first fault; returns the
@@ -569,6 +570,7 @@ pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
                     Path::new(n),
                     &mut |_| Ok(()),
                 )
+                .map(drop)
             },
             progress,
         )?;

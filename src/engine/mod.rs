@@ -30,6 +30,7 @@ pub mod platform;
 pub mod reference;
 pub mod registry;
 pub mod save;
+pub mod sink;
 pub mod store;
 pub mod walk;
 

@@ -40,7 +40,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::digest::Digest;
+use super::digest::{copy_verified, Digest, Verified, COPY_BUFFER};
 use super::document::{self, parse_document, MAX_DOCUMENT_BYTES};
 use super::error::{Error, IoContext, Result};
 use super::reference::{self, Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
@@ -802,14 +802,29 @@ impl Ingest {
         Ok((p, f))
     }
 
-    /// Record a verified temporary file as the content of `digest`, and start writing it back to disk
-    /// (it is fsynced, with every other staged file, by [`Ingest::commit`]).
-    pub fn stage(&mut self, digest: Digest, path: PathBuf) {
+    /// Stage a file of the staging directory (from [`Ingest::temp_file`]) as the blob its bytes were
+    /// proven to be, and start writing it back to disk (it is fsynced, with every other staged file, by
+    /// [`Ingest::commit`]). Only a [`Verified`] names what a staged file holds: nothing reaches the
+    /// store on a caller's word.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when `path` is not a file of this ingest's staging directory.
+    pub fn stage(&mut self, path: PathBuf, blob: Verified) -> Result<()> {
+        if path.parent() != Some(self.dir.as_path()) {
+            return Err(Error::store(
+                &path,
+                format!(
+                    "is not in this load's staging directory {}",
+                    self.dir.display()
+                ),
+            ));
+        }
         if let Ok(f) = File::open(&path) {
             // SAFETY: sync_file_range on a descriptor we own; it only starts asynchronous writeback.
             unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
         }
-        self.staged.insert(digest, path);
+        self.staged.insert(blob.digest().clone(), path);
+        Ok(())
     }
 
     /// Record that the index will name `digest`, found in the store rather than staged.
@@ -822,18 +837,27 @@ impl Ingest {
         self.staged.contains_key(digest)
     }
 
-    /// Write `bytes` (already known to hash to `digest`) as a staged blob.
+    /// Write the blob `expected` of `size` bytes from `reader` into a new staging file, hashing and
+    /// counting as it is written (on a second thread for large blobs), and stage it once digest and size
+    /// are proven. `tick(n)` is called as bytes are written.
     ///
     /// # Errors
-    /// [`Error::Io`] on write failure.
-    pub fn stage_bytes(&mut self, digest: &Digest, bytes: &[u8]) -> Result<()> {
-        if self.is_staged(digest) {
-            return Ok(());
-        }
-        let (p, mut f) = self.temp_file()?;
-        f.write_all(bytes).at(&p)?;
-        self.stage(digest.clone(), p);
-        Ok(())
+    /// [`Error::SizeMismatch`] / [`Error::DigestMismatch`] naming `location`; [`Error::Io`] naming the
+    /// source (reads) or the staging file (writes).
+    pub fn write_blob<R: std::io::Read>(
+        &mut self,
+        reader: R,
+        expected: &Digest,
+        size: u64,
+        location: &str,
+        tick: &mut dyn FnMut(u64) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let (tmp, file) = self.temp_file()?;
+        let mut w = std::io::BufWriter::with_capacity(COPY_BUFFER, file);
+        let blob = copy_verified(reader, &mut w, expected, size, location, &tmp, tick)?;
+        w.into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        self.stage(tmp, blob)
     }
 
     /// Make every staged file durable. Up to [`FSYNC_EACH_MAX`] files are `fsync`ed one by one; more are
