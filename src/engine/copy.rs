@@ -671,7 +671,7 @@ mod tests {
 
     #[test]
     fn largest_blobs_first() {
-        let f = File::open("/dev/null").unwrap();
+        let f = crate::engine::fs::open("/dev/null").unwrap();
         let d = Digest::sha256_of(b"");
         let p = std::path::Path::new("x");
         let job = |size| Job {
@@ -717,7 +717,7 @@ mod tests {
         let proven: Vec<(&Digest, u64)> = proofs.iter().map(|v| (v.digest(), v.size())).collect();
         assert_eq!(proven, [(good, n), (good, n)]);
         assert_eq!(
-            std::fs::read(&dp).unwrap(),
+            crate::engine::fs::read(&dp).unwrap(),
             [data.as_slice(), data.as_slice()].concat()
         );
         // A source shorter than the job says.
@@ -727,7 +727,7 @@ mod tests {
         };
         let e = copy_verified_all(&[short], false, &mut Progress::none()).unwrap_err();
         assert!(matches!(e, Error::SizeMismatch { .. }), "{e}");
-        std::fs::remove_file(sp).unwrap();
-        std::fs::remove_file(dp).unwrap();
+        crate::engine::fs::remove_file(sp).unwrap();
+        crate::engine::fs::remove_file(dp).unwrap();
     }
 }

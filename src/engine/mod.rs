@@ -23,6 +23,7 @@ pub mod copy;
 pub mod digest;
 pub mod document;
 pub mod error;
+pub mod fs;
 pub mod inspect;
 pub mod load;
 pub mod oci;

@@ -186,7 +186,7 @@ impl Archive {
     pub fn read(input: Input, spool: &mut dyn Spool) -> Result<Archive> {
         match input {
             Input::Path(p) => {
-                let mut f = File::open(&p).at(&p)?;
+                let mut f = crate::engine::fs::open(&p)?;
                 // A pipe, FIFO or device (`load -i <(…)`, `/dev/stdin`) cannot seek: read it as a stream.
                 let meta = f.metadata().at(&p)?;
                 if !meta.is_file() && !meta.is_dir() {
@@ -377,7 +377,7 @@ impl Archive {
                     .min(b.len());
                 Ok(Box::new(b.get(start..end).unwrap_or(&[])))
             }
-            (Loc::Spooled(p, _), _) => Ok(Box::new(File::open(p).at(p)?)),
+            (Loc::Spooled(p, _), _) => Ok(Box::new(crate::engine::fs::open(p)?)),
             (Loc::Memory(b, _), _) => Ok(Box::new(io::Cursor::new(Arc::clone(b)))),
             _ => Ok(Box::new(io::empty())),
         }
