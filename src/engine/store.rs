@@ -1318,6 +1318,31 @@ mod tests {
     }
 
     #[test]
+    fn an_ingest_stages_only_proven_files_of_its_own_staging_directory() {
+        use crate::engine::digest::Algorithm;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open_or_new(dir.path().join("store")).unwrap_or_else(|e| panic!("{e}"));
+        let mut ingest = store.ingest().unwrap_or_else(|e| panic!("{e}"));
+        let outside = dir.path().join("outside");
+        File::create(&outside).unwrap_or_else(|e| panic!("{e}"));
+        let proof = Verified::of(Algorithm::Sha256, b"");
+        assert!(matches!(
+            ingest.stage(outside, proof.clone()),
+            Err(Error::Store { .. })
+        ));
+        // Written through the ingest, bytes that are not what was expected are never staged.
+        let other = Digest::sha256_of(b"other");
+        let e = ingest.write_blob(&b"bytes"[..], &other, 5, "src", &mut |_| Ok(()));
+        assert!(matches!(e, Err(Error::DigestMismatch { .. })), "{e:?}");
+        assert!(!ingest.is_staged(&other));
+        let good = Digest::sha256_of(b"bytes");
+        ingest
+            .write_blob(&b"bytes"[..], &good, 5, "src", &mut |_| Ok(()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(ingest.is_staged(&good));
+    }
+
+    #[test]
     fn digest_prefixes_as_docker_prints_them() {
         assert_eq!(digest_prefix("bccf408bf52e"), Some("bccf408bf52e"));
         assert_eq!(digest_prefix("sha256:bccf408bf52e"), Some("bccf408bf52e"));
