@@ -237,13 +237,6 @@ pub struct Verified {
 }
 
 impl Verified {
-    /// Hash `bytes` (a document held in memory).
-    pub fn of(algorithm: Algorithm, bytes: &[u8]) -> Verified {
-        let mut h = algorithm.hasher();
-        h.update(bytes);
-        h.into_verified()
-    }
-
     /// The digest the bytes hash to.
     pub fn digest(&self) -> &Digest {
         &self.digest

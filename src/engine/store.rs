@@ -1325,7 +1325,7 @@ mod tests {
         let mut ingest = store.ingest().unwrap_or_else(|e| panic!("{e}"));
         let outside = dir.path().join("outside");
         File::create(&outside).unwrap_or_else(|e| panic!("{e}"));
-        let proof = Verified::of(Algorithm::Sha256, b"");
+        let proof = Algorithm::Sha256.hasher().into_verified();
         assert!(matches!(
             ingest.stage(outside, proof.clone()),
             Err(Error::Store { .. })
