@@ -667,7 +667,7 @@ pub fn run<S: Sink>(
     }
     one_size_per_digest(&images, archive.label())?;
     for image in images {
-        sink.add(&source, image)?;
+        sink.add(image)?;
     }
     sink.write(&source, progress)?;
     sink.publish()
@@ -803,7 +803,7 @@ impl Sink for StoreSink {
         true
     }
 
-    fn add(&mut self, _source: &ArchiveSource<'_>, image: Selected) -> Result<()> {
+    fn add(&mut self, image: Selected) -> Result<()> {
         self.images.push(image);
         Ok(())
     }

@@ -410,10 +410,12 @@ impl Store {
             }
             // A directory that holds nothing but what an interrupted creation leaves is still new.
             let mut fresh = !fs::exists(root.join("index.json"))?;
-            for e in fs::read_dir(&root)? {
-                let n = e.at(&root)?.file_name();
-                let n = n.to_string_lossy();
-                fresh &= n == "oci-layout" || n == "blobs" || Store::is_ingest_dir(&n);
+            if fresh {
+                for e in fs::read_dir(&root)? {
+                    let n = e.at(&root)?.file_name();
+                    let n = n.to_string_lossy();
+                    fresh &= n == "oci-layout" || n == "blobs" || Store::is_ingest_dir(&n);
+                }
             }
             if !fresh {
                 return Store::open(&root);

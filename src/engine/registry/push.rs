@@ -78,7 +78,7 @@ impl Sink for RegistrySink<'_> {
         false
     }
 
-    fn add(&mut self, _source: &ArchiveSource<'_>, image: Selected) -> Result<()> {
+    fn add(&mut self, image: Selected) -> Result<()> {
         let Selected {
             found,
             label,
