@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use _ocitar::engine::archive::read::Input;
 use _ocitar::engine::save::{IndexShape, SaveOptions};
-use _ocitar::engine::{inspect, load, save, Error, Progress};
+use _ocitar::engine::{fs, inspect, load, save, Error, Progress};
 
 fn demo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-store")
@@ -13,8 +13,8 @@ fn demo() -> PathBuf {
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("ocitar-engine-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
     d
 }
 
@@ -62,7 +62,7 @@ fn save_load_save_is_byte_identical_for_every_shape() {
         let again = save_bytes(&store, &["demo:1.0"], &[], shape).unwrap();
         assert_eq!(first, again, "{shape:?}");
     }
-    std::fs::remove_dir_all(dir).unwrap();
+    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -95,8 +95,8 @@ fn failed_load_leaves_no_store_behind() {
     )
     .unwrap_err();
     assert!(matches!(e, Error::PlatformNotFound { .. }), "{e}");
-    assert!(!store.exists());
-    std::fs::remove_dir_all(dir).unwrap();
+    assert!(!fs::exists(&store).unwrap());
+    fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

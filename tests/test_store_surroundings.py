@@ -97,6 +97,17 @@ def test_symlinked_store_internals_are_refused(tmp_path: Path, unchanged: Any, i
         assert str(store / inner) in str(e.value) and "symbolic link" in str(e.value)
 
 
+def test_a_store_file_that_cannot_be_read_is_an_error_naming_it_not_absent(tmp_path: Path, unchanged: Any) -> None:
+    # A store being created may hold an oci-layout and nothing else; a directory where that file should be
+    # cannot be read (as a permission error could not), which is not the same as "absent": the load used to
+    # go through and leave a store without an oci-layout file.
+    store = tmp_path / "store"
+    (store / "oci-layout").mkdir(parents=True)
+    with unchanged(store), pytest.raises(IsADirectoryError) as e:
+        ocitar.load(new_image().tar(), store=store)
+    assert str(store / "oci-layout") in str(e.value)
+
+
 def test_the_store_directory_itself_may_be_a_link(tmp_path: Path) -> None:
     store = loaded_store(tmp_path / "store")
     link = tmp_path / "link"

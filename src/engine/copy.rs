@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::digest::{self, Digest, Hasher, COPY_BUFFER};
+use super::digest::{Digest, Hasher, Verified, COPY_BUFFER};
 use super::error::{Error, Result};
 use super::Progress;
 
@@ -69,14 +69,19 @@ pub fn threads() -> usize {
 
 /// Copy and verify every job, calling `progress.advance` with the bytes verified (from the calling
 /// thread). With `writeback`, writeback of each copied segment to disk starts at once
-/// (`sync_file_range`), for destinations that are fsynced later.
+/// (`sync_file_range`), for destinations that are fsynced later. Returns, in job order, what each
+/// destination was proven to hold: the [`Verified`] its bytes, read back, hashed to.
 ///
 /// # Errors
 /// The first failing job's [`Error::DigestMismatch`], [`Error::SizeMismatch`] (a source shorter than
 /// `size`) or [`Error::Io`]; [`Error::Cancelled`] (or the callback's error) when `progress` fails.
-pub fn copy_verified_all(jobs: &[Job<'_>], writeback: bool, progress: &mut Progress) -> Result<()> {
+pub fn copy_verified_all(
+    jobs: &[Job<'_>],
+    writeback: bool,
+    progress: &mut Progress,
+) -> Result<Vec<Verified>> {
     if jobs.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let total = jobs.iter().fold(0u64, |t, j| t.saturating_add(j.size));
     let pool = Pool::new(jobs, writeback);
@@ -156,6 +161,8 @@ struct State {
     limit: usize,
     error: Option<Error>,
     verified: u64,
+    /// What each blob's bytes proved, once hashed and checked.
+    proofs: Vec<Option<Verified>>,
     /// Workers still running.
     running: usize,
 }
@@ -268,6 +275,7 @@ impl<'a> Pool<'a> {
                 limit: jobs.len(),
                 error: None,
                 verified: 0,
+                proofs: vec![None; jobs.len()],
                 running: 0,
             }),
             changed: Condvar::new(),
@@ -285,11 +293,23 @@ impl<'a> Pool<'a> {
         self.changed.notify_all();
     }
 
-    fn result(&self) -> Result<()> {
-        match self.lock().error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
+    fn result(&self) -> Result<Vec<Verified>> {
+        let mut st = self.lock();
+        if let Some(e) = st.error.take() {
+            return Err(e);
         }
+        std::mem::take(&mut st.proofs)
+            .into_iter()
+            .zip(self.jobs)
+            .map(|(v, j)| {
+                v.ok_or_else(|| {
+                    Error::io(
+                        j.dest,
+                        io::Error::other("copy ended before the blob was hashed"),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// A worker: take tasks until every job before the first failure is done, or the pool is cancelled.
@@ -398,9 +418,13 @@ impl<'a> Pool<'a> {
             return;
         }
         b.done = true;
-        let found = part.hasher.finish();
-        if let Err(e) = digest::check(job.digest, job.size, &found, job.size, job.location) {
-            self.fail(st, part.blob, e);
+        match part.hasher.verify(job.digest, job.size, job.location) {
+            Ok(v) => {
+                if let Some(p) = st.proofs.get_mut(part.blob) {
+                    *p = Some(v);
+                }
+            }
+            Err(e) => self.fail(st, part.blob, e),
         }
     }
 }
@@ -616,6 +640,7 @@ mod tests {
             limit: 3,
             error: None,
             verified: 0,
+            proofs: vec![None; 3],
             running: 0,
         };
         assert!(matches!(next_task(&mut st), Some(Task::Copy(1, 0))));
@@ -646,7 +671,7 @@ mod tests {
 
     #[test]
     fn largest_blobs_first() {
-        let f = File::open("/dev/null").unwrap();
+        let f = crate::engine::fs::open("/dev/null").unwrap();
         let d = Digest::sha256_of(b"");
         let p = std::path::Path::new("x");
         let job = |size| Job {
@@ -688,9 +713,11 @@ mod tests {
         assert!(e.to_string().contains(&bad.to_string()), "{e}");
         dst.set_len(0).unwrap();
         let jobs = [job(good, 0), job(good, n)];
-        copy_verified_all(&jobs, true, &mut Progress::none()).unwrap();
+        let proofs = copy_verified_all(&jobs, true, &mut Progress::none()).unwrap();
+        let proven: Vec<(&Digest, u64)> = proofs.iter().map(|v| (v.digest(), v.size())).collect();
+        assert_eq!(proven, [(good, n), (good, n)]);
         assert_eq!(
-            std::fs::read(&dp).unwrap(),
+            crate::engine::fs::read(&dp).unwrap(),
             [data.as_slice(), data.as_slice()].concat()
         );
         // A source shorter than the job says.
@@ -700,7 +727,7 @@ mod tests {
         };
         let e = copy_verified_all(&[short], false, &mut Progress::none()).unwrap_err();
         assert!(matches!(e, Error::SizeMismatch { .. }), "{e}");
-        std::fs::remove_file(sp).unwrap();
-        std::fs::remove_file(dp).unwrap();
+        crate::engine::fs::remove_file(sp).unwrap();
+        crate::engine::fs::remove_file(dp).unwrap();
     }
 }

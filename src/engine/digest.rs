@@ -48,8 +48,14 @@ impl Algorithm {
     /// A fresh hasher for this algorithm.
     pub fn hasher(self) -> Hasher {
         match self {
-            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+            Algorithm::Sha256 => Hasher {
+                state: State::Sha256(sha2::Sha256::new()),
+                len: 0,
+            },
+            Algorithm::Sha512 => Hasher {
+                state: State::Sha512(sha2::Sha512::new()),
+                len: 0,
+            },
         }
     }
 }
@@ -146,29 +152,46 @@ impl serde::Serialize for Digest {
     }
 }
 
-/// An incremental hasher of either algorithm.
+/// An incremental hasher of either algorithm that counts the bytes it is fed: what it finishes into is
+/// a digest and a size proven by those bytes ([`Hasher::verify`], [`Hasher::into_verified`]).
 #[derive(Clone)]
-pub enum Hasher {
-    /// A SHA-256 hasher (SHA-NI where the CPU has it).
+pub struct Hasher {
+    state: State,
+    len: u64,
+}
+
+#[derive(Clone)]
+enum State {
+    /// SHA-256 (SHA-NI where the CPU has it).
     Sha256(sha2::Sha256),
-    /// A SHA-512 hasher.
     Sha512(sha2::Sha512),
 }
 
 impl Hasher {
     /// Feed bytes.
     pub fn update(&mut self, bytes: &[u8]) {
-        match self {
-            Hasher::Sha256(h) => h.update(bytes),
-            Hasher::Sha512(h) => h.update(bytes),
+        self.len = self.len.saturating_add(bytes.len() as u64);
+        match &mut self.state {
+            State::Sha256(h) => h.update(bytes),
+            State::Sha512(h) => h.update(bytes),
         }
+    }
+
+    /// Bytes fed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// The digest of everything fed so far.
     pub fn finish(self) -> Digest {
-        let (algorithm, bytes): (Algorithm, Vec<u8>) = match self {
-            Hasher::Sha256(h) => (Algorithm::Sha256, h.finalize().to_vec()),
-            Hasher::Sha512(h) => (Algorithm::Sha512, h.finalize().to_vec()),
+        let (algorithm, bytes): (Algorithm, Vec<u8>) = match self.state {
+            State::Sha256(h) => (Algorithm::Sha256, h.finalize().to_vec()),
+            State::Sha512(h) => (Algorithm::Sha512, h.finalize().to_vec()),
         };
         let mut hex = String::with_capacity(bytes.len() * 2);
         for b in bytes {
@@ -177,6 +200,60 @@ impl Hasher {
             }
         }
         Digest { algorithm, hex }
+    }
+
+    /// The digest and size of what was fed, for content whose digest is learned by hashing it (a Docker
+    /// archive's layer named by path).
+    pub fn into_verified(self) -> Verified {
+        let size = self.len;
+        Verified {
+            digest: self.finish(),
+            size,
+        }
+    }
+
+    /// What was fed, checked against the digest and size expected of it.
+    ///
+    /// # Errors
+    /// [`Error::SizeMismatch`] or [`Error::DigestMismatch`] naming `expected` and `location`.
+    pub fn verify(self, expected: &Digest, size: u64, location: &str) -> Result<Verified> {
+        let found_size = self.len;
+        let found = self.finish();
+        check(expected, size, &found, found_size, location)?;
+        Ok(Verified {
+            digest: found,
+            size: found_size,
+        })
+    }
+}
+
+/// A digest and a size proven by bytes that were hashed and counted. Only a [`Hasher`] makes one (its
+/// fields are private and it has no other constructor), so a `Verified` in hand means the content was
+/// read: the store stages and commits, and the registry push commits an upload, only with one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    digest: Digest,
+    size: u64,
+}
+
+impl Verified {
+    /// The digest the bytes hash to.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// How many bytes there were.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether these are the bytes a descriptor names (digest and size), else the error naming
+    /// `location`.
+    ///
+    /// # Errors
+    /// [`Error::SizeMismatch`] or [`Error::DigestMismatch`].
+    pub fn matches(&self, expected: &Digest, size: u64, location: &str) -> Result<()> {
+        check(expected, size, &self.digest, self.size, location)
     }
 }
 
@@ -225,7 +302,7 @@ pub fn copy_verified<R: Read, W: Write>(
     location: &str,
     dest: &std::path::Path,
     tick: &mut dyn FnMut(u64) -> io::Result<()>,
-) -> Result<()> {
+) -> Result<Verified> {
     let mut reader = reader.take(size.saturating_add(1));
     let mut hashing = Hashing::new(expected.algorithm().hasher(), size, dest);
     let mut total: u64 = 0;
@@ -250,7 +327,7 @@ pub fn copy_verified<R: Read, W: Write>(
             break;
         }
     }
-    check(expected, size, &hashing.finish()?.finish(), total, location)
+    hashing.finish()?.verify(expected, size, location)
 }
 
 /// Hashes content as it passes through in chunks: on the calling thread for small content, on a
@@ -404,7 +481,7 @@ fn read_some<R: Read>(reader: &mut R, buf: &mut [u8], location: &str) -> Result<
 }
 
 /// Hash and count everything `reader` yields, copying it to `writer`. For content whose digest is not
-/// known beforehand (Docker archive layers).
+/// known beforehand (Docker archive layers): the digest and size learned.
 ///
 /// # Errors
 /// [`Error::Io`] naming `location` (reads) or `dest` (writes).
@@ -413,10 +490,9 @@ pub fn copy_hashing<R: Read, W: Write>(
     writer: &mut W,
     location: &str,
     dest: &std::path::Path,
-) -> Result<(Digest, u64)> {
+) -> Result<Verified> {
     let mut hasher = Algorithm::Sha256.hasher();
     let mut buf = vec![0u8; COPY_BUFFER];
-    let mut total = 0u64;
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -427,9 +503,8 @@ pub fn copy_hashing<R: Read, W: Write>(
         let chunk = buf.get(..n).unwrap_or_default();
         hasher.update(chunk);
         writer.write_all(chunk).map_err(|e| Error::io(dest, e))?;
-        total += n as u64;
     }
-    Ok((hasher.finish(), total))
+    Ok(hasher.into_verified())
 }
 
 #[cfg(test)]

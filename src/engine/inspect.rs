@@ -2,7 +2,6 @@
 //! walker; `verify` also re-hashes every blob (in parallel) and checks every size and reference.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -14,6 +13,7 @@ use super::content::Source;
 use super::digest::{self, Digest};
 use super::document;
 use super::error::{Error, IoContext, Result};
+use super::fs;
 use super::load::{find_images, ArchiveSource};
 use super::platform::Matcher;
 use super::reference::ANNOTATION_IMAGE_NAME;
@@ -325,7 +325,7 @@ pub fn inspect_image(path: &Path, typed: &str) -> Result<Inventory> {
 /// not match, [`Error::Io`].
 pub fn inspect(path: &Path) -> Result<Inventory> {
     missing_store(path)?;
-    if path.is_dir() {
+    if fs::metadata_if_exists(path)?.is_some_and(|m| m.is_dir()) {
         return Ok(inspect_store(path, None, None)?.1);
     }
     let mut spool = TempSpool::new("ocitar-inspect-", true)?;
@@ -346,7 +346,7 @@ fn missing_store(path: &Path) -> Result<()> {
         ]
         .contains(&e.as_str())
     });
-    if archive_like || fs::symlink_metadata(path).is_ok() {
+    if archive_like || fs::symlink_metadata_if_exists(path)?.is_some() {
         return Ok(());
     }
     Err(Error::store(path, MISSING_STORE))
@@ -488,7 +488,7 @@ impl Drop for WakeOnDrop<'_> {
 }
 
 fn hash_file(path: &Path, expected: &Digest, size: u64) -> Result<()> {
-    let f = File::open(path).at(path)?;
+    let f = fs::open(path)?;
     let loc = path.display().to_string();
     digest::copy_verified(
         f,
@@ -499,6 +499,7 @@ fn hash_file(path: &Path, expected: &Digest, size: u64) -> Result<()> {
         path,
         &mut |_| Ok(()),
     )
+    .map(drop)
 }
 
 /// Re-hash and check everything a store or archive holds, raising on the first fault; returns the
@@ -511,7 +512,7 @@ fn hash_file(path: &Path, expected: &Digest, size: u64) -> Result<()> {
 /// manifest whose config or layer is missing; [`Error::Io`].
 pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
     missing_store(path)?;
-    if path.is_dir() {
+    if fs::metadata_if_exists(path)?.is_some_and(|m| m.is_dir()) {
         return verify_store(path, progress);
     }
     let mut spool = TempSpool::new("ocitar-inspect-", true)?;
@@ -569,6 +570,7 @@ pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
                     Path::new(n),
                     &mut |_| Ok(()),
                 )
+                .map(drop)
             },
             progress,
         )?;
@@ -605,8 +607,7 @@ fn check_references(
 fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
     Store::open(path)?;
     let layout = path.join("oci-layout");
-    let bytes = File::open(&layout)
-        .and_then(|f| document::read_bounded(f, 64))
+    let bytes = document::read_bounded(fs::open(&layout)?, 64)
         .at(&layout)?
         .unwrap_or_default();
     document::check_layout(&bytes).map_err(|r| Error::store(&layout, r))?;
@@ -615,24 +616,24 @@ fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
     // Every file under blobs/<alg>/ is named by a digest and hashes to it.
     let mut files: Vec<(PathBuf, Digest, u64)> = Vec::new();
     let blobs = path.join("blobs");
-    if blobs.is_dir() {
-        for alg in fs::read_dir(&blobs).at(&blobs)? {
+    if fs::metadata_if_exists(&blobs)?.is_some_and(|m| m.is_dir()) {
+        for alg in fs::read_dir(&blobs)? {
             let alg = alg.at(&blobs)?;
             let alg_path = alg.path();
             let alg_name = alg.file_name().to_string_lossy().into_owned();
-            if !alg_path.is_dir() {
+            if !fs::metadata_if_exists(&alg_path)?.is_some_and(|m| m.is_dir()) {
                 return Err(Error::store(
                     &alg_path,
                     "expected a directory blobs/<algorithm>",
                 ));
             }
-            for f in fs::read_dir(&alg_path).at(&alg_path)? {
+            for f in fs::read_dir(&alg_path)? {
                 let f = f.at(&alg_path)?;
                 let p = f.path();
                 let hex = f.file_name().to_string_lossy().into_owned();
                 let d = Digest::from_parts(&alg_name, &hex)
                     .map_err(|e| Error::store(&p, format!("not a blob name: {e}")))?;
-                let meta = fs::symlink_metadata(&p).at(&p)?;
+                let meta = fs::symlink_metadata(&p)?;
                 if !meta.is_file() {
                     return Err(Error::store(&p, "a blob must be a regular file"));
                 }

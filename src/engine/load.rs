@@ -11,15 +11,16 @@ use serde_json::Value;
 
 use super::archive::read::{blob_digest, Archive, Entry, Input, Kind, Loc, Spool};
 use super::copy;
-use super::digest::{self, Digest};
+use super::digest::{self, Digest, Verified};
 use super::document;
 use super::error::{Error, Result};
 use super::platform::{Matcher, Platform};
 use super::reference::{self, Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use super::sink::Sink;
 use super::store::{IndexFile, Ingest, Store};
 use super::walk::{
-    self, BlobSource, Descriptor, MT_DOCKER_CONFIG, MT_DOCKER_LAYER, MT_DOCKER_LAYER_GZIP,
-    MT_DOCKER_MANIFEST,
+    self, BlobSource, Descriptor, Image, Selection, MT_DOCKER_CONFIG, MT_DOCKER_LAYER,
+    MT_DOCKER_LAYER_GZIP, MT_DOCKER_MANIFEST,
 };
 use super::Progress;
 
@@ -63,12 +64,15 @@ pub struct LoadReport {
 }
 
 /// An image found in an archive: its top-level descriptors (one per name, or one unnamed).
-pub(crate) struct Found {
+pub struct Found {
     /// The first entry: the image's top-level descriptor.
     pub top: Descriptor,
     /// Every entry (the first included).
     pub entries: Vec<Descriptor>,
 }
+
+/// A copy of an archive entry in the spool, with what hashing it on the way proved.
+type Copied = (PathBuf, Verified);
 
 /// The walker's view of an archive, plus the documents synthesized for Docker-format images.
 pub struct ArchiveSource<'a> {
@@ -77,9 +81,9 @@ pub struct ArchiveSource<'a> {
     synthesized: HashMap<Digest, Vec<u8>>,
     /// Docker layers and configs named by path rather than by digest.
     by_path: HashMap<Digest, String>,
-    /// Docker layers copied into the ingest while hashed to learn their digest (a load): staged from
-    /// there when needed, not read and hashed again.
-    prehashed: HashMap<Digest, PathBuf>,
+    /// Docker layers copied into the spool while hashed to learn their digest (a load into a store),
+    /// with what hashing them proved: staged from there when needed, not read and hashed again.
+    prehashed: HashMap<Digest, Copied>,
 }
 
 impl<'a> ArchiveSource<'a> {
@@ -145,14 +149,8 @@ impl<'a> ArchiveSource<'a> {
     ///
     /// # Errors
     /// As [`ArchiveSource::stage`] for a blob that is missing or of the wrong size.
-    fn file_range(
-        &self,
-        desc: &Descriptor,
-        ingest: &Ingest,
-    ) -> Result<Option<(&std::fs::File, u64, String)>> {
-        if ingest.is_staged(&desc.digest)
-            || self.synthesized.contains_key(&desc.digest)
-            || self.prehashed.contains_key(&desc.digest)
+    fn file_range(&self, desc: &Descriptor) -> Result<Option<(&std::fs::File, u64, String)>> {
+        if self.synthesized.contains_key(&desc.digest) || self.prehashed.contains_key(&desc.digest)
         {
             return Ok(None);
         }
@@ -166,13 +164,18 @@ impl<'a> ArchiveSource<'a> {
             .map(|(f, off)| (f, off, format!("{}:{name}", self.archive.label()))))
     }
 
-    /// Copy blob `desc` into the ingest (verified), unless it is staged already.
+    /// Stage blob `desc` in `ingest`, proven: a file already hashed (a spooled stream entry, a Docker
+    /// layer hashed to learn its digest) is staged as it is with what its hashing proved; anything else
+    /// is written into the ingest, hashed and counted on the way.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArchive`] when the blob is missing; [`Error::SizeMismatch`] /
+    /// [`Error::DigestMismatch`]; [`Error::Io`]; the progress callback's error.
     fn stage(&self, desc: &Descriptor, ingest: &mut Ingest, progress: &mut Progress) -> Result<()> {
-        if ingest.is_staged(&desc.digest) {
-            return Ok(());
-        }
+        let tick = &mut |k| progress.advance(k);
         if let Some(bytes) = self.synthesized.get(&desc.digest) {
-            return ingest.stage_bytes(&desc.digest, bytes);
+            let loc = format!("{}:manifest.json", self.archive.label());
+            return ingest.write_blob(bytes.as_slice(), &desc.digest, desc.size, &loc, tick);
         }
         let Some((name, e)) = self.entry(&desc.digest)? else {
             return Err(Error::archive(
@@ -182,33 +185,19 @@ impl<'a> ArchiveSource<'a> {
         };
         self.check_size(name, e, desc)?;
         let loc = format!("{}:{name}", self.archive.label());
-        // A Docker layer was hashed (and copied) to learn its digest: stage that copy.
-        if let Some(p) = self.prehashed.get(&desc.digest) {
-            progress.advance(desc.size).map_err(|e| Error::io(p, e))?;
-            ingest.stage(desc.digest.clone(), p.clone());
-            return Ok(());
-        }
-        // A spooled blob was hashed when it was spooled: stage that file instead of copying it.
-        if let Loc::Spooled(p, found) = &e.loc {
-            if found.algorithm() == desc.digest.algorithm() {
-                digest::check(&desc.digest, desc.size, found, e.size, &loc)?;
-                progress.advance(desc.size).map_err(|e| Error::io(p, e))?;
-                ingest.stage(desc.digest.clone(), p.clone());
-                return Ok(());
+        let hashed = match (self.prehashed.get(&desc.digest), &e.loc) {
+            (Some((p, v)), _) => Some((p, v)),
+            (None, Loc::Spooled(p, v)) if v.digest().algorithm() == desc.digest.algorithm() => {
+                Some((p, v))
             }
+            _ => None,
+        };
+        if let Some((p, v)) = hashed {
+            v.matches(&desc.digest, desc.size, &loc)?;
+            tick(desc.size).map_err(|e| Error::io(p, e))?;
+            return ingest.stage(p.clone(), v.clone());
         }
-        let (tmp, file) = ingest.temp_file()?;
-        let mut w = std::io::BufWriter::with_capacity(digest::COPY_BUFFER, file);
-        let r = self.archive.open(e)?;
-        digest::copy_verified(r, &mut w, &desc.digest, desc.size, &loc, &tmp, &mut |k| {
-            progress.advance(k)
-        })?;
-        let f = w
-            .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        drop(f);
-        ingest.stage(desc.digest.clone(), tmp);
-        Ok(())
+        ingest.write_blob(self.archive.open(e)?, &desc.digest, desc.size, &loc, tick)
     }
 }
 
@@ -250,20 +239,10 @@ impl BlobSource for ArchiveSource<'_> {
     }
 }
 
-struct IngestSpool<'a>(&'a mut Ingest);
-
-impl Spool for IngestSpool<'_> {
+impl Spool for Ingest {
     fn temp_file(&mut self) -> Result<(PathBuf, std::fs::File)> {
-        self.0.temp_file()
+        Ingest::temp_file(self)
     }
-}
-
-/// Read `input`'s entries, spooling a stream into `ingest`.
-///
-/// # Errors
-/// As [`Archive::read`].
-pub fn open_archive(input: Input, ingest: &mut Ingest) -> Result<Archive> {
-    Archive::read(input, &mut IngestSpool(ingest))
 }
 
 /// Find the images of an archive: `index.json` entries grouped by digest, or, without an index (or with
@@ -404,35 +383,39 @@ fn docker_layer(
     name: &str,
     e: &Entry,
     spool: Option<&mut (dyn Spool + '_)>,
-) -> Result<(Digest, bool, Option<PathBuf>)> {
+) -> Result<(Digest, bool, Option<Copied>)> {
     match (&e.loc, blob_digest(name)) {
-        (Loc::Spooled(_, d), _) => return Ok((d.clone(), head_is_gzip(ar, e)?, None)),
+        (Loc::Spooled(_, v), _) => return Ok((v.digest().clone(), head_is_gzip(ar, e)?, None)),
         (Loc::Hashed(d, gz), _) => return Ok((d.clone(), *gz, None)),
         (_, Some(d)) => return Ok((d, head_is_gzip(ar, e)?, None)),
         _ => {}
     }
     let mut head = Vec::new();
-    let (d, size, copy) = match spool {
+    let (found, copy) = match spool {
         Some(spool) => {
             let (tmp, file) = spool.temp_file()?;
             let mut w = HeadCapture(
                 &mut head,
                 std::io::BufWriter::with_capacity(digest::COPY_BUFFER, file),
             );
-            let (d, size) = digest::copy_hashing(ar.open(e)?, &mut w, name, &tmp)?;
+            let found = digest::copy_hashing(ar.open(e)?, &mut w, name, &tmp)?;
             w.1.flush().map_err(|err| Error::io(&tmp, err))?;
-            (d, size, Some(tmp))
+            (found.clone(), Some((tmp, found)))
         }
         None => {
             let mut w = HeadCapture(&mut head, std::io::sink());
-            let (d, size) = digest::copy_hashing(ar.open(e)?, &mut w, name, Path::new(name))?;
-            (d, size, None)
+            let found = digest::copy_hashing(ar.open(e)?, &mut w, name, Path::new(name))?;
+            (found, None)
         }
     };
-    if size != e.size {
+    if found.size() != e.size {
         return Err(Error::archive(name, "truncated"));
     }
-    Ok((d, head.starts_with(&[0x1f, 0x8b]), copy))
+    Ok((
+        found.digest().clone(),
+        head.starts_with(&[0x1f, 0x8b]),
+        copy,
+    ))
 }
 
 fn docker_list(bytes: &[u8]) -> Result<Vec<DockerEntry>> {
@@ -628,140 +611,260 @@ pub fn load(
     progress: &mut Progress,
 ) -> Result<LoadReport> {
     let matcher = Matcher::only(Platform::parse_list(platforms)?);
-    let store = Store::open_or_new(store_path)?;
-    let mut ingest = store.ingest()?;
-    let archive = open_archive(input, &mut ingest)?;
+    let sink = StoreSink::open(store_path)?;
+    run(sink, input, &matcher, progress)
+}
+
+/// One image of an archive, walked and selected: what [`run`] hands a [`Sink`].
+pub struct Selected {
+    /// The image's top-level descriptor and its `index.json` entries (its names).
+    pub found: Found,
+    /// How messages name the image: its first familiar name, else its digest.
+    pub label: String,
+    /// The walked tree.
+    pub image: Image,
+    /// What the platform list selects of it.
+    pub sel: Selection,
+}
+
+/// Load `input` into `sink`, keeping what `matcher` selects: read the archive (spooling a stream where the
+/// sink says), find its images, walk and select each one, check one size per digest across all of them,
+/// then let the sink take the selections, write the blobs and publish the names. Everything before
+/// [`Sink::write`] is the same for every sink.
+///
+/// # Errors
+/// As [`load`]; the sink's errors.
+pub fn run<S: Sink>(
+    mut sink: S,
+    input: Input,
+    matcher: &Matcher,
+    progress: &mut Progress,
+) -> Result<LoadReport> {
+    let archive = Archive::read(input, sink.spool())?;
     let mut source = ArchiveSource::new(&archive);
-    let found = find_images(&mut source, Some(&mut IngestSpool(&mut ingest)))?;
-    let mut plans = Vec::new();
-    for f in &found {
-        let top = &f.top;
+    let found = if sink.keeps_hashed_layers() {
+        find_images(&mut source, Some(sink.spool()))?
+    } else {
+        find_images(&mut source, None)?
+    };
+    let mut images = Vec::with_capacity(found.len());
+    for f in found {
         let label = f
             .entries
             .iter()
-            .find_map(|d| {
-                reference::entry_names(
-                    d.annotation(ANNOTATION_IMAGE_NAME),
-                    d.annotation(ANNOTATION_REF_NAME),
-                )
-                .into_iter()
-                .next()
-            })
-            .map_or_else(|| top.digest.to_string(), |n| reference::familiar(&n));
-        let image = walk::walk(&source, top)?;
-        let sel = walk::select(&image, &matcher, &label, |r| {
+            .find_map(Descriptor::full_name)
+            .map_or_else(|| f.top.digest.to_string(), |n| reference::familiar(&n));
+        let image = walk::walk(&source, &f.top)?;
+        let sel = walk::select(&image, matcher, &label, |r| {
             Error::archive(archive.label(), r)
         })?;
-        plans.push((f, sel));
+        images.push(Selected {
+            found: f,
+            label,
+            image,
+            sel,
+        });
     }
-    // Stage every needed blob that the store does not have, verified.
-    // One digest, one size, across every image of the archive.
+    one_size_per_digest(&images, archive.label())?;
+    for image in images {
+        sink.add(image)?;
+    }
+    sink.write(&source, progress)?;
+    sink.publish()
+}
+
+/// One digest, one size, across every image of an archive (within one image the walker checks it too).
+///
+/// # Errors
+/// [`Error::SizeMismatch`] naming the digest and both sizes.
+fn one_size_per_digest(images: &[Selected], label: &str) -> Result<()> {
     let mut sizes: HashMap<&Digest, u64> = HashMap::new();
-    for d in plans.iter().flat_map(|(_, s)| s.blobs.iter()) {
+    for d in images.iter().flat_map(|i| i.sel.blobs.iter()) {
         if let Some(&size) = sizes.get(&d.digest).filter(|&&s| s != d.size) {
             return Err(Error::SizeMismatch {
                 digest: d.digest.to_string(),
-                location: format!("descriptors in {}", archive.label()),
+                location: format!("descriptors in {label}"),
                 expected: size,
                 found: d.size.to_string(),
             });
         }
         sizes.insert(&d.digest, d.size);
     }
-    let needed: Vec<&Descriptor> = {
+    Ok(())
+}
+
+/// A store directory as load's [`Sink`]: blobs staged in an [`Ingest`] (a stream spooled straight into
+/// it), then committed with `index.json` replaced last under the store lock; dropped uncommitted, it
+/// leaves the store as it was.
+pub struct StoreSink {
+    store: Store,
+    ingest: Ingest,
+    images: Vec<Selected>,
+    written: usize,
+    present: usize,
+    bytes: u64,
+}
+
+impl StoreSink {
+    /// A sink into the store at `path`, created when missing (a staging directory is made in it now).
+    ///
+    /// # Errors
+    /// As [`Store::open_or_new`] and [`Store::ingest`].
+    pub fn open(path: &Path) -> Result<StoreSink> {
+        let store = Store::open_or_new(path)?;
+        let ingest = store.ingest()?;
+        Ok(StoreSink {
+            store,
+            ingest,
+            images: Vec::new(),
+            written: 0,
+            present: 0,
+            bytes: 0,
+        })
+    }
+
+    /// The blobs the images need that the store lacks, each once; blobs it has are relied on (they
+    /// must still be there at commit) and counted present.
+    ///
+    /// # Errors
+    /// [`Error::SizeMismatch`] when the store holds a blob of another size than the archive says;
+    /// [`Error::Store`] / [`Error::Io`] when a blob path cannot be examined.
+    fn missing(&mut self) -> Result<Vec<Descriptor>> {
         let mut seen = HashSet::new();
-        plans
-            .iter()
-            .flat_map(|(_, s)| s.blobs.iter())
-            .filter(|d| seen.insert(d.digest.clone()))
-            .collect()
-    };
-    let (mut written, mut present, mut bytes) = (0usize, 0usize, 0u64);
-    let mut missing: Vec<&Descriptor> = Vec::new();
-    for d in needed {
-        match store.existing_blob(&d.digest)? {
-            // A blob the store has already must be the size the archive's descriptor says.
-            Some(size) if size != d.size => {
-                return Err(Error::SizeMismatch {
-                    digest: d.digest.to_string(),
-                    location: store.blob_path(&d.digest).display().to_string(),
-                    expected: d.size,
-                    found: size.to_string(),
+        let mut missing = Vec::new();
+        for d in self.images.iter().flat_map(|i| i.sel.blobs.iter()) {
+            if !seen.insert(&d.digest) {
+                continue;
+            }
+            match self.store.existing_blob(&d.digest)? {
+                Some(size) if size != d.size => {
+                    return Err(Error::SizeMismatch {
+                        digest: d.digest.to_string(),
+                        location: self.store.blob_path(&d.digest).display().to_string(),
+                        expected: d.size,
+                        found: size.to_string(),
+                    })
+                }
+                Some(_) => {
+                    self.present += 1;
+                    self.ingest.rely_on(d.digest.clone());
+                }
+                None => missing.push(d.clone()),
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Copy blobs held in ranges of a seekable archive file into staging files by the kernel, on every
+    /// core ([`copy::copy_verified_all`]), and stage each with what its copy proved.
+    ///
+    /// # Errors
+    /// As [`copy::copy_verified_all`]; [`Error::Io`] when a staging file cannot be made.
+    fn copy_ranges(
+        &mut self,
+        ranged: &[(&Descriptor, &std::fs::File, u64, String)],
+        progress: &mut Progress,
+    ) -> Result<()> {
+        for batch in ranged.chunks(OPEN_BLOBS) {
+            let mut staging = Vec::with_capacity(batch.len());
+            for _ in batch {
+                staging.push(self.ingest.temp_file()?);
+            }
+            let jobs: Vec<copy::Job<'_>> = batch
+                .iter()
+                .zip(&staging)
+                .map(|((d, file, offset, location), (tmp, dst))| copy::Job {
+                    src: file,
+                    src_offset: *offset,
+                    dst,
+                    dst_offset: 0,
+                    size: d.size,
+                    digest: &d.digest,
+                    location,
+                    dest: tmp,
                 })
+                .collect();
+            let proofs = copy::copy_verified_all(&jobs, true, progress)?;
+            drop(jobs);
+            for ((tmp, _), proof) in staging.into_iter().zip(proofs) {
+                self.ingest.stage(tmp, proof)?;
             }
-            Some(_) => {
-                present += 1;
-                ingest.rely_on(d.digest.clone());
+        }
+        Ok(())
+    }
+}
+
+impl Sink for StoreSink {
+    fn spool(&mut self) -> &mut dyn Spool {
+        &mut self.ingest
+    }
+
+    fn keeps_hashed_layers(&self) -> bool {
+        true
+    }
+
+    fn add(&mut self, image: Selected) -> Result<()> {
+        self.images.push(image);
+        Ok(())
+    }
+
+    /// Blobs in a seekable archive file are copied by the kernel on every core; the rest (documents,
+    /// spooled streams, in-memory archives) one by one.
+    fn write(&mut self, source: &ArchiveSource<'_>, progress: &mut Progress) -> Result<()> {
+        let missing = self.missing()?;
+        progress.start(missing.iter().fold(0u64, |t, d| t.saturating_add(d.size)));
+        let mut ranged = Vec::new();
+        for d in &missing {
+            if self.ingest.is_staged(&d.digest) {
+                continue;
             }
-            None => missing.push(d),
+            match source.file_range(d)? {
+                Some((file, offset, location)) => ranged.push((d, file, offset, location)),
+                None => source.stage(d, &mut self.ingest, progress)?,
+            }
         }
+        self.copy_ranges(&ranged, progress)?;
+        self.written = missing.len();
+        self.bytes = missing.iter().fold(0u64, |t, d| t.saturating_add(d.size));
+        progress.finish()
     }
-    progress.start(missing.iter().fold(0u64, |t, d| t.saturating_add(d.size)));
-    // Blobs in a seekable archive file are copied by the kernel on every core (`copy`); the rest
-    // (documents, spooled streams, in-memory archives) one by one.
-    let mut ranged = Vec::new();
-    for d in missing {
-        match source.file_range(d, &ingest)? {
-            Some((file, offset, location)) => ranged.push((d, file, offset, location)),
-            None => source.stage(d, &mut ingest, progress)?,
-        }
-        written += 1;
-        bytes = bytes.saturating_add(d.size);
+
+    fn publish(self) -> Result<LoadReport> {
+        let StoreSink {
+            ingest,
+            images: selected,
+            written,
+            present,
+            bytes,
+            ..
+        } = self;
+        let images = ingest.commit(|index| {
+            let mut out = Vec::new();
+            let mut merge = Merge::new(index);
+            for Selected { found, sel, .. } in &selected {
+                let moved = merge.add(&found.entries);
+                out.push(LoadedImage {
+                    names: walk::familiar_names(&found.entries),
+                    digest: found.top.digest.clone(),
+                    media_type: found.top.media_type.clone(),
+                    platforms: sel.platforms.clone(),
+                    absent: [sel.absent.as_slice(), sel.left_out.as_slice()].concat(),
+                    attestations: sel.attestations,
+                    moved,
+                    foreign: sel.foreign.clone(),
+                });
+            }
+            merge.finish();
+            Ok(out)
+        })?;
+        Ok(LoadReport {
+            images,
+            blobs_written: written,
+            blobs_present: present,
+            blobs_mounted: 0,
+            bytes_written: bytes,
+        })
     }
-    for batch in ranged.chunks(OPEN_BLOBS) {
-        let mut staging = Vec::with_capacity(batch.len());
-        for _ in batch {
-            staging.push(ingest.temp_file()?);
-        }
-        let jobs: Vec<copy::Job<'_>> = batch
-            .iter()
-            .zip(&staging)
-            .map(|((d, file, offset, location), (tmp, dst))| copy::Job {
-                src: file,
-                src_offset: *offset,
-                dst,
-                dst_offset: 0,
-                size: d.size,
-                digest: &d.digest,
-                location,
-                dest: tmp,
-            })
-            .collect();
-        copy::copy_verified_all(&jobs, true, progress)?;
-        drop(jobs);
-        for ((d, ..), (tmp, _)) in batch.iter().zip(staging) {
-            ingest.stage(d.digest.clone(), tmp);
-        }
-    }
-    progress.finish()?;
-    // Commit: blobs into place, then index.json under the lock.
-    let images = ingest.commit(|index| {
-        let mut out = Vec::new();
-        let mut merge = Merge::new(index);
-        for (f, sel) in &plans {
-            let moved = merge.add(&f.entries);
-            let top = &f.top;
-            out.push(LoadedImage {
-                names: walk::familiar_names(&f.entries),
-                digest: top.digest.clone(),
-                media_type: top.media_type.clone(),
-                platforms: sel.platforms.clone(),
-                absent: [sel.absent.as_slice(), sel.left_out.as_slice()].concat(),
-                attestations: sel.attestations,
-                moved,
-                foreign: sel.foreign.clone(),
-            });
-        }
-        merge.finish();
-        Ok(out)
-    })?;
-    Ok(LoadReport {
-        images,
-        blobs_written: written,
-        blobs_present: present,
-        blobs_mounted: 0,
-        bytes_written: bytes,
-    })
 }
 
 fn name_key(d: &Descriptor) -> Option<String> {

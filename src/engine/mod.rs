@@ -23,6 +23,7 @@ pub mod copy;
 pub mod digest;
 pub mod document;
 pub mod error;
+pub mod fs;
 pub mod inspect;
 pub mod load;
 pub mod oci;
@@ -30,6 +31,7 @@ pub mod platform;
 pub mod reference;
 pub mod registry;
 pub mod save;
+pub mod sink;
 pub mod store;
 pub mod walk;
 

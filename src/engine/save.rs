@@ -228,10 +228,8 @@ enum OutputKind {
 /// # Errors
 /// [`Error::Io`] with `EISDIR` for a directory; [`Error::Io`] when `path` cannot be examined.
 fn output_kind(path: &Path) -> Result<OutputKind> {
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OutputKind::Replace),
-        Err(e) => return Err(Error::io(path, e)),
+    let Some(meta) = super::fs::metadata_if_exists(path)? else {
+        return Ok(OutputKind::Replace);
     };
     if meta.is_dir() {
         return Err(Error::io(path, io::Error::from_raw_os_error(libc::EISDIR)));
@@ -272,11 +270,12 @@ fn through_descriptor(path: &Path) -> bool {
 /// # Errors
 /// [`Error::InvalidArgument`] naming both paths.
 fn refuse_inside_store(store: &Path, path: &Path) -> Result<()> {
-    let Ok(root) = fs::canonicalize(store) else {
+    let Ok(root) = super::fs::canonicalize(store) else {
         return Ok(());
     };
-    let resolved = fs::canonicalize(path).or_else(|_| {
-        fs::canonicalize(parent_dir(path)).map(|d| d.join(path.file_name().unwrap_or_default()))
+    let resolved = super::fs::canonicalize(path).or_else(|_| {
+        super::fs::canonicalize(parent_dir(path))
+            .map(|d| d.join(path.file_name().unwrap_or_default()))
     });
     match resolved {
         Ok(out) if out.starts_with(&root) => Err(Error::InvalidArgument(format!(

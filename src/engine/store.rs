@@ -28,7 +28,7 @@
 //! blob) are refused, never followed: everything ocitar reads and writes stays inside the store.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
@@ -40,9 +40,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::digest::Digest;
+use super::digest::{copy_verified, Digest, Verified, COPY_BUFFER};
 use super::document::{self, parse_document, MAX_DOCUMENT_BYTES};
 use super::error::{Error, IoContext, Result};
+use super::fs;
 use super::reference::{self, Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use super::walk::{BlobSource, Descriptor, MT_OCI_INDEX};
 
@@ -323,7 +324,7 @@ pub const MISSING_STORE: &str =
     "no such store (a directory holding an OCI image layout: oci-layout, index.json, blobs/)";
 
 /// What a file that is not a regular file is, for messages: "a directory", "a FIFO", ….
-pub fn kind_of(m: &fs::Metadata) -> &'static str {
+pub fn kind_of(m: &std::fs::Metadata) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     let t = m.file_type();
     if t.is_dir() {
@@ -366,10 +367,10 @@ impl Store {
     /// does not exist); [`Error::Io`] when they cannot be read.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         let root = path.as_ref().to_path_buf();
-        if !root.exists() {
+        let Some(meta) = fs::metadata_if_exists(&root)? else {
             return Err(Error::store(&root, MISSING_STORE));
-        }
-        if !root.is_dir() {
+        };
+        if !meta.is_dir() {
             return Err(Error::store(
                 &root,
                 "not a directory (an OCI image layout needs oci-layout, index.json and blobs/)",
@@ -377,21 +378,20 @@ impl Store {
         }
         for f in ["oci-layout", "index.json"] {
             let p = root.join(f);
-            match fs::metadata(&p) {
-                Ok(m) if m.is_file() => {}
-                Ok(m) => {
+            match fs::metadata_if_exists(&p)? {
+                Some(m) if m.is_file() => {}
+                Some(m) => {
                     return Err(Error::store(
                         &p,
                         format!("is {}, not a regular file", kind_of(&m)),
                     ))
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                None => {
                     return Err(Error::store(
                         &p,
                         "missing: this directory is not an OCI image layout",
                     ))
                 }
-                Err(e) => return Err(Error::io(&p, e)),
             }
         }
         check_internals(&root)?;
@@ -404,17 +404,19 @@ impl Store {
     /// [`Error::Store`] when `path` exists and is neither an empty directory nor an OCI image layout.
     pub fn open_or_new(path: impl AsRef<Path>) -> Result<Store> {
         let root = path.as_ref().to_path_buf();
-        if root.exists() {
-            if !root.is_dir() {
+        if let Some(meta) = fs::metadata_if_exists(&root)? {
+            if !meta.is_dir() {
                 return Err(Error::store(&root, "exists and is not a directory"));
             }
             // A directory that holds nothing but what an interrupted creation leaves is still new.
-            let fresh = !root.join("index.json").exists()
-                && fs::read_dir(&root).at(&root)?.flatten().all(|e| {
-                    let n = e.file_name();
+            let mut fresh = !fs::exists(root.join("index.json"))?;
+            if fresh {
+                for e in fs::read_dir(&root)? {
+                    let n = e.at(&root)?.file_name();
                     let n = n.to_string_lossy();
-                    n == "oci-layout" || n == "blobs" || Store::is_ingest_dir(&n)
-                });
+                    fresh &= n == "oci-layout" || n == "blobs" || Store::is_ingest_dir(&n);
+                }
+            }
             if !fresh {
                 return Store::open(&root);
             }
@@ -425,9 +427,13 @@ impl Store {
 
     /// Whether this store is being created (no `index.json` and no `oci-layout` yet, or only the
     /// `oci-layout` an interrupted creation wrote).
-    fn creating(&self) -> bool {
-        !self.root.join("index.json").exists()
-            && fs::read(self.root.join("oci-layout")).map_or(true, |b| b == OCI_LAYOUT)
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `index.json` or `oci-layout` when they cannot be examined or read (a
+    /// directory there is not "absent").
+    fn creating(&self) -> Result<bool> {
+        Ok(!fs::exists(self.root.join("index.json"))?
+            && fs::read_if_exists(self.root.join("oci-layout"))?.is_none_or(|b| b == OCI_LAYOUT))
     }
 
     /// The store's directory.
@@ -474,12 +480,15 @@ impl Store {
     /// [`Error::Store`] when it is over [`MAX_DOCUMENT_BYTES`]; [`Error::Io`] when unreadable.
     fn index_bytes(&self) -> Result<Option<Vec<u8>>> {
         let p = self.root.join("index.json");
-        let f = match File::open(&p) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.creating() => {
-                return Ok(None)
+        let f = match fs::open_if_exists(&p)? {
+            Some(f) => f,
+            None if self.creating()? => return Ok(None),
+            None => {
+                return Err(Error::io(
+                    &p,
+                    std::io::Error::from_raw_os_error(libc::ENOENT),
+                ))
             }
-            Err(e) => return Err(Error::io(&p, e)),
         };
         let size = f.metadata().at(&p)?.len();
         let Some(bytes) = document::read_bounded(f, size).at(&p)? else {
@@ -529,17 +538,16 @@ impl Store {
     /// link, a device): ocitar neither follows nor replaces it; [`Error::Io`] when it cannot be examined.
     pub fn existing_blob(&self, d: &Digest) -> Result<Option<u64>> {
         let p = self.blob_path(d);
-        match fs::symlink_metadata(&p) {
-            Ok(m) if m.is_file() => Ok(Some(m.len())),
-            Ok(m) => Err(Error::store(
+        match fs::symlink_metadata_if_exists(&p)? {
+            Some(m) if m.is_file() => Ok(Some(m.len())),
+            Some(m) => Err(Error::store(
                 &p,
                 format!(
                     "blob {d} is {}, not a regular file (remove it; `ocitar verify` checks the store)",
                     kind_of(&m)
                 ),
             )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&p, e)),
+            None => Ok(None),
         }
     }
 
@@ -592,17 +600,13 @@ impl Store {
             .and_then(|v| v.parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v >= 0.0)
             .unwrap_or(DEFAULT_LOCK_TIMEOUT);
-        let dir = File::open(&self.root).at(&self.root)?;
+        let dir = fs::open(&self.root)?;
         let start = Instant::now();
         loop {
-            // SAFETY: flock on a descriptor we own; no memory is shared with the kernel.
-            let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc == 0 {
-                return Ok(StoreLock { _dir: dir });
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::WouldBlock {
-                return Err(Error::io(&self.root, err));
+            match dir.try_lock() {
+                Ok(()) => return Ok(StoreLock { _dir: dir }),
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(e)) => return Err(Error::io(&self.root, e)),
             }
             if start.elapsed().as_secs_f64() >= timeout {
                 return Err(Error::store(
@@ -620,20 +624,20 @@ impl Store {
     /// # Errors
     /// [`Error::Io`] when the directory cannot be created.
     pub fn ingest(&self) -> Result<Ingest> {
-        let created_root = if self.root.exists() {
+        let created_root = if fs::exists(&self.root)? {
             None
         } else {
             let mut top = self.root.clone();
             while let Some(parent) = top.parent() {
-                if parent.as_os_str().is_empty() || parent.exists() {
+                if parent.as_os_str().is_empty() || fs::exists(parent)? {
                     break;
                 }
                 top = parent.to_path_buf();
             }
-            fs::create_dir_all(&self.root).at(&self.root)?;
+            fs::create_dir_all(&self.root)?;
             Some(top)
         };
-        self.remove_stale_ingests();
+        self.remove_stale_ingests()?;
         let (dir, lock) = self.new_staging_dir()?;
         Ok(Ingest {
             store: self.clone(),
@@ -662,23 +666,21 @@ impl Store {
             let dir = self
                 .root
                 .join(format!("{INGEST_PREFIX}{}-{n}-{nanos}", std::process::id()));
-            fs::create_dir(&dir).at(&dir)?;
-            let f = match File::open(&dir) {
-                Ok(f) => f,
-                // A cleaner took it for stale between mkdir and here: make another.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(&dir, e)),
-            };
-            // SAFETY: flock on a descriptor we own. Blocking: a cleaner that took the lock first (between
-            // mkdir and here) holds it only while it removes the directory.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err(Error::io(&dir, std::io::Error::last_os_error()));
+            if !fs::create_dir(&dir)? {
+                continue;
             }
+            // None: a cleaner took it for stale between mkdir and here: make another.
+            let Some(f) = fs::open_if_exists(&dir)? else {
+                continue;
+            };
+            // Blocking: a cleaner that took the lock first (between mkdir and here) holds it only while
+            // it removes the directory.
+            f.lock().at(&dir)?;
             // Still ours (a cleaner did not remove it before the lock was taken)?
             use std::os::unix::fs::MetadataExt;
             let ours = f.metadata().at(&dir)?;
-            if fs::symlink_metadata(&dir)
-                .is_ok_and(|m| m.ino() == ours.ino() && m.dev() == ours.dev())
+            if fs::symlink_metadata_if_exists(&dir)?
+                .is_some_and(|m| m.ino() == ours.ino() && m.dev() == ours.dev())
             {
                 return Ok((dir, f));
             }
@@ -687,22 +689,23 @@ impl Store {
 
     /// Remove what loads that are gone left: staging directories whose lock can be taken (their owner
     /// ended, whatever PID namespace it ran in), and, when the store lock is free, temporary
-    /// `index.json` / `oci-layout` files (only ever written under that lock).
-    fn remove_stale_ingests(&self) {
-        let Ok(rd) = fs::read_dir(&self.root) else {
-            return;
-        };
+    /// `index.json` / `oci-layout` files (only ever written under that lock). Removal is best effort:
+    /// what cannot be removed now (another cleaner got there first) is left for the next ingest.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the store when its directory cannot be listed.
+    fn remove_stale_ingests(&self) -> Result<()> {
         let mut store_lock: Option<Option<File>> = None;
-        for e in rd.flatten() {
+        for e in fs::read_dir(&self.root)? {
+            let e = e.at(&self.root)?;
             let name = e.file_name();
             if !name.to_str().is_some_and(Store::is_ingest_dir) {
                 continue;
             }
             let path = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                let Ok(f) = File::open(&path) else { continue };
-                // SAFETY: flock on a descriptor we own; LOCK_NB never waits.
-                if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            if e.file_type().at(&path)?.is_dir() {
+                let Ok(f) = fs::open(&path) else { continue };
+                if f.try_lock().is_ok() {
                     let _ = fs::remove_dir_all(&path);
                 }
             } else if store_lock
@@ -712,6 +715,7 @@ impl Store {
                 let _ = fs::remove_file(&path);
             }
         }
+        Ok(())
     }
 
     /// Whether `name` (a file directly in the store) is a staging directory of an ingest.
@@ -721,10 +725,13 @@ impl Store {
 }
 
 impl BlobSource for Store {
+    /// The size of a regular file at the blob's path; `None` when there is none, or when it cannot be
+    /// examined ([`Store::existing_blob`], on the way to reading it, then fails naming the path).
     fn blob_size(&self, desc: &Descriptor) -> Option<u64> {
-        fs::symlink_metadata(self.blob_path(&desc.digest))
+        fs::symlink_metadata_if_exists(self.blob_path(&desc.digest))
             .ok()
-            .filter(|m| m.is_file())
+            .flatten()
+            .filter(std::fs::Metadata::is_file)
             .map(|m| m.len())
     }
 
@@ -744,9 +751,14 @@ impl BlobSource for Store {
         Ok(Some(out))
     }
 
-    /// Present when anything is at the blob's path: reading a directory or FIFO there then fails naming it.
+    /// Present when anything is at the blob's path, or when it cannot be told (a permission error, a file
+    /// where a directory should be): reading it then fails naming the path, where "absent" would have
+    /// reported a platform missing.
     fn has_blob(&self, desc: &Descriptor) -> bool {
-        fs::symlink_metadata(self.blob_path(&desc.digest)).is_ok()
+        !matches!(
+            fs::symlink_metadata_if_exists(self.blob_path(&desc.digest)),
+            Ok(None)
+        )
     }
 
     fn malformed(&self, location: &str, reason: String) -> Error {
@@ -759,9 +771,8 @@ impl BlobSource for Store {
 
 /// The store's lock when it is free now (`flock` with `LOCK_NB`), else `None`.
 fn try_lock(root: &Path) -> Option<File> {
-    let f = File::open(root).ok()?;
-    // SAFETY: flock on a descriptor we own; LOCK_NB never waits.
-    (unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0).then_some(f)
+    let f = fs::open(root).ok()?;
+    f.try_lock().is_ok().then_some(f)
 }
 
 /// The store's exclusive lock, released when dropped.
@@ -802,14 +813,28 @@ impl Ingest {
         Ok((p, f))
     }
 
-    /// Record a verified temporary file as the content of `digest`, and start writing it back to disk
-    /// (it is fsynced, with every other staged file, by [`Ingest::commit`]).
-    pub fn stage(&mut self, digest: Digest, path: PathBuf) {
-        if let Ok(f) = File::open(&path) {
-            // SAFETY: sync_file_range on a descriptor we own; it only starts asynchronous writeback.
-            unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    /// Stage a file of the staging directory (from [`Ingest::temp_file`]) as the blob its bytes were
+    /// proven to be, and start writing it back to disk (it is fsynced, with every other staged file, by
+    /// [`Ingest::commit`]). Only a [`Verified`] names what a staged file holds: nothing reaches the
+    /// store on a caller's word.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when `path` is not a file of this ingest's staging directory.
+    pub fn stage(&mut self, path: PathBuf, blob: Verified) -> Result<()> {
+        if path.parent() != Some(self.dir.as_path()) {
+            return Err(Error::store(
+                &path,
+                format!(
+                    "is not in this load's staging directory {}",
+                    self.dir.display()
+                ),
+            ));
         }
-        self.staged.insert(digest, path);
+        let f = fs::open(&path)?;
+        // SAFETY: sync_file_range on a descriptor we own; it only starts asynchronous writeback.
+        unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        self.staged.insert(blob.digest().clone(), path);
+        Ok(())
     }
 
     /// Record that the index will name `digest`, found in the store rather than staged.
@@ -822,18 +847,27 @@ impl Ingest {
         self.staged.contains_key(digest)
     }
 
-    /// Write `bytes` (already known to hash to `digest`) as a staged blob.
+    /// Write the blob `expected` of `size` bytes from `reader` into a new staging file, hashing and
+    /// counting as it is written (on a second thread for large blobs), and stage it once digest and size
+    /// are proven. `tick(n)` is called as bytes are written.
     ///
     /// # Errors
-    /// [`Error::Io`] on write failure.
-    pub fn stage_bytes(&mut self, digest: &Digest, bytes: &[u8]) -> Result<()> {
-        if self.is_staged(digest) {
-            return Ok(());
-        }
-        let (p, mut f) = self.temp_file()?;
-        f.write_all(bytes).at(&p)?;
-        self.stage(digest.clone(), p);
-        Ok(())
+    /// [`Error::SizeMismatch`] / [`Error::DigestMismatch`] naming `location`; [`Error::Io`] naming the
+    /// source (reads) or the staging file (writes).
+    pub fn write_blob<R: std::io::Read>(
+        &mut self,
+        reader: R,
+        expected: &Digest,
+        size: u64,
+        location: &str,
+        tick: &mut dyn FnMut(u64) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let (tmp, file) = self.temp_file()?;
+        let mut w = std::io::BufWriter::with_capacity(COPY_BUFFER, file);
+        let blob = copy_verified(reader, &mut w, expected, size, location, &tmp, tick)?;
+        w.into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        self.stage(tmp, blob)
     }
 
     /// Make every staged file durable. Up to [`FSYNC_EACH_MAX`] files are `fsync`ed one by one; more are
@@ -849,11 +883,11 @@ impl Ingest {
     fn sync_staged(&self) -> Result<()> {
         if self.staged.len() <= FSYNC_EACH_MAX {
             for tmp in self.staged.values() {
-                File::open(tmp).and_then(|f| f.sync_all()).at(tmp)?;
+                fs::open(tmp)?.sync_all().at(tmp)?;
             }
             return Ok(());
         }
-        let dir = File::open(&self.dir).at(&self.dir)?;
+        let dir = fs::open(&self.dir)?;
         // SAFETY: syncfs on a descriptor we own and keep open for the call.
         if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
             return Err(Error::io(&self.dir, std::io::Error::last_os_error()));
@@ -923,10 +957,8 @@ impl Ingest {
             };
             if !dirs.iter().any(|d| d == parent) {
                 for dir in [root.join("blobs"), parent.to_path_buf()] {
-                    match fs::create_dir(&dir) {
-                        Ok(()) => added.dirs.push(dir),
-                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                        Err(e) => return Err(Error::io(&dir, e)),
+                    if fs::create_dir(&dir)? {
+                        added.dirs.push(dir);
                     }
                 }
                 dirs.push(parent.to_path_buf());
@@ -934,17 +966,17 @@ impl Ingest {
             if self.store.existing_blob(digest)?.is_some() {
                 continue;
             }
-            fs::rename(tmp, &dest).at(&dest)?;
+            fs::rename(tmp, &dest)?;
             added.blobs.push(dest);
         }
         for d in &dirs {
-            File::open(d).and_then(|f| f.sync_all()).at(d)?;
+            fs::open(d)?.sync_all().at(d)?;
         }
         let blobs = root.join("blobs");
-        if blobs.exists() {
-            File::open(&blobs).and_then(|f| f.sync_all()).at(&blobs)?;
+        if let Some(f) = fs::open_if_exists(&blobs)? {
+            f.sync_all().at(&blobs)?;
         }
-        if !root.join("oci-layout").exists() {
+        if !fs::exists(root.join("oci-layout"))? {
             write_atomic(root, "oci-layout", OCI_LAYOUT, &mut |_| {})?;
             added.layout = Some(root.join("oci-layout"));
         }
@@ -1010,7 +1042,7 @@ pub fn write_atomic(
 ) -> Result<()> {
     let tmp = dir.join(format!("{INGEST_PREFIX}{}-{name}.tmp", std::process::id()));
     let dest = dir.join(name);
-    let res = (|| -> std::io::Result<()> {
+    let res = (|| -> Result<()> {
         // Whatever is at our name (left by a killed process with our pid, or planted) is unlinked, never
         // followed: the file is created new.
         let _ = fs::remove_file(&tmp);
@@ -1019,17 +1051,17 @@ pub fn write_atomic(
             .create_new(true)
             .custom_flags(libc::O_NOFOLLOW)
             .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+            .open(&tmp)
+            .at(&tmp)?;
+        f.write_all(bytes).and_then(|()| f.sync_all()).at(&tmp)?;
         fs::rename(&tmp, &dest)?;
         renamed(true);
-        File::open(dir)?.sync_all()
+        fs::open(dir)?.sync_all().at(dir)
     })();
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    res.at(&dest)
+    res
 }
 
 /// Refuse a store whose own files are symbolic links (`oci-layout`, `index.json`, `blobs/`,
@@ -1045,11 +1077,13 @@ fn check_internals(root: &Path) -> Result<()> {
         root.join("index.json"),
         blobs.clone(),
     ];
-    if let Ok(rd) = fs::read_dir(&blobs) {
-        paths.extend(rd.flatten().map(|e| e.path()));
+    if let Some(rd) = fs::read_dir_if_exists(&blobs)? {
+        for e in rd {
+            paths.push(e.at(&blobs)?.path());
+        }
     }
     for p in paths {
-        if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+        if fs::symlink_metadata_if_exists(&p)?.is_some_and(|m| m.file_type().is_symlink()) {
             return Err(Error::store(
                 &p,
                 "is a symbolic link: ocitar keeps a store's files inside it and does not follow links there",
@@ -1283,6 +1317,31 @@ mod tests {
         );
         let e = Entries::parse(dup.as_bytes()).unwrap();
         assert_eq!(e.iter().next().unwrap().digest, d);
+    }
+
+    #[test]
+    fn an_ingest_stages_only_proven_files_of_its_own_staging_directory() {
+        use crate::engine::digest::Algorithm;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open_or_new(dir.path().join("store")).unwrap_or_else(|e| panic!("{e}"));
+        let mut ingest = store.ingest().unwrap_or_else(|e| panic!("{e}"));
+        let outside = dir.path().join("outside");
+        File::create(&outside).unwrap_or_else(|e| panic!("{e}"));
+        let proof = Algorithm::Sha256.hasher().into_verified();
+        assert!(matches!(
+            ingest.stage(outside, proof.clone()),
+            Err(Error::Store { .. })
+        ));
+        // Written through the ingest, bytes that are not what was expected are never staged.
+        let other = Digest::sha256_of(b"other");
+        let e = ingest.write_blob(&b"bytes"[..], &other, 5, "src", &mut |_| Ok(()));
+        assert!(matches!(e, Err(Error::DigestMismatch { .. })), "{e:?}");
+        assert!(!ingest.is_staged(&other));
+        let good = Digest::sha256_of(b"bytes");
+        ingest
+            .write_blob(&b"bytes"[..], &good, 5, "src", &mut |_| Ok(()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(ingest.is_staged(&good));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::guard::{Refused, TarGuard, MAX_NAME};
 use super::Compression;
-use crate::engine::digest::{self, Digest};
+use crate::engine::digest::{self, Digest, Verified};
 use crate::engine::document::{self, MAX_DOCUMENT_BYTES};
 use crate::engine::error::{Error, IoContext, Result};
 
@@ -43,8 +43,9 @@ pub enum Kind {
 pub enum Loc {
     /// At this offset of the seekable input.
     Offset(u64),
-    /// In this spooled file, with the sha256 of its content (verified against the name for blobs).
-    Spooled(PathBuf, Digest),
+    /// In this spooled file, with the digest and size its content was hashed to as it was spooled
+    /// (checked against the name for blobs).
+    Spooled(PathBuf, Verified),
     /// Held in memory (a small entry of a stream), with the digest of its content as for `Spooled`.
     Memory(Arc<[u8]>, Digest),
     /// Read from a stream, hashed (verified against the name for blobs) and dropped; whether it is gzip.
@@ -185,7 +186,7 @@ impl Archive {
     pub fn read(input: Input, spool: &mut dyn Spool) -> Result<Archive> {
         match input {
             Input::Path(p) => {
-                let mut f = File::open(&p).at(&p)?;
+                let mut f = crate::engine::fs::open(&p)?;
                 // A pipe, FIFO or device (`load -i <(…)`, `/dev/stdin`) cannot seek: read it as a stream.
                 let meta = f.metadata().at(&p)?;
                 if !meta.is_file() && !meta.is_dir() {
@@ -376,7 +377,7 @@ impl Archive {
                     .min(b.len());
                 Ok(Box::new(b.get(start..end).unwrap_or(&[])))
             }
-            (Loc::Spooled(p, _), _) => Ok(Box::new(File::open(p).at(p)?)),
+            (Loc::Spooled(p, _), _) => Ok(Box::new(crate::engine::fs::open(p)?)),
             (Loc::Memory(b, _), _) => Ok(Box::new(io::Cursor::new(Arc::clone(b)))),
             _ => Ok(Box::new(io::empty())),
         }
@@ -661,7 +662,7 @@ impl Destination<'_> {
             && size <= MEMORY_ENTRY
             && self.memory.saturating_add(size + ENTRY_OVERHEAD) <= MEMORY_BUDGET;
         let at = (name, Path::new(name));
-        let (path, held, (found, n, gzip)) = if in_memory {
+        let (path, held, (found, gzip)) = if in_memory {
             *self.memory += size + ENTRY_OVERHEAD;
             let mut held = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
             let copied = copy_hash_into(e, &mut held, alg, size, at, label)?;
@@ -680,19 +681,22 @@ impl Destination<'_> {
             let copied = copy_hash_into(e, &mut io::sink(), alg, size, at, label)?;
             (None, None, copied)
         };
-        if n != size {
+        if found.size() != size {
             return Err(bad(
                 name,
-                format!("truncated: header says {size} bytes, found {n}"),
+                format!(
+                    "truncated: header says {size} bytes, found {}",
+                    found.size()
+                ),
             ));
         }
         if let Some(d) = &expected {
-            digest::check(d, size, &found, n, &format!("{label}:{name}"))?;
+            found.matches(d, size, &format!("{label}:{name}"))?;
         }
         Ok(match (path, held) {
             (Some(p), _) => Loc::Spooled(p, found),
-            (None, Some(buf)) => Loc::Memory(buf.into(), found),
-            (None, None) => Loc::Hashed(found, gzip),
+            (None, Some(buf)) => Loc::Memory(buf.into(), found.digest().clone()),
+            (None, None) => Loc::Hashed(found.digest().clone(), gzip),
         })
     }
 }
@@ -814,8 +818,7 @@ fn copy_hash_into<R: Read, W: io::Write>(
     size: u64,
     (name, path): (&str, &Path),
     label: &str,
-) -> Result<(Digest, u64, bool)> {
-    let mut n = 0u64;
+) -> Result<(Verified, bool)> {
     let mut head: Vec<u8> = Vec::with_capacity(2);
     let mut hashing = digest::Hashing::new(alg.hasher(), size, path);
     loop {
@@ -843,9 +846,8 @@ fn copy_hash_into<R: Read, W: io::Write>(
         if k == 0 {
             break;
         }
-        n += k as u64;
     }
-    Ok((hashing.finish()?.finish(), n, head == [0x1f, 0x8b]))
+    Ok((hashing.finish()?.into_verified(), head == [0x1f, 0x8b]))
 }
 
 /// The digest a blob entry's name declares (`blobs/<alg>/<hex>`).

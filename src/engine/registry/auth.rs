@@ -133,10 +133,8 @@ fn file_error(path: &Path, reason: impl std::fmt::Display) -> Error {
 /// Read a credential file through [`document`]'s bounded read and parser; `None` when it does not
 /// exist.
 fn read_json(path: &Path) -> Result<Option<Value>> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(path, e)),
+    let Some(file) = crate::engine::fs::open_if_exists(path)? else {
+        return Ok(None);
     };
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let Some(bytes) = document::read_bounded(file, size).map_err(|e| Error::io(path, e))? else {

@@ -664,6 +664,7 @@ impl Source for RegistrySource<'_> {
                     dest,
                     &mut |_| Ok(()),
                 )
+                .map(drop)
             },
             progress,
         )

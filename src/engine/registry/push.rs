@@ -10,19 +10,19 @@ use std::sync::Mutex;
 
 use super::transport::{header, shown, status_error, Payload, ATTEMPTS};
 use super::{Registry, Target, ACCEPT};
-use crate::engine::archive::read::{Archive, Input, TempSpool};
-use crate::engine::digest::{Digest, Hasher};
+use crate::engine::archive::read::{Input, Spool, TempSpool};
+use crate::engine::digest::{Digest, Hasher, Verified};
 use crate::engine::error::{Error, Result};
-use crate::engine::load::{find_images, ArchiveSource, LoadReport, LoadedImage};
+use crate::engine::load::{self, ArchiveSource, LoadReport, LoadedImage, Selected};
 use crate::engine::platform::{Matcher, Platform};
 use crate::engine::reference;
 use crate::engine::save::{subset, IndexShape};
+use crate::engine::sink::Sink;
 use crate::engine::walk::{self, Descriptor, Image, Node, Selection};
 use crate::engine::Progress;
 
 /// One image to push: where, and what.
 struct Plan {
-    label: String,
     targets: Vec<Target>,
     top: Descriptor,
     /// Manifests and indexes, children before parents, with their bytes.
@@ -47,33 +47,77 @@ pub fn load(
     progress: &mut Progress,
 ) -> Result<LoadReport> {
     let matcher = Matcher::only(Platform::parse_list(platforms)?);
-    let mut spool = TempSpool::new("ocitar-push-", false)?;
-    let archive = Archive::read(input, &mut spool)?;
-    let mut source = ArchiveSource::new(&archive);
-    let found = find_images(&mut source, None)?;
-    let mut plans = Vec::new();
-    for f in &found {
-        let names: Vec<String> = f.entries.iter().filter_map(Descriptor::full_name).collect();
-        let label = names
-            .first()
-            .map_or_else(|| f.top.digest.to_string(), |n| reference::familiar(n));
-        let image = walk::walk(&source, &f.top)?;
-        let sel = walk::select(&image, &matcher, &label, |r| {
-            Error::archive(archive.label(), r)
-        })?;
+    let sink = RegistrySink {
+        registry,
+        shape,
+        spool: TempSpool::new("ocitar-push-", false)?,
+        plans: Vec::new(),
+        counts: Counts::default(),
+    };
+    load::run(sink, input, &matcher, progress)
+}
+
+/// A registry as load's [`Sink`]: a stream is spooled into a private temporary directory; each image is
+/// planned in the shape asked for (a would-be-sparse index refused before any upload); then blobs are
+/// pushed (each upload committed only with the [`Verified`] its bytes proved), manifests and indexes by
+/// digest, and tags last.
+pub struct RegistrySink<'r> {
+    registry: &'r Registry,
+    shape: IndexShape,
+    spool: TempSpool,
+    plans: Vec<Plan>,
+    counts: Counts,
+}
+
+impl Sink for RegistrySink<'_> {
+    fn spool(&mut self) -> &mut dyn Spool {
+        &mut self.spool
+    }
+
+    fn keeps_hashed_layers(&self) -> bool {
+        false
+    }
+
+    fn add(&mut self, image: Selected) -> Result<()> {
+        let Selected {
+            found,
+            label,
+            image,
+            sel,
+        } = image;
         let mut targets = Vec::new();
-        for n in &names {
-            let t = registry.rename(n)?;
+        for n in found.entries.iter().filter_map(Descriptor::full_name) {
+            let t = self.registry.rename(&n)?;
             if !targets.contains(&t) {
                 targets.push(t);
             }
         }
         if targets.is_empty() {
-            targets.push(unnamed_target(registry, &label)?);
+            targets.push(unnamed_target(self.registry, &label)?);
         }
-        plans.push(plan(&source, &image, sel, shape, label, targets)?);
+        self.plans
+            .push(plan(&image, sel, self.shape, &label, targets)?);
+        Ok(())
     }
-    push(registry, &source, &plans, progress)
+
+    fn write(&mut self, source: &ArchiveSource<'_>, progress: &mut Progress) -> Result<()> {
+        prepare(self.registry, &self.plans)?;
+        push_blobs(self.registry, source, &self.plans, &self.counts, progress)?;
+        // Manifests and indexes by digest (children before parents), in every repository.
+        for p in &self.plans {
+            for t in &p.targets {
+                for (d, bytes) in &p.documents {
+                    put_manifest(self.registry, t, &d.digest.to_string(), d, bytes)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tags last.
+    fn publish(self) -> Result<LoadReport> {
+        tag_all(self.registry, &self.plans, &self.counts)
+    }
 }
 
 /// Where an image without a name goes: the base's repository, by digest only.
@@ -135,48 +179,20 @@ fn documents(
     }
 }
 
+/// What to push for one image in `shape`: its documents (children before parents) and its other blobs.
+///
+/// # Errors
+/// As [`keep_shape`] and [`manifest_shape`].
 fn plan(
-    source: &ArchiveSource<'_>,
     image: &Image,
     sel: Selection,
     shape: IndexShape,
-    label: String,
+    label: &str,
     targets: Vec<Target>,
 ) -> Result<Plan> {
-    let document_digests: HashSet<Digest> = {
-        let mut v = Vec::new();
-        documents(&image.root, &sel, &BTreeMap::new(), &mut v);
-        v.into_iter().map(|(d, _)| d.digest).collect()
-    };
-    let blobs: Vec<Descriptor> = sel
-        .blobs
-        .iter()
-        .filter(|d| !document_digests.contains(&d.digest))
-        .cloned()
-        .collect();
     let mut docs = Vec::new();
     let top = match shape {
-        IndexShape::Keep => {
-            let mut all = Vec::new();
-            listed(&image.root, &mut all);
-            if all.iter().any(|d| !sel.kept.contains(&d.digest)) {
-                let dropped: Vec<String> = all
-                    .iter()
-                    .filter(|d| !sel.kept.contains(&d.digest))
-                    .filter(|d| d.attestation_of().is_none())
-                    .map(|d| d.platform_text().unwrap_or_else(|| d.digest.to_string()))
-                    .collect();
-                return Err(Error::PlatformNotFound {
-                    image: format!(
-                        "{label} (a registry refuses an index that lists content it does not hold; load with index='subset' or index='manifest')"
-                    ),
-                    missing: dropped,
-                    available: sel.platforms.clone(),
-                });
-            }
-            documents(&image.root, &sel, &BTreeMap::new(), &mut docs);
-            image.top.clone()
-        }
+        IndexShape::Keep => keep_shape(image, &sel, label, &mut docs)?,
         IndexShape::Subset => {
             let mut rewritten = BTreeMap::new();
             let top =
@@ -184,48 +200,103 @@ fn plan(
             documents(&image.root, &sel, &rewritten, &mut docs);
             top
         }
-        IndexShape::Manifest => {
-            let manifests = image.manifests();
-            let chosen: Vec<_> = manifests
-                .iter()
-                .filter(|m| sel.manifests.contains(&m.desc.digest))
-                .collect();
-            let [m] = chosen.as_slice() else {
-                return Err(Error::InvalidArgument(format!(
-                    "index='manifest' pushes one platform per image, but {} platforms of image {label} are selected ({}); choose one with platforms=",
-                    chosen.len(),
-                    sel.platforms.join(", ")
-                )));
-            };
-            docs.push((m.desc.clone(), m.doc.clone()));
-            m.desc.clone()
-        }
-    };
-    let blobs = match shape {
-        IndexShape::Manifest => {
-            let keep: HashSet<&Digest> = image
-                .manifests()
-                .iter()
-                .filter(|m| m.desc.digest == top.digest)
-                .flat_map(|m| m.config.iter().chain(m.layers.iter()).map(|d| &d.digest))
-                .collect();
-            blobs
-                .into_iter()
-                .filter(|d| keep.contains(&d.digest))
-                .collect()
-        }
-        _ => blobs,
+        IndexShape::Manifest => manifest_shape(image, &sel, label, &mut docs)?,
     };
     // Documents come from the archive verified by the walker; a rewritten one was hashed as it was made.
-    let _ = source;
+    let blobs = plan_blobs(image, &sel, shape, &top);
     Ok(Plan {
-        label,
         targets,
         top,
         documents: docs,
         blobs,
         sel,
     })
+}
+
+/// The image's own top-level descriptor and documents, unchanged.
+///
+/// # Errors
+/// [`Error::PlatformNotFound`] when an index would list content the registry would not hold (a
+/// registry refuses it): load with `index='subset'` or `'manifest'`.
+fn keep_shape(
+    image: &Image,
+    sel: &Selection,
+    label: &str,
+    docs: &mut Vec<(Descriptor, Vec<u8>)>,
+) -> Result<Descriptor> {
+    let mut all = Vec::new();
+    listed(&image.root, &mut all);
+    if all.iter().any(|d| !sel.kept.contains(&d.digest)) {
+        let dropped: Vec<String> = all
+            .iter()
+            .filter(|d| !sel.kept.contains(&d.digest))
+            .filter(|d| d.attestation_of().is_none())
+            .map(|d| d.platform_text().unwrap_or_else(|| d.digest.to_string()))
+            .collect();
+        return Err(Error::PlatformNotFound {
+            image: format!(
+                "{label} (a registry refuses an index that lists content it does not hold; load with index='subset' or index='manifest')"
+            ),
+            missing: dropped,
+            available: sel.platforms.clone(),
+        });
+    }
+    documents(&image.root, sel, &BTreeMap::new(), docs);
+    Ok(image.top.clone())
+}
+
+/// The one selected platform manifest as the image.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when more or fewer than one platform is selected.
+fn manifest_shape(
+    image: &Image,
+    sel: &Selection,
+    label: &str,
+    docs: &mut Vec<(Descriptor, Vec<u8>)>,
+) -> Result<Descriptor> {
+    let manifests = image.manifests();
+    let chosen: Vec<_> = manifests
+        .iter()
+        .filter(|m| sel.manifests.contains(&m.desc.digest))
+        .collect();
+    let [m] = chosen.as_slice() else {
+        return Err(Error::InvalidArgument(format!(
+            "index='manifest' pushes one platform per image, but {} platforms of image {label} are selected ({}); choose one with platforms=",
+            chosen.len(),
+            sel.platforms.join(", ")
+        )));
+    };
+    docs.push((m.desc.clone(), m.doc.clone()));
+    Ok(m.desc.clone())
+}
+
+/// The selected blobs that are not documents; for `Manifest`, only those of the manifest pushed.
+fn plan_blobs(
+    image: &Image,
+    sel: &Selection,
+    shape: IndexShape,
+    top: &Descriptor,
+) -> Vec<Descriptor> {
+    let document_digests: HashSet<Digest> = {
+        let mut v = Vec::new();
+        documents(&image.root, sel, &BTreeMap::new(), &mut v);
+        v.into_iter().map(|(d, _)| d.digest).collect()
+    };
+    let keep: Option<HashSet<&Digest>> = (shape == IndexShape::Manifest).then(|| {
+        image
+            .manifests()
+            .iter()
+            .filter(|m| m.desc.digest == top.digest)
+            .flat_map(|m| m.config.iter().chain(m.layers.iter()).map(|d| &d.digest))
+            .collect()
+    });
+    sel.blobs
+        .iter()
+        .filter(|d| !document_digests.contains(&d.digest))
+        .filter(|d| keep.as_ref().is_none_or(|k| k.contains(&d.digest)))
+        .cloned()
+        .collect()
 }
 
 /// Counts of what the blob step did.
@@ -237,13 +308,11 @@ struct Counts {
     bytes: AtomicU64,
 }
 
-fn push(
-    registry: &Registry,
-    source: &ArchiveSource<'_>,
-    plans: &[Plan],
-    progress: &mut Progress,
-) -> Result<LoadReport> {
-    // One token per host for every repository the load writes (push and pull: a mount reads too).
+/// One token per host for every repository the load writes (push and pull: a mount reads too).
+///
+/// # Errors
+/// [`Error::Authentication`] / [`Error::Registry`] from the token exchange.
+fn prepare(registry: &Registry, plans: &[Plan]) -> Result<()> {
     let mut scopes: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for t in plans.iter().flat_map(|p| p.targets.iter()) {
         let s = format!("repository:{}:pull,push", t.repository);
@@ -255,8 +324,21 @@ fn push(
     for (host, s) in &scopes {
         registry.client.prepare(host, s)?;
     }
-    // Blobs: each (host, repository, blob) once; the first repository of a host that receives a blob
-    // is where later repositories mount it from.
+    Ok(())
+}
+
+/// Push every blob: each (host, repository, blob) once; the first repository of a host that receives a
+/// blob is where later repositories mount it from, so those go first.
+///
+/// # Errors
+/// The first failing blob's error.
+fn push_blobs(
+    registry: &Registry,
+    source: &ArchiveSource<'_>,
+    plans: &[Plan],
+    counts: &Counts,
+    progress: &mut Progress,
+) -> Result<()> {
     let mut work: Vec<(&Target, &Descriptor)> = Vec::new();
     let mut seen = HashSet::new();
     for p in plans {
@@ -268,7 +350,6 @@ fn push(
             }
         }
     }
-    // First the blobs of the first repository of each, then the others (which may mount them).
     let mut first_repo: HashMap<(&str, &Digest), &str> = HashMap::new();
     let (mut firsts, mut rest) = (Vec::new(), Vec::new());
     for (t, b) in work {
@@ -280,40 +361,16 @@ fn push(
             }
         }
     }
-    let counts = Counts::default();
-    let total: u64 = firsts
-        .iter()
-        .chain(rest.iter())
-        .map(|(_, b, _)| b.size)
-        .sum();
-    let mut failed: Option<Error> = None;
     for batch in [&firsts, &rest] {
-        let r = crate::engine::inspect::parallel_n(
+        crate::engine::inspect::parallel_n(
             batch,
             registry.jobs,
             |(_, b, _)| b.size,
-            |(t, b, from)| put_blob(registry, source, t, b, *from, &counts),
+            |(t, b, from)| put_blob(registry, source, t, b, *from, counts),
             progress,
-        );
-        if let Err(e) = r {
-            failed = Some(e);
-            break;
-        }
+        )?;
     }
-    let _ = total;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    // Manifests and indexes by digest (children before parents), in every repository.
-    for p in plans {
-        for t in &p.targets {
-            for (d, bytes) in &p.documents {
-                put_manifest(registry, t, &d.digest.to_string(), d, bytes)?;
-            }
-        }
-    }
-    // Tags last.
-    tag_all(registry, plans, &counts)
+    Ok(())
 }
 
 fn tag_all(registry: &Registry, plans: &[Plan], counts: &Counts) -> Result<LoadReport> {
@@ -356,7 +413,6 @@ fn tag_all(registry: &Registry, plans: &[Plan], counts: &Counts) -> Result<LoadR
             moved,
             foreign: p.sel.foreign.clone(),
         });
-        let _ = &p.label;
     }
     Ok(LoadReport {
         images,
@@ -465,55 +521,37 @@ fn put_blob(
     from: Option<&str>,
     counts: &Counts,
 ) -> Result<()> {
-    let client = &registry.client;
-    let host = t.api_host();
     let head = format!("/v2/{}/blobs/{}", t.repository, b.digest);
-    let resp = client.send(host, "HEAD", &head, &[], &Payload::Empty)?;
+    let resp = registry
+        .client
+        .send(t.api_host(), "HEAD", &head, &[], &Payload::Empty)?;
     if resp.status().as_u16() == 200 {
         counts.present.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
-    let fault: Mutex<Option<Error>> = Mutex::new(None);
+    let verdict: Mutex<Option<Result<Verified>>> = Mutex::new(None);
     let open = || -> Result<Box<dyn Read + '_>> {
-        let inner = source.open_blob(b)?;
         Ok(Box::new(Verifying {
-            inner,
+            inner: source.open_blob(b)?,
             hasher: Some(b.digest.algorithm().hasher()),
-            n: 0,
             desc: b,
             location: format!("{}:{}", source.archive.label(), b.digest.blob_name()),
-            fault: &fault,
+            verdict: &verdict,
         }))
     };
     let mut last = None;
     for _ in 0..ATTEMPTS {
-        let Some(location) = start_upload(registry, t, b, from)? else {
+        let Some(session) = start_upload(registry, t, b, from)? else {
             counts.mounted.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         };
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let put = format!("{location}{sep}digest={}", b.digest);
-        let sent = client.send(
-            host,
-            "PUT",
-            &put,
-            &[("content-type", "application/octet-stream")],
-            &Payload::Stream(&open, b.size),
-        );
-        if let Some(e) = fault.lock().ok().and_then(|mut f| f.take()) {
-            return Err(e);
-        }
-        match sent {
-            Ok(resp) if resp.status().as_u16() == 201 => {
+        match upload(registry, t, b, &session, &open, &verdict)? {
+            Ok(proof) => {
                 counts.uploaded.fetch_add(1, Ordering::Relaxed);
-                counts.bytes.fetch_add(b.size, Ordering::Relaxed);
+                counts.bytes.fetch_add(proof.size(), Ordering::Relaxed);
                 return Ok(());
             }
-            // A session the registry lost (distribution cannot resume one): start the blob again.
-            Ok(resp) if resp.status().as_u16() == 404 => last = Some(status_error(resp, &put)),
-            Ok(resp) => return Err(status_error(resp, &put)),
-            Err(e @ Error::Registry { status: 0, .. }) => last = Some(e),
-            Err(e) => return Err(e),
+            Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| Error::Registry {
@@ -523,6 +561,69 @@ fn put_blob(
         message: "upload failed".into(),
         moved: Vec::new(),
     }))
+}
+
+/// Send the blob's bytes into the upload `session` and commit it in one request (PUT `?digest=`),
+/// hashed and counted on the way: the last chunk is handed to the connection only once the bytes prove
+/// the descriptor's digest and size (a [`Verified`]), so a registry never completes an upload of bytes
+/// that failed verification. `Ok(Ok(proof))` when the blob is in place; `Ok(Err(e))` to retry after
+/// when the connection dropped or the registry lost the session (distribution cannot resume one).
+///
+/// # Errors
+/// [`Error::DigestMismatch`] / [`Error::SizeMismatch`] for bytes that fail verification; any other
+/// answer of the registry.
+fn upload<'a>(
+    registry: &Registry,
+    t: &Target,
+    b: &Descriptor,
+    session: &str,
+    open: &'a Opener<'a>,
+    verdict: &Mutex<Option<Result<Verified>>>,
+) -> Result<std::result::Result<Verified, Error>> {
+    let sep = if session.contains('?') { '&' } else { '?' };
+    let put = format!("{session}{sep}digest={}", b.digest);
+    let sent = registry.client.send(
+        t.api_host(),
+        "PUT",
+        &put,
+        &[("content-type", "application/octet-stream")],
+        &Payload::Stream(open, b.size),
+    );
+    let proof = verdict.lock().ok().and_then(|mut v| v.take());
+    if let Some(Err(e)) = proof {
+        return Err(e);
+    }
+    match sent {
+        Ok(resp) if resp.status().as_u16() == 201 => match proof {
+            Some(Ok(v)) => Ok(Ok(v)),
+            // An empty body is never read: its proof is read here.
+            _ => prove(open()?, verdict).map(Ok),
+        },
+        Ok(resp) if resp.status().as_u16() == 404 => Ok(Err(status_error(resp, &put))),
+        Ok(resp) => Err(status_error(resp, &put)),
+        Err(e @ Error::Registry { status: 0, .. }) => Ok(Err(e)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens a blob's bytes again for each attempt to send them.
+type Opener<'a> = dyn Fn() -> Result<Box<dyn Read + 'a>> + Sync + 'a;
+
+/// Read a verifying reader to its end and take what it proved.
+///
+/// # Errors
+/// What verification found; [`Error::Io`] when the blob cannot be read.
+fn prove(mut r: Box<dyn Read + '_>, verdict: &Mutex<Option<Result<Verified>>>) -> Result<Verified> {
+    let copied = io::copy(&mut r, &mut io::sink());
+    match verdict.lock().ok().and_then(|mut v| v.take()) {
+        Some(v) => v,
+        None => Err(Error::io(
+            "<upload>",
+            copied
+                .err()
+                .unwrap_or_else(|| io::Error::other("blob ended early")),
+        )),
+    }
 }
 
 /// Start an upload of `b` into `t`'s repository: a mount from `from` when given (`None` when the
@@ -564,46 +665,39 @@ fn start_upload(
     client.url(host, location).map(Some)
 }
 
-/// Hashes what an upload reads; at the end, a digest or size that differs from the descriptor's is
-/// an error (kept in `fault`) and the upload fails before the registry could store it.
+/// Hashes and counts what an upload reads; when the last byte is read, what the bytes proved (a
+/// [`Verified`], or the mismatch) goes into `verdict`, and a mismatch fails the read, so the request
+/// ends before the registry has the whole blob.
 struct Verifying<'a, R> {
     inner: R,
     hasher: Option<Hasher>,
-    n: u64,
     desc: &'a Descriptor,
     location: String,
-    fault: &'a Mutex<Option<Error>>,
+    verdict: &'a Mutex<Option<Result<Verified>>>,
 }
 
 impl<R: Read> Read for Verifying<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let (Some(h), Some(chunk)) = (self.hasher.as_mut(), buf.get(..n)) {
-            h.update(chunk);
-        }
-        self.n += n as u64;
+        let Some(h) = self.hasher.as_mut() else {
+            return Ok(n);
+        };
+        h.update(buf.get(..n).unwrap_or_default());
         // Checked when the last byte is read (the HTTP body ends there, without a read at EOF).
-        if self.n < self.desc.size && n > 0 {
+        if h.len() < self.desc.size && n > 0 {
             return Ok(n);
         }
         let Some(h) = self.hasher.take() else {
             return Ok(n);
         };
-        let found = h.finish();
-        match crate::engine::digest::check(
-            &self.desc.digest,
-            self.desc.size,
-            &found,
-            self.n,
-            &self.location,
-        ) {
-            Ok(()) => Ok(n),
-            Err(e) => {
-                if let Ok(mut f) = self.fault.lock() {
-                    *f = Some(e);
-                }
-                Err(io::Error::other("blob failed verification"))
-            }
+        let found = h.verify(&self.desc.digest, self.desc.size, &self.location);
+        let failed = found.is_err();
+        if let Ok(mut v) = self.verdict.lock() {
+            *v = Some(found);
         }
+        if failed {
+            return Err(io::Error::other("blob failed verification"));
+        }
+        Ok(n)
     }
 }

@@ -95,7 +95,7 @@ pub fn shown(url: &str) -> String {
 }
 
 fn load_certs(path: &Path, into: &mut Vec<Certificate<'static>>) -> Result<()> {
-    let pem = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let pem = crate::engine::fs::read(path)?;
     let before = into.len();
     for item in ureq::tls::parse_pem(&pem) {
         if let Ok(PemItem::Certificate(c)) = item {
@@ -137,7 +137,7 @@ impl Client {
             .map(std::path::PathBuf::from)
             .into_iter()
             .chain(SYSTEM_BUNDLES.iter().map(std::path::PathBuf::from))
-            .find(|p| p.is_file());
+            .find(|p| crate::engine::fs::metadata(p).is_ok_and(|m| m.is_file()));
         if let Some(b) = bundle {
             // An unreadable system bundle falls back to the built-in roots below.
             let _ = load_certs(&b, &mut certs);
