@@ -647,7 +647,9 @@ pub fn run<S: Sink>(
     } else {
         find_images(&mut source, None)?
     };
-    let mut images = Vec::with_capacity(found.len());
+    // Each image goes to the sink as soon as it is selected: its walked tree (parsed documents) is
+    // dropped there, so memory holds one tree at a time, not one per image of the archive.
+    let mut sizes = OneSizePerDigest::default();
     for f in found {
         let label = f
             .entries
@@ -658,39 +660,47 @@ pub fn run<S: Sink>(
         let sel = walk::select(&image, matcher, &label, |r| {
             Error::archive(archive.label(), r)
         })?;
-        images.push(Selected {
+        sizes.check(&sel, archive.label())?;
+        sink.add(Selected {
             found: f,
             label,
             image,
             sel,
-        });
+        })?;
     }
-    one_size_per_digest(&images, archive.label())?;
-    for image in images {
-        sink.add(image)?;
-    }
+    drop(sizes);
     sink.write(&source, progress)?;
     sink.publish()
 }
 
 /// One digest, one size, across every image of an archive (within one image the walker checks it too).
-///
-/// # Errors
-/// [`Error::SizeMismatch`] naming the digest and both sizes.
-fn one_size_per_digest(images: &[Selected], label: &str) -> Result<()> {
-    let mut sizes: HashMap<&Digest, u64> = HashMap::new();
-    for d in images.iter().flat_map(|i| i.sel.blobs.iter()) {
-        if let Some(&size) = sizes.get(&d.digest).filter(|&&s| s != d.size) {
-            return Err(Error::SizeMismatch {
-                digest: d.digest.to_string(),
-                location: format!("descriptors in {label}"),
-                expected: size,
-                found: d.size.to_string(),
-            });
+#[derive(Default)]
+struct OneSizePerDigest(HashMap<Digest, u64>);
+
+impl OneSizePerDigest {
+    /// Check one more image's blobs against those of the images before it.
+    ///
+    /// # Errors
+    /// [`Error::SizeMismatch`] naming the digest and both sizes.
+    fn check(&mut self, sel: &Selection, label: &str) -> Result<()> {
+        for d in &sel.blobs {
+            match self.0.get(&d.digest) {
+                Some(&size) if size != d.size => {
+                    return Err(Error::SizeMismatch {
+                        digest: d.digest.to_string(),
+                        location: format!("descriptors in {label}"),
+                        expected: size,
+                        found: d.size.to_string(),
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    self.0.insert(d.digest.clone(), d.size);
+                }
+            }
         }
-        sizes.insert(&d.digest, d.size);
+        Ok(())
     }
-    Ok(())
 }
 
 /// A store directory as load's [`Sink`]: blobs staged in an [`Ingest`] (a stream spooled straight into
@@ -699,7 +709,8 @@ fn one_size_per_digest(images: &[Selected], label: &str) -> Result<()> {
 pub struct StoreSink {
     store: Store,
     ingest: Ingest,
-    images: Vec<Selected>,
+    /// Each image's entries (its names) and selection; its walked tree is not kept.
+    images: Vec<(Found, Selection)>,
     written: usize,
     present: usize,
     bytes: u64,
@@ -732,7 +743,7 @@ impl StoreSink {
     fn missing(&mut self) -> Result<Vec<Descriptor>> {
         let mut seen = HashSet::new();
         let mut missing = Vec::new();
-        for d in self.images.iter().flat_map(|i| i.sel.blobs.iter()) {
+        for d in self.images.iter().flat_map(|(_, sel)| sel.blobs.iter()) {
             if !seen.insert(&d.digest) {
                 continue;
             }
@@ -804,7 +815,7 @@ impl Sink for StoreSink {
     }
 
     fn add(&mut self, image: Selected) -> Result<()> {
-        self.images.push(image);
+        self.images.push((image.found, image.sel));
         Ok(())
     }
 
@@ -841,7 +852,7 @@ impl Sink for StoreSink {
         let images = ingest.commit(|index| {
             let mut out = Vec::new();
             let mut merge = Merge::new(index);
-            for Selected { found, sel, .. } in &selected {
+            for (found, sel) in &selected {
                 let moved = merge.add(&found.entries);
                 out.push(LoadedImage {
                     names: walk::familiar_names(&found.entries),
