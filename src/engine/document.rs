@@ -20,9 +20,19 @@ pub const MAX_JSON_OBJECTS: usize = 100_000;
 /// each descriptor and into the store's `index.json`).
 pub const MAX_ANNOTATIONS: usize = 1_000;
 
-/// The shape of a JSON text, strings skipped: its deepest nesting, (an upper bound of) the number of
-/// values and keys it holds, and the number of objects.
-pub fn json_shape(bytes: &[u8]) -> (usize, usize, usize) {
+/// The shape of a JSON text, as [`json_shape`] counts it without parsing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// The deepest nesting of arrays and objects.
+    pub depth: usize,
+    /// An upper bound of the values and keys it holds.
+    pub values: usize,
+    /// The objects it holds.
+    pub objects: usize,
+}
+
+/// The shape of a JSON text, strings skipped.
+pub fn json_shape(bytes: &[u8]) -> Shape {
     let (mut depth, mut max, mut values, mut objects) = (0usize, 0usize, 1usize, 0usize);
     let (mut in_str, mut esc) = (false, false);
     for &b in bytes {
@@ -49,7 +59,11 @@ pub fn json_shape(bytes: &[u8]) -> (usize, usize, usize) {
             _ => {}
         }
     }
-    (max, values, objects)
+    Shape {
+        depth: max,
+        values,
+        objects,
+    }
 }
 
 /// Parse a JSON text of any kind (`manifest.json` is an array) within every limit of this module.
@@ -88,7 +102,11 @@ pub fn check_size_and_shape(bytes: &[u8]) -> std::result::Result<usize, String> 
     if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
         return Err(over_size(bytes.len() as u64));
     }
-    let (depth, values, objects) = json_shape(bytes);
+    let Shape {
+        depth,
+        values,
+        objects,
+    } = json_shape(bytes);
     if depth > MAX_DEPTH {
         return Err(format!("JSON nested deeper than {MAX_DEPTH} levels"));
     }
@@ -186,9 +204,14 @@ mod tests {
 
     #[test]
     fn json_shape_counts_outside_strings() {
-        assert_eq!(json_shape(br#"{"a":[1,2,{"b":"[{,:"}]}"#), (3, 8, 2));
-        assert_eq!(json_shape(br#""\"[""#), (0, 1, 0));
-        assert_eq!(json_shape(b"[[[]]]"), (3, 4, 0));
+        let shape = |depth, values, objects| Shape {
+            depth,
+            values,
+            objects,
+        };
+        assert_eq!(json_shape(br#"{"a":[1,2,{"b":"[{,:"}]}"#), shape(3, 8, 2));
+        assert_eq!(json_shape(br#""\"[""#), shape(0, 1, 0));
+        assert_eq!(json_shape(b"[[[]]]"), shape(3, 4, 0));
     }
 
     #[test]

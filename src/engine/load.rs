@@ -386,7 +386,7 @@ fn docker_layer(
 ) -> Result<(Digest, bool, Option<Copied>)> {
     match (&e.loc, blob_digest(name)) {
         (Loc::Spooled(_, v), _) => return Ok((v.digest().clone(), head_is_gzip(ar, e)?, None)),
-        (Loc::Hashed(d, gz), _) => return Ok((d.clone(), *gz, None)),
+        (Loc::Hashed { digest, gzip }, _) => return Ok((digest.clone(), *gzip, None)),
         (_, Some(d)) => return Ok((d, head_is_gzip(ar, e)?, None)),
         _ => {}
     }

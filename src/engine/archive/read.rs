@@ -48,8 +48,13 @@ pub enum Loc {
     Spooled(PathBuf, Verified),
     /// Held in memory (a small entry of a stream), with the digest of its content as for `Spooled`.
     Memory(Arc<[u8]>, Digest),
-    /// Read from a stream, hashed (verified against the name for blobs) and dropped; whether it is gzip.
-    Hashed(Digest, bool),
+    /// Read from a stream, hashed (verified against the name for blobs) and dropped.
+    Hashed {
+        /// The digest its bytes hashed to.
+        digest: Digest,
+        /// Whether its bytes start as gzip does.
+        gzip: bool,
+    },
     /// No data (directories, links).
     None,
 }
@@ -364,7 +369,7 @@ impl Archive {
     /// [`Error::Io`] when a spooled file cannot be opened.
     pub fn open(&self, e: &Entry) -> Result<Box<dyn Read + '_>> {
         match (&e.loc, &self.data) {
-            (Loc::Offset(off), Data::File(f)) => Ok(Box::new(At {
+            (Loc::Offset(off), Data::File(f)) => Ok(Box::new(FileRange {
                 file: f,
                 pos: *off,
                 end: off.saturating_add(e.size),
@@ -411,13 +416,14 @@ impl AsRef<[u8]> for ArcBytes {
     }
 }
 
-struct At<'a> {
+/// A byte range of a file, read with `pread` (no shared file position).
+struct FileRange<'a> {
     file: &'a File,
     pos: u64,
     end: u64,
 }
 
-impl Read for At<'_> {
+impl Read for FileRange<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.end.saturating_sub(self.pos);
         if left == 0 {
@@ -696,7 +702,10 @@ impl Destination<'_> {
         Ok(match (path, held) {
             (Some(p), _) => Loc::Spooled(p, found),
             (None, Some(buf)) => Loc::Memory(buf.into(), found.digest().clone()),
-            (None, None) => Loc::Hashed(found.digest().clone(), gzip),
+            (None, None) => Loc::Hashed {
+                digest: found.digest().clone(),
+                gzip,
+            },
         })
     }
 }
