@@ -740,10 +740,10 @@ impl StoreSink {
     /// # Errors
     /// [`Error::SizeMismatch`] when the store holds a blob of another size than the archive says;
     /// [`Error::Store`] / [`Error::Io`] when a blob path cannot be examined.
-    fn missing(&mut self) -> Result<Vec<Descriptor>> {
+    fn missing<'a>(&mut self, images: &'a [(Found, Selection)]) -> Result<Vec<&'a Descriptor>> {
         let mut seen = HashSet::new();
         let mut missing = Vec::new();
-        for d in self.images.iter().flat_map(|(_, sel)| sel.blobs.iter()) {
+        for d in images.iter().flat_map(|(_, sel)| sel.blobs.iter()) {
             if !seen.insert(&d.digest) {
                 continue;
             }
@@ -760,7 +760,7 @@ impl StoreSink {
                     self.present += 1;
                     self.ingest.rely_on(d.digest.clone());
                 }
-                None => missing.push(d.clone()),
+                None => missing.push(d),
             }
         }
         Ok(missing)
@@ -815,17 +815,39 @@ impl Sink for StoreSink {
     }
 
     fn add(&mut self, image: Selected) -> Result<()> {
-        self.images.push((image.found, image.sel));
+        let mut sel = image.sel;
+        // Publishing needs the selection's blobs and platforms, not the set of selected nodes.
+        sel.kept = HashSet::new();
+        self.images.push((image.found, sel));
         Ok(())
     }
 
+    fn write(&mut self, source: &ArchiveSource<'_>, progress: &mut Progress) -> Result<()> {
+        // The images are lent to the copy (borrowed descriptors, not a copy of each) and kept after.
+        let images = std::mem::take(&mut self.images);
+        let written = self.write_images(&images, source, progress);
+        self.images = images;
+        written
+    }
+
+    fn publish(self) -> Result<LoadReport> {
+        self.publish_images()
+    }
+}
+
+impl StoreSink {
     /// Blobs in a seekable archive file are copied by the kernel on every core; the rest (documents,
     /// spooled streams, in-memory archives) one by one.
-    fn write(&mut self, source: &ArchiveSource<'_>, progress: &mut Progress) -> Result<()> {
-        let missing = self.missing()?;
+    fn write_images(
+        &mut self,
+        images: &[(Found, Selection)],
+        source: &ArchiveSource<'_>,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let missing = self.missing(images)?;
         progress.start(missing.iter().fold(0u64, |t, d| t.saturating_add(d.size)));
         let mut ranged = Vec::new();
-        for d in &missing {
+        for &d in &missing {
             if self.ingest.is_staged(&d.digest) {
                 continue;
             }
@@ -840,7 +862,7 @@ impl Sink for StoreSink {
         progress.finish()
     }
 
-    fn publish(self) -> Result<LoadReport> {
+    fn publish_images(self) -> Result<LoadReport> {
         let StoreSink {
             ingest,
             images: selected,
