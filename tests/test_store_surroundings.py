@@ -4,19 +4,19 @@ while ``index.json`` is written, and staging directories of loads in other PID n
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import ocitar
 import pytest
 from _archives import IMAGE_NAME, OCI_INDEX, REF_NAME, Oci, blob_name
+from conftest import store_lock
 from ocitar import StoreError
 
 INGEST = ".ocitar-ingest-"
@@ -178,17 +178,6 @@ def dead_pid() -> int:
     return int(p.stdout)
 
 
-@contextmanager
-def held(path: Path) -> Iterator[None]:
-    """Hold ``path``'s ``flock`` as a live load holds its staging directory's."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def test_a_live_staging_directory_of_another_pid_namespace_is_kept(tmp_path: Path) -> None:
     # A load in a container sharing the store: its pid means nothing here (here it names no process), but
     # its lock on the staging directory says it is alive.
@@ -196,7 +185,7 @@ def test_a_live_staging_directory_of_another_pid_namespace_is_kept(tmp_path: Pat
     live = store / f"{INGEST}{dead_pid()}-0-1"
     live.mkdir()
     (live / "tmp-1").write_bytes(b"half a blob")
-    with held(live):
+    with store_lock(live):  # as a live load holds its staging directory's lock
         ocitar.load(new_image().tar(), store=store)
         assert (live / "tmp-1").read_bytes() == b"half a blob"
     # Its owner gone (the lock can be taken), the next load removes it.

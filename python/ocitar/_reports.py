@@ -172,8 +172,25 @@ def _same(p: str) -> str:
     return p
 
 
+class _ImageRecord(_Record):
+    """An image a save or a load moved: its platforms and absent platforms are shown normalized."""
+
+    names: tuple[str, ...]
+    digest: str
+    platforms: tuple[str, ...]
+
+    @classmethod
+    def _prepare(cls, d: Mapping[str, Any]) -> Mapping[str, Any]:
+        return _normal_lists(d)
+
+    def platform(self, spec: str) -> str:
+        """The platform of this image's that ``spec`` names, matched after normalization
+        (``"linux/arm64/v8"`` finds ``linux/arm64``). Raises :class:`~ocitar.PlatformNotFoundError`."""
+        return _find_platform(self, spec, self.platforms, _same, _same)
+
+
 @dataclass(frozen=True)
-class SavedImage(_Record):
+class SavedImage(_ImageRecord):
     """One image written by :func:`ocitar.save`."""
 
     names: tuple[str, ...]
@@ -191,15 +208,6 @@ class SavedImage(_Record):
     Normalized."""
     attestations: int
     """Attestation manifests saved with the platforms they describe."""
-
-    @classmethod
-    def _prepare(cls, d: Mapping[str, Any]) -> Mapping[str, Any]:
-        return _normal_lists(d)
-
-    def platform(self, spec: str) -> str:
-        """The saved platform ``spec`` names, matched after normalization (``"linux/arm64/v8"`` finds
-        ``linux/arm64``). Raises :class:`~ocitar.PlatformNotFoundError`."""
-        return _find_platform(self, spec, self.platforms, _same, _same)
 
 
 @dataclass(frozen=True, repr=False)
@@ -232,7 +240,7 @@ class SaveReport(_Report):
 
 
 @dataclass(frozen=True)
-class LoadedImage(_Record):
+class LoadedImage(_ImageRecord):
     """One image :func:`ocitar.load` put in the store."""
 
     names: tuple[str, ...]
@@ -250,15 +258,6 @@ class LoadedImage(_Record):
     foreign: tuple[str, ...]
     """Digests of foreign layers (``urls`` set, as Windows base layers) the archive does not hold: loaded as
     descriptors without blobs, as ``docker load`` does."""
-
-    @classmethod
-    def _prepare(cls, d: Mapping[str, Any]) -> Mapping[str, Any]:
-        return _normal_lists(d)
-
-    def platform(self, spec: str) -> str:
-        """The loaded platform ``spec`` names, matched after normalization (``"linux/arm64/v8"`` finds
-        ``linux/arm64``). Raises :class:`~ocitar.PlatformNotFoundError`."""
-        return _find_platform(self, spec, self.platforms, _same, _same)
 
 
 @dataclass(frozen=True, repr=False)
