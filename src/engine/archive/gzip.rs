@@ -117,7 +117,8 @@ impl<W: Write> ParallelGzip<W> {
         out.write_all(&bytes)
     }
 
-    /// Compress what is left, write every member in order, and return the inner writer.
+    /// Compress what is left, write every compressed piece in order and the member's CRC-32 and length,
+    /// and return the inner writer.
     ///
     /// # Errors
     /// The inner writer's errors.
