@@ -73,9 +73,17 @@ pub fn kind(media_type: &str) -> Kind {
 /// # Errors
 /// The deserializer's reason when the JSON does not have the type's shape.
 pub fn typed<T: DeserializeOwned>(json: &Value) -> std::result::Result<T, String> {
+    const LISTS: [&str; 2] = ["manifests", "layers"];
+    let has_null_list = LISTS
+        .iter()
+        .any(|k| json.get(k).is_some_and(Value::is_null));
+    if !has_null_list {
+        // Read from the parsed JSON in place: no copy of the document for the common case.
+        return T::deserialize(json).map_err(|e| e.to_string());
+    }
     let mut json = json.clone();
     if let Value::Object(map) = &mut json {
-        for key in ["manifests", "layers"] {
+        for key in LISTS {
             if let Some(v @ Value::Null) = map.get_mut(key) {
                 *v = Value::Array(Vec::new());
             }
