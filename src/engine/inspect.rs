@@ -19,7 +19,7 @@ use super::platform::Matcher;
 use super::reference::ANNOTATION_IMAGE_NAME;
 use super::registry::{Registry, RegistrySource};
 use super::store::{Store, MISSING_STORE, OCI_LAYOUT};
-use super::walk::{self, BlobSource, Descriptor, Image, Node};
+use super::walk::{self, BlobSource, Choice, Descriptor, Fate, Image, Kept, Node, Selection};
 use super::Progress;
 
 /// An image walked for an inventory: its familiar names and its tree.
@@ -141,20 +141,25 @@ fn image_entry(
     owners: &mut Owners,
 ) -> ImageEntry {
     let image = &w.image;
-    let sel = walk::select(image, &Matcher::all(), "", Error::InvalidArgument).unwrap_or_default();
+    // Every platform, selectable or not: the image's size counts its blobs only when it passes
+    // select's checks.
+    let sel = Selection::new(image, &Matcher::all());
+    let selectable = sel.check("", Error::InvalidArgument).is_ok();
     // The walk read every selected document and found every selected config and layer; only opaque
     // blobs an index lists are looked for here.
     let mut opaque = HashSet::new();
-    in_order(&image.root, &mut |n| {
-        if let Node::Blob { desc } = n {
-            opaque.insert(&desc.digest);
-        }
-    });
+    if let Some(root) = &sel.root {
+        root.each(&mut |n| {
+            if let Kept::Blob(desc) = n {
+                opaque.insert(&desc.digest);
+            }
+        });
+    }
     let mut blobs: BTreeMap<&Digest, u64> = BTreeMap::new();
     blobs.insert(&image.top.digest, image.top.size);
-    for d in sel
-        .blobs
-        .iter()
+    let counted = if selectable { sel.blobs() } else { Vec::new() };
+    for d in counted
+        .into_iter()
         .filter(|d| !opaque.contains(&d.digest) || present(d))
     {
         blobs.insert(&d.digest, d.size);
@@ -166,69 +171,52 @@ fn image_entry(
         names: w.names.clone(),
         digest: image.top.digest.clone(),
         media_type: image.top.media_type.clone(),
-        platforms: platforms_of(image),
+        platforms: platforms_of(&sel),
         size: total(blobs.values().copied()),
     }
 }
 
 /// An image's platforms, present or absent, in the order its indexes list them, each named as the image
 /// writes it (containerd's format, `arm64/v8` kept as written), attestations left out.
-fn platforms_of(image: &Image) -> Vec<PlatformEntry> {
+fn platforms_of(sel: &Selection<'_>) -> Vec<PlatformEntry> {
     let mut attestations: HashMap<&Digest, Vec<Digest>> = HashMap::new();
-    for a in image.manifests() {
-        if let Some(subject) = &a.attestation_of {
-            attestations
-                .entry(subject)
-                .or_default()
-                .push(a.desc.digest.clone());
+    for c in &sel.choices {
+        if let Node::Manifest(a) = c.node {
+            if let Some(subject) = &a.attestation_of {
+                attestations
+                    .entry(subject)
+                    .or_default()
+                    .push(a.desc.digest.clone());
+            }
         }
     }
-    let mut out = Vec::new();
-    let mut add = |n: &Node| match n {
-        Node::Manifest(m) if !m.is_attestation() => out.push(PlatformEntry {
-            platform: m.platform_name(),
-            digest: m.desc.digest.clone(),
-            present: m.complete(),
-            size: total(
-                std::iter::once(m.desc.size)
+    let row = |c: &Choice<'_>| {
+        let d = c.node.desc();
+        let mut row = PlatformEntry {
+            platform: c.node.platform_shown(),
+            digest: d.digest.clone(),
+            present: c.fate == Fate::Kept,
+            size: d.size,
+            layers: 0,
+            attestations: Vec::new(),
+            foreign: Vec::new(),
+        };
+        if let Node::Manifest(m) = c.node {
+            row.size = total(
+                std::iter::once(d.size)
                     .chain(m.config.iter().chain(m.layers.iter()).map(|b| b.size)),
-            ),
-            layers: m.layers.len(),
-            attestations: attestations
-                .get(&m.desc.digest)
-                .cloned()
-                .unwrap_or_default(),
-            foreign: m.foreign.clone(),
-        }),
-        Node::Absent { desc: d }
-            if d.attestation_of().is_none()
-                && !d.platform.as_ref().is_some_and(|p| p.is_unknown()) =>
-        {
-            out.push(PlatformEntry {
-                platform: d
-                    .platform_text()
-                    .or_else(|| d.platform.as_ref().map(ToString::to_string))
-                    .unwrap_or_else(|| "unknown".into()),
-                digest: d.digest.clone(),
-                present: false,
-                size: d.size,
-                layers: 0,
-                attestations: Vec::new(),
-                foreign: Vec::new(),
-            });
+            );
+            row.layers = m.layers.len();
+            row.attestations = attestations.get(&d.digest).cloned().unwrap_or_default();
+            row.foreign = m.foreign.clone();
         }
-        _ => {}
+        row
     };
-    in_order(&image.root, &mut add);
-    out
-}
-
-/// Call `f` on every node under `n` (itself included), in the order the indexes list them.
-fn in_order<'a>(n: &'a Node, f: &mut impl FnMut(&'a Node)) {
-    f(n);
-    if let Node::Index { children, .. } = n {
-        children.iter().for_each(|c| in_order(c, f));
-    }
+    sel.choices
+        .iter()
+        .filter(|c| !c.node.is_attestation())
+        .map(row)
+        .collect()
 }
 
 /// The configs and layers of an image's manifests, as verify checks them.

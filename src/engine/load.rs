@@ -19,7 +19,7 @@ use super::reference::{self, Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NA
 use super::sink::Sink;
 use super::store::{IndexFile, Ingest, Store};
 use super::walk::{
-    self, BlobSource, Descriptor, Image, Selection, MT_DOCKER_CONFIG, MT_DOCKER_LAYER,
+    self, BlobSource, Descriptor, Selection, Summary, MT_DOCKER_CONFIG, MT_DOCKER_LAYER,
     MT_DOCKER_LAYER_GZIP, MT_DOCKER_MANIFEST,
 };
 use super::Progress;
@@ -616,15 +616,14 @@ pub fn load(
 }
 
 /// One image of an archive, walked and selected: what [`run`] hands a [`Sink`].
-pub struct Selected {
+pub struct Selected<'a> {
     /// The image's top-level descriptor and its `index.json` entries (its names).
     pub found: Found,
     /// How messages name the image: its first familiar name, else its digest.
     pub label: String,
-    /// The walked tree.
-    pub image: Image,
-    /// What the platform list selects of it.
-    pub sel: Selection,
+    /// What the platform list selects of it: the walked tree, pruned (borrowed from the walk, dropped
+    /// once the sink has taken what it keeps).
+    pub sel: Selection<'a>,
 }
 
 /// Load `input` into `sink`, keeping what `matcher` selects: read the archive (spooling a stream where the
@@ -664,7 +663,6 @@ pub fn run<S: Sink>(
         sink.add(Selected {
             found: f,
             label,
-            image,
             sel,
         })?;
     }
@@ -682,8 +680,8 @@ impl OneSizePerDigest {
     ///
     /// # Errors
     /// [`Error::SizeMismatch`] naming the digest and both sizes.
-    fn check(&mut self, sel: &Selection, label: &str) -> Result<()> {
-        for d in &sel.blobs {
+    fn check(&mut self, sel: &Selection<'_>, label: &str) -> Result<()> {
+        for d in sel.blobs() {
             match self.0.get(&d.digest) {
                 Some(&size) if size != d.size => {
                     return Err(Error::SizeMismatch {
@@ -709,8 +707,8 @@ impl OneSizePerDigest {
 pub struct StoreSink {
     store: Store,
     ingest: Ingest,
-    /// Each image's entries (its names) and selection; its walked tree is not kept.
-    images: Vec<(Found, Selection)>,
+    /// Each image's entries (its names) and the summary of its selection; its walked tree is not kept.
+    images: Vec<(Found, Summary)>,
     written: usize,
     present: usize,
     bytes: u64,
@@ -740,7 +738,7 @@ impl StoreSink {
     /// # Errors
     /// [`Error::SizeMismatch`] when the store holds a blob of another size than the archive says;
     /// [`Error::Store`] / [`Error::Io`] when a blob path cannot be examined.
-    fn missing<'a>(&mut self, images: &'a [(Found, Selection)]) -> Result<Vec<&'a Descriptor>> {
+    fn missing<'a>(&mut self, images: &'a [(Found, Summary)]) -> Result<Vec<&'a Descriptor>> {
         let mut seen = HashSet::new();
         let mut missing = Vec::new();
         for d in images.iter().flat_map(|(_, sel)| sel.blobs.iter()) {
@@ -814,11 +812,10 @@ impl Sink for StoreSink {
         true
     }
 
-    fn add(&mut self, image: Selected) -> Result<()> {
-        let mut sel = image.sel;
-        // Publishing needs the selection's blobs and platforms, not the set of selected nodes.
-        sel.kept = HashSet::new();
-        self.images.push((image.found, sel));
+    fn add(&mut self, image: Selected<'_>) -> Result<()> {
+        // Writing and publishing need the selection's blobs and platforms, not its tree.
+        let summary = image.sel.summary();
+        self.images.push((image.found, summary));
         Ok(())
     }
 
@@ -840,7 +837,7 @@ impl StoreSink {
     /// spooled streams, in-memory archives) one by one.
     fn write_images(
         &mut self,
-        images: &[(Found, Selection)],
+        images: &[(Found, Summary)],
         source: &ArchiveSource<'_>,
         progress: &mut Progress,
     ) -> Result<()> {

@@ -2,7 +2,7 @@
 //! at once an OCI image layout and a Docker archive (`manifest.json`). Every blob is re-hashed as it is
 //! copied; nothing is written before every reference, platform and shape has been checked.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -22,7 +22,7 @@ use super::error::{Error, IoContext, Result};
 use super::platform::{Matcher, Platform};
 use super::reference::{Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use super::store::{entry_display_names, OCI_LAYOUT};
-use super::walk::{self, Descriptor, Image, Node, Selection, MT_OCI_INDEX};
+use super::walk::{self, Descriptor, Kept, Selection, MT_OCI_INDEX};
 use super::Progress;
 
 /// How each image's top-level descriptor is written.
@@ -332,7 +332,8 @@ fn replace_file(
     Ok(report)
 }
 
-/// A blob to write, with its bytes when they are not in the store (a rewritten index).
+/// A blob to write (a lean descriptor), with its bytes when they are not in the store (a rewritten
+/// index).
 type PlannedBlob = (Descriptor, Option<Vec<u8>>);
 
 struct Request {
@@ -398,7 +399,7 @@ fn plan(source: &dyn Source, opts: &SaveOptions) -> Result<Plan> {
             .unwrap_or_else(|| req.entry.digest.to_string());
         let image = walk::walk(source.blobs(req.origin), &req.entry)?;
         let sel = walk::select(&image, &matcher, &label, |r| source.invalid(r))?;
-        plan_image(&mut plan, req, &image, &sel, opts.index, &prefer, &label)?;
+        plan_image(&mut plan, req, &sel, opts.index, &prefer, &label)?;
     }
     check_entries(&plan)?;
     Ok(plan)
@@ -428,38 +429,36 @@ fn check_entries(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// Add one selected image to the plan in `shape`: its blobs, `index.json` descriptors and
+/// `manifest.json` entry, and what the report says of it.
+///
+/// # Errors
+/// As [`manifest_shape`].
 fn plan_image(
     plan: &mut Plan,
     req: &Request,
-    image: &Image,
-    sel: &Selection,
+    sel: &Selection<'_>,
     shape: IndexShape,
     prefer: &Platform,
     label: &str,
 ) -> Result<()> {
-    let manifests = image.manifests();
-    let selected: Vec<&walk::Manifest> = sel
-        .manifests
-        .iter()
-        .filter_map(|d| manifests.iter().find(|m| &m.desc.digest == d).copied())
-        .collect();
+    let selected = sel.platform_manifests();
     let (top, blobs) = match shape {
         IndexShape::Keep => (
             req.entry.clone(),
-            sel.blobs.iter().map(|d| (d.clone(), None)).collect(),
+            sel.blobs().into_iter().map(|d| (d.lean(), None)).collect(),
         ),
-        IndexShape::Subset => subset_shape(req, image, sel),
-        IndexShape::Manifest => manifest_shape(req, sel, &selected, label)?,
+        IndexShape::Subset => subset_shape(req, sel),
+        IndexShape::Manifest => manifest_shape(req, &selected, label)?,
     };
     let written_digest = top.digest.clone();
     for (d, mem) in blobs {
+        let (digest, size) = (d.digest.clone(), d.size);
         let content = match mem {
             Some(bytes) => Content::Memory(bytes),
-            None => Content::Source(req.origin, d.lean()),
+            None => Content::Source(req.origin, d),
         };
-        plan.blobs
-            .entry(d.digest.clone())
-            .or_insert((d.size, content));
+        plan.blobs.entry(digest).or_insert((size, content));
     }
     let familiar = add_index_entries(plan, req, &top);
     add_docker_entry(plan, &selected, prefer, &familiar);
@@ -468,18 +467,18 @@ fn plan_image(
         original_digest: (written_digest != req.entry.digest).then(|| req.entry.digest.clone()),
         digest: written_digest,
         media_type: top.media_type.clone(),
-        platforms: sel.platforms.clone(),
+        platforms: sel.platforms(),
         // The index written lists these without their content: every platform not saved, in the kept
         // shape; none in a subset or a single manifest.
         absent: if shape == IndexShape::Keep {
-            [sel.absent.as_slice(), sel.left_out.as_slice()].concat()
+            [sel.absent(), sel.left_out()].concat()
         } else {
             Vec::new()
         },
         attestations: if shape == IndexShape::Manifest {
             0
         } else {
-            sel.attestations
+            sel.attestations()
         },
     });
     Ok(())
@@ -487,18 +486,18 @@ fn plan_image(
 
 /// `subset`: the top-level descriptor of the rewritten index (the store's when nothing was left out) and
 /// the blobs, rewritten indexes with their new bytes.
-fn subset_shape(req: &Request, image: &Image, sel: &Selection) -> (Descriptor, Vec<PlannedBlob>) {
-    let mut rewritten = BTreeMap::new();
-    let top = subset(&image.root, sel, &mut rewritten).unwrap_or_else(|| image.top.clone());
+fn subset_shape(req: &Request, sel: &Selection<'_>) -> (Descriptor, Vec<PlannedBlob>) {
+    let (top, mut rewritten) = subset(sel);
     let mut top_entry = req.entry.clone();
     top_entry.retarget(top.digest.clone(), top.size);
-    let mut blobs = vec![];
-    for d in &sel.blobs {
-        match rewritten.remove(&d.digest) {
-            Some((nd, bytes)) => blobs.push((nd, Some(bytes))),
-            None => blobs.push((d.clone(), None)),
-        }
-    }
+    let blobs = sel
+        .blobs()
+        .into_iter()
+        .map(|d| match rewritten.remove(&d.digest) {
+            Some((nd, bytes)) => (nd.lean(), Some(bytes)),
+            None => (d.lean(), None),
+        })
+        .collect();
     (top_entry, blobs)
 }
 
@@ -509,7 +508,6 @@ fn subset_shape(req: &Request, image: &Image, sel: &Selection) -> (Descriptor, V
 /// [`Error::InvalidArgument`] when more than one platform is selected.
 fn manifest_shape(
     req: &Request,
-    sel: &Selection,
     selected: &[&walk::Manifest],
     label: &str,
 ) -> Result<(Descriptor, Vec<PlannedBlob>)> {
@@ -517,7 +515,7 @@ fn manifest_shape(
         return Err(Error::InvalidArgument(format!(
             "index='manifest' writes one platform per image, but {} platforms of image {label} are selected ({}); choose one with platforms=",
             selected.len(),
-            sel.platforms.join(", ")
+            selected.iter().map(|m| m.platform_name()).collect::<Vec<_>>().join(", ")
         )));
     };
     let mut top = m.desc.clone();
@@ -527,14 +525,8 @@ fn manifest_shape(
             obj.insert("platform".into(), p.to_json());
         }
     }
-    let mut blobs = vec![(m.desc.clone(), None)];
-    blobs.extend(
-        m.config
-            .iter()
-            .chain(m.layers.iter())
-            .filter(|d| !m.foreign.contains(&d.digest))
-            .map(|d| (d.clone(), None)),
-    );
+    let mut blobs = vec![(m.desc.lean(), None)];
+    blobs.extend(m.blobs_there().map(|d| (d.lean(), None)));
     Ok((top, blobs))
 }
 
@@ -609,14 +601,27 @@ fn add_docker_entry(
     }
 }
 
-/// Rewrite the indexes under `n` to list only kept children. Returns the new descriptor of `n` when it
-/// (or anything below it) changed; the new documents go into `out`, keyed by their original digest.
-pub(crate) fn subset(
-    n: &Node,
-    sel: &Selection,
-    out: &mut BTreeMap<Digest, (Descriptor, Vec<u8>)>,
-) -> Option<Descriptor> {
-    let Node::Index {
+/// Indexes rewritten for `subset`, by their original digest: the new descriptor and bytes.
+pub(crate) type Rewritten = BTreeMap<Digest, (Descriptor, Vec<u8>)>;
+
+/// Rewrite the selection's indexes to list only kept content. Returns the top-level descriptor (the
+/// image's own when nothing was left out) and the rewritten indexes.
+pub(crate) fn subset(sel: &Selection<'_>) -> (Descriptor, Rewritten) {
+    let kept = sel.kept();
+    let mut out = BTreeMap::new();
+    let top = sel
+        .root
+        .as_ref()
+        .and_then(|root| rewrite(root, &kept, &mut out))
+        .unwrap_or_else(|| sel.image.top.clone());
+    (top, out)
+}
+
+/// Rewrite the index `n` (and the indexes below it) to list only entries whose content is kept anywhere
+/// in the image. Returns its new descriptor when it (or anything below it) changed; the new documents go
+/// into `out`.
+fn rewrite(n: &Kept<'_>, kept: &HashSet<&Digest>, out: &mut Rewritten) -> Option<Descriptor> {
+    let Kept::Index {
         desc,
         json,
         children,
@@ -625,54 +630,47 @@ pub(crate) fn subset(
     else {
         return None;
     };
+    let below: HashMap<&Digest, &Kept<'_>> =
+        children.iter().map(|c| (&c.desc().digest, c)).collect();
     let mut changed = false;
     let mut list = Vec::new();
-    let raw_children = json
+    for raw in json
         .get("manifests")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for raw in raw_children {
-        let Ok(cd) = Descriptor::from_json(&raw) else {
+        .into_iter()
+        .flatten()
+    {
+        // The walk read every entry; an entry listed again, or walked under another index, is kept
+        // as written when its content is kept.
+        let Some(digest) = walk::listed_digest(raw) else {
             continue;
         };
-        if !sel.kept.contains(&cd.digest) {
+        if !kept.contains(&digest) {
             changed = true;
             continue;
         }
-        let child = children.iter().find(|c| node_digest(c) == Some(&cd.digest));
-        match child.and_then(|c| subset(c, sel, out)) {
+        match below.get(&digest).and_then(|c| rewrite(c, kept, out)) {
             Some(nd) => {
                 changed = true;
-                let mut cd = cd;
-                cd.retarget(nd.digest, nd.size);
-                list.push(cd.raw);
+                let mut raw = raw.clone();
+                walk::retarget_json(&mut raw, &nd.digest, nd.size);
+                list.push(raw);
             }
-            None => list.push(raw),
+            None => list.push(raw.clone()),
         }
     }
     if !changed {
         return None;
     }
-    let mut doc = json.clone();
+    let mut doc = (*json).clone();
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("manifests".into(), Value::Array(list));
     }
     let bytes = serde_json::to_vec(&doc).ok()?;
-    let digest = Digest::sha256_of(&bytes);
-    let mut nd = desc.clone();
-    nd.retarget(digest, bytes.len() as u64);
+    let mut nd = (*desc).clone();
+    nd.retarget(Digest::sha256_of(&bytes), bytes.len() as u64);
     out.insert(desc.digest.clone(), (nd.clone(), bytes));
     Some(nd)
-}
-
-fn node_digest(n: &Node) -> Option<&Digest> {
-    match n {
-        Node::Index { desc, .. } | Node::Absent { desc } | Node::Blob { desc } => {
-            Some(&desc.digest)
-        }
-        Node::Manifest(m) => Some(&m.desc.digest),
-    }
 }
 
 /// The output stream, compressed or not.

@@ -28,7 +28,7 @@ pub trait Sink {
     ///
     /// # Errors
     /// What the sink refuses, naming the image.
-    fn add(&mut self, image: Selected) -> Result<()>;
+    fn add(&mut self, image: Selected<'_>) -> Result<()>;
 
     /// Write every blob the added images need that the destination lacks, each only once its bytes are
     /// proven to be the blob their descriptor names.

@@ -145,10 +145,7 @@ impl Descriptor {
 
     /// Point this descriptor at other content (digest and size, in `raw` too).
     pub fn retarget(&mut self, digest: Digest, size: u64) {
-        if let Some(obj) = self.raw.as_object_mut() {
-            obj.insert("digest".into(), Value::String(digest.to_string()));
-            obj.insert("size".into(), Value::from(size));
-        }
+        retarget_json(&mut self.raw, &digest, size);
         self.digest = digest;
         self.size = size;
     }
@@ -199,6 +196,20 @@ impl Descriptor {
             .then(|| self.annotation(ANNOTATION_REFERENCE_DIGEST))
             .flatten()
     }
+}
+
+/// Point the descriptor JSON `raw` at other content: its `digest` and `size`, every other field as it was.
+pub fn retarget_json(raw: &mut Value, digest: &Digest, size: u64) {
+    if let Some(obj) = raw.as_object_mut() {
+        obj.insert("digest".into(), Value::String(digest.to_string()));
+        obj.insert("size".into(), Value::from(size));
+    }
+}
+
+/// The digest of the descriptor JSON `raw` (an entry an index lists), when it has a valid one: what
+/// finding a walked entry again needs, without reading the whole descriptor a second time.
+pub fn listed_digest(raw: &Value) -> Option<Digest> {
+    raw.get("digest")?.as_str()?.parse().ok()
 }
 
 /// Where the walker reads documents and asks for blobs: a store or an archive.
@@ -288,17 +299,78 @@ impl Manifest {
         self.missing.is_empty()
     }
 
-    /// Whether this is an attestation (never counted as a platform).
+    /// Whether this is an attestation (never counted as a platform): see [`Node::is_attestation`].
     pub fn is_attestation(&self) -> bool {
-        self.attestation_of.is_some() || self.platform.as_ref().is_some_and(Platform::is_unknown)
+        is_attestation(&self.desc, self.platform.as_ref())
     }
 
-    /// The platform as shown to users.
+    /// The platform as shown to users: see [`Node::platform_shown`].
     pub fn platform_name(&self) -> String {
+        shown(self.platform_written())
+    }
+
+    /// The platform as the image writes it: the descriptor's, else the config's (normalized); `None`
+    /// without either.
+    pub fn platform_written(&self) -> Option<String> {
         self.desc
             .platform_text()
             .or_else(|| self.platform.as_ref().map(ToString::to_string))
-            .unwrap_or_else(|| "unknown".to_string())
+    }
+
+    /// The config and layers the source holds, as the manifest lists them: what copying the manifest's
+    /// image copies (a missing blob is not there; a foreign layer the source lacks is fetched from its
+    /// `urls`).
+    pub fn blobs_there(&self) -> impl Iterator<Item = &Descriptor> {
+        self.config
+            .iter()
+            .chain(self.layers.iter())
+            .filter(|b| !self.missing.contains(&b.digest) && !self.foreign.contains(&b.digest))
+    }
+}
+
+/// The one rule for attestations: a manifest whose descriptor marks it as one
+/// ([`Descriptor::attestation_of`]), or whose platform (the descriptor's, else its config's) is
+/// `unknown/unknown`.
+fn is_attestation(desc: &Descriptor, platform: Option<&Platform>) -> bool {
+    desc.attestation_of().is_some() || platform.is_some_and(Platform::is_unknown)
+}
+
+/// A platform as shown to users: as written, else `unknown`.
+fn shown(written: Option<String>) -> String {
+    written.unwrap_or_else(|| "unknown".to_string())
+}
+
+impl Node {
+    /// The node's descriptor: the top-level one, or the one its index lists.
+    pub fn desc(&self) -> &Descriptor {
+        match self {
+            Node::Index { desc, .. } | Node::Absent { desc } | Node::Blob { desc } => desc,
+            Node::Manifest(m) => &m.desc,
+        }
+    }
+
+    /// Whether this is an attestation manifest, there or absent (never counted as a platform).
+    pub fn is_attestation(&self) -> bool {
+        match self {
+            Node::Manifest(m) => m.is_attestation(),
+            Node::Absent { desc } => is_attestation(desc, desc.platform.as_ref()),
+            Node::Index { .. } | Node::Blob { .. } => false,
+        }
+    }
+
+    /// The platform of a manifest or an absent child as the image writes it (containerd's format,
+    /// `linux/arm64/v8` keeps its variant); `None` without one, and for indexes and opaque blobs.
+    pub fn platform_written(&self) -> Option<String> {
+        match self {
+            Node::Manifest(m) => m.platform_written(),
+            Node::Absent { desc } => desc.platform_text(),
+            Node::Index { .. } | Node::Blob { .. } => None,
+        }
+    }
+
+    /// The platform as shown to users: as written, else `unknown`.
+    pub fn platform_shown(&self) -> String {
+        shown(self.platform_written())
     }
 }
 
@@ -610,13 +682,6 @@ impl Image {
         collect_manifests(&self.root, &mut out);
         out
     }
-
-    /// Platforms listed by the image's indexes whose manifests are absent, as shown to users.
-    pub fn absent(&self) -> Vec<&Descriptor> {
-        let mut out = Vec::new();
-        collect_absent(&self.root, &mut out);
-        out
-    }
 }
 
 fn collect_manifests<'a>(n: &'a Node, out: &mut Vec<&'a Manifest>) {
@@ -627,36 +692,348 @@ fn collect_manifests<'a>(n: &'a Node, out: &mut Vec<&'a Manifest>) {
     }
 }
 
-fn collect_absent<'a>(n: &'a Node, out: &mut Vec<&'a Descriptor>) {
-    match n {
-        Node::Index { children, .. } => children.iter().for_each(|c| collect_absent(c, out)),
-        Node::Absent { desc } => out.push(desc),
-        Node::Manifest(_) | Node::Blob { .. } => {}
+/// What [`select`] made of a manifest or an absent child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Selected: it is in the pruned tree.
+    Kept,
+    /// Wanted, but the manifest or one of its blobs is not there (a sparse archive or store).
+    NotThere,
+    /// Not wanted: the platform list leaves it out (an attestation: its subject is not kept).
+    LeftOut,
+}
+
+/// A manifest or an absent child of an image, and what [`select`] made of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Choice<'a> {
+    /// The walked node ([`Node::Manifest`] or [`Node::Absent`]).
+    pub node: &'a Node,
+    /// What became of it.
+    pub fate: Fate,
+}
+
+/// A node [`select`] keeps, borrowed from the walked tree. An index lists only the children kept below
+/// it, in the order it lists them.
+#[derive(Clone, Debug)]
+pub enum Kept<'a> {
+    /// An index or manifest list with at least one kept child (or the top-level one).
+    Index {
+        /// The index's descriptor.
+        desc: &'a Descriptor,
+        /// Its bytes, as read (verified).
+        doc: &'a [u8],
+        /// Its JSON.
+        json: &'a Value,
+        /// The children kept, in the order it lists them.
+        children: Vec<Kept<'a>>,
+    },
+    /// A selected platform manifest, a kept attestation, or the top-level manifest.
+    Manifest(&'a Manifest),
+    /// An opaque blob an index lists (always kept).
+    Blob(&'a Descriptor),
+}
+
+impl<'a> Kept<'a> {
+    /// The node's descriptor.
+    pub fn desc(&self) -> &'a Descriptor {
+        match self {
+            Kept::Index { desc, .. } | Kept::Blob(desc) => desc,
+            Kept::Manifest(m) => &m.desc,
+        }
+    }
+
+    /// Call `f` on this node and every kept node below it, parents first, in the order indexes list
+    /// them.
+    pub fn each<'s>(&'s self, f: &mut impl FnMut(&'s Kept<'a>)) {
+        f(self);
+        if let Kept::Index { children, .. } = self {
+            children.iter().for_each(|c| c.each(f));
+        }
     }
 }
 
-/// What [`select`] keeps of an image.
+/// What [`select`] keeps of an image: the walked tree pruned to the selected nodes (borrowed, not
+/// copied), and every platform and attestation the image lists with what became of it. Everything an
+/// operation needs of a selection derives from these two: the blobs to copy, the platforms saved or
+/// loaded, those absent or left out, the attestations and foreign layers kept.
+#[derive(Clone, Debug)]
+pub struct Selection<'a> {
+    /// The walked image.
+    pub image: &'a Image,
+    /// The selected nodes, from the top-level one down; `None` only when the top-level blob is absent
+    /// (which [`walk`] refuses).
+    pub root: Option<Kept<'a>>,
+    /// Every manifest and absent child of the image, in walk order, with its fate.
+    pub choices: Vec<Choice<'a>>,
+}
+
+/// What an operation keeps of a [`Selection`] once the walked tree is dropped (load keeps one per image
+/// until it commits): lean descriptors to move and the names reports show.
 #[derive(Clone, Debug, Default)]
-pub struct Selection {
-    /// Every blob to move, each once, documents first in walk order, then configs and layers: lean
-    /// descriptors (media type, digest and size; [`Descriptor::lean`]), kept for every image of an
-    /// operation at once.
+pub struct Summary {
+    /// [`Selection::blobs`], each lean ([`Descriptor::lean`]: media type, digest and size).
     pub blobs: Vec<Descriptor>,
-    /// Digests of every selected node (indexes, manifests, attestations, opaque blobs).
-    pub kept: HashSet<Digest>,
-    /// Selected platform manifests (not attestations), in index order.
-    pub manifests: Vec<Digest>,
-    /// Their platforms, as shown to users.
+    /// [`Selection::platforms`].
     pub platforms: Vec<String>,
-    /// Platforms listed by the image but not selected because their content is absent or incomplete.
+    /// [`Selection::absent`].
     pub absent: Vec<String>,
-    /// Platforms listed by the image that the platform list left out.
+    /// [`Selection::left_out`].
     pub left_out: Vec<String>,
-    /// Selected attestation manifests.
+    /// [`Selection::attestations`].
     pub attestations: usize,
-    /// Foreign layers of the selected manifests that are absent: their descriptors are kept, their
-    /// blobs are not there to copy (as `docker load` does).
+    /// [`Selection::foreign`].
     pub foreign: Vec<Digest>,
+}
+
+impl<'a> Selection<'a> {
+    /// Apply `matcher` to `image` without the requirement rule or [`Selection::check`]: what inspect
+    /// shows of every image, selectable or not. Platform manifests are kept when the matcher selects
+    /// them and they are complete; attestations when they are complete and describe a kept manifest
+    /// (or, without a platform list, describe none); an index when anything below it is kept; opaque
+    /// blobs and the top-level node always.
+    pub fn new(image: &'a Image, matcher: &Matcher) -> Selection<'a> {
+        let mut choices = Vec::new();
+        choices_under(&image.root, &mut choices);
+        for c in choices.iter_mut().filter(|c| !c.node.is_attestation()) {
+            c.fate = match c.node {
+                _ if !matcher.selects(platform_of(c.node)) => Fate::LeftOut,
+                Node::Manifest(m) if m.complete() => Fate::Kept,
+                _ => Fate::NotThere,
+            };
+        }
+        // Which manifests are kept decides which attestations are, in walk order (an attestation of a
+        // kept attestation is kept too).
+        let mut kept: HashSet<&Digest> = choices
+            .iter()
+            .filter(|c| c.fate == Fate::Kept)
+            .map(|c| &c.node.desc().digest)
+            .collect();
+        for c in choices.iter_mut().filter(|c| c.node.is_attestation()) {
+            let node: &'a Node = c.node;
+            c.fate = match node {
+                Node::Manifest(m) if m.complete() => {
+                    let subject_kept = m.attestation_of.as_ref().is_some_and(|d| kept.contains(d));
+                    if subject_kept || (matcher.wanted().is_none() && m.attestation_of.is_none()) {
+                        kept.insert(&m.desc.digest);
+                        Fate::Kept
+                    } else {
+                        Fate::LeftOut
+                    }
+                }
+                _ => Fate::NotThere,
+            };
+        }
+        let root = prune(&image.root, &kept, Level::Top);
+        Selection {
+            image,
+            root,
+            choices,
+        }
+    }
+
+    /// Every blob to move, each once, in walk order: each kept index and manifest followed by what is
+    /// below it (a manifest's config and layers that are there; [`Manifest::blobs_there`]).
+    pub fn blobs(&self) -> Vec<&'a Descriptor> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let mut push = |d: &'a Descriptor| {
+            if seen.insert(&d.digest) {
+                out.push(d);
+            }
+        };
+        if let Some(root) = &self.root {
+            root.each(&mut |n| {
+                push(n.desc());
+                if let Kept::Manifest(m) = n {
+                    m.blobs_there().for_each(&mut push);
+                }
+            });
+        }
+        out
+    }
+
+    /// The digests of every kept node (indexes, manifests, attestations, opaque blobs).
+    pub fn kept(&self) -> HashSet<&'a Digest> {
+        let mut out = HashSet::new();
+        if let Some(root) = &self.root {
+            root.each(&mut |n| {
+                out.insert(&n.desc().digest);
+            });
+        }
+        out
+    }
+
+    /// The selected platform manifests (not attestations), in walk order.
+    pub fn platform_manifests(&self) -> Vec<&'a Manifest> {
+        self.kept_manifests(false)
+    }
+
+    /// The platforms selected, as shown to users, in walk order.
+    pub fn platforms(&self) -> Vec<String> {
+        self.platform_manifests()
+            .iter()
+            .map(|m| m.platform_name())
+            .collect()
+    }
+
+    /// How many attestation manifests are kept.
+    pub fn attestations(&self) -> usize {
+        self.kept_manifests(true).len()
+    }
+
+    /// Foreign layers of the selected platform manifests that the source lacks, each once: their
+    /// descriptors are kept, their blobs are not there to copy (as `docker load` does).
+    pub fn foreign(&self) -> Vec<Digest> {
+        let mut out: Vec<Digest> = Vec::new();
+        for f in self
+            .platform_manifests()
+            .iter()
+            .flat_map(|m| m.foreign.iter())
+        {
+            if !out.contains(f) {
+                out.push(f.clone());
+            }
+        }
+        out
+    }
+
+    /// Platforms listed by the image but not selected because their content is absent or incomplete:
+    /// incomplete manifests, then absent children (named by digest when they give no platform).
+    pub fn absent(&self) -> Vec<String> {
+        self.platform_names(Fate::NotThere)
+    }
+
+    /// Platforms listed by the image that the platform list left out, in the same order as
+    /// [`Selection::absent`].
+    pub fn left_out(&self) -> Vec<String> {
+        self.platform_names(Fate::LeftOut)
+    }
+
+    /// The summary an operation keeps of this selection once the tree is dropped.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            blobs: self.blobs().into_iter().map(Descriptor::lean).collect(),
+            platforms: self.platforms(),
+            absent: self.absent(),
+            left_out: self.left_out(),
+            attestations: self.attestations(),
+            foreign: self.foreign(),
+        }
+    }
+
+    /// The checks [`select`] makes of the pruned tree: one digest, one size (every descriptor in the
+    /// image of a kept blob gives that blob's size), and something selected.
+    ///
+    /// # Errors
+    /// [`Error::SizeMismatch`]; `empty`'s error when nothing can be selected.
+    pub fn check(&self, image_name: &str, empty: impl FnOnce(String) -> Error) -> Result<()> {
+        let blobs = self.blobs();
+        let sizes: HashMap<&Digest, u64> = blobs.iter().map(|d| (&d.digest, d.size)).collect();
+        check_sizes(&self.image.root, &sizes, image_name)?;
+        let nothing = match &self.image.root {
+            Node::Index { .. } => blobs.len() <= 1,
+            Node::Manifest(m) => {
+                !m.complete() || (self.platform_manifests().is_empty() && !m.is_attestation())
+            }
+            Node::Blob { .. } | Node::Absent { .. } => false,
+        };
+        if !nothing {
+            return Ok(());
+        }
+        let absent = self.absent();
+        Err(empty(format!(
+            "image {image_name} has no complete platform manifest{}",
+            if absent.is_empty() {
+                String::new()
+            } else {
+                format!(" (absent: {})", absent.join(", "))
+            }
+        )))
+    }
+
+    /// The kept manifests that are (or are not) attestations, in walk order.
+    fn kept_manifests(&self, attestations: bool) -> Vec<&'a Manifest> {
+        self.choices
+            .iter()
+            .filter(|c| c.fate == Fate::Kept && c.node.is_attestation() == attestations)
+            .filter_map(|c| match c.node {
+                Node::Manifest(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The platforms (not attestations) of this fate: manifests first, then absent children.
+    fn platform_names(&self, fate: Fate) -> Vec<String> {
+        let of = |c: &&Choice<'a>| c.fate == fate && !c.node.is_attestation();
+        let manifests = self
+            .choices
+            .iter()
+            .filter(of)
+            .filter(|c| matches!(c.node, Node::Manifest(_)))
+            .map(|c| c.node.platform_shown());
+        let absent = self.choices.iter().filter(of).filter_map(|c| match c.node {
+            Node::Absent { desc } => Some(
+                c.node
+                    .platform_written()
+                    .unwrap_or_else(|| desc.digest.to_string()),
+            ),
+            _ => None,
+        });
+        manifests.chain(absent).collect()
+    }
+}
+
+/// The platform a matcher judges a manifest or absent child by.
+fn platform_of(n: &Node) -> Option<&Platform> {
+    match n {
+        Node::Manifest(m) => m.platform.as_ref(),
+        Node::Absent { desc } | Node::Index { desc, .. } | Node::Blob { desc } => {
+            desc.platform.as_ref()
+        }
+    }
+}
+
+/// Every manifest and absent child under `n`, in walk order, each left out until [`Selection::new`]
+/// decides.
+fn choices_under<'a>(n: &'a Node, out: &mut Vec<Choice<'a>>) {
+    match n {
+        Node::Index { children, .. } => children.iter().for_each(|c| choices_under(c, out)),
+        Node::Manifest(_) | Node::Absent { .. } => out.push(Choice {
+            node: n,
+            fate: Fate::LeftOut,
+        }),
+        Node::Blob { .. } => {}
+    }
+}
+
+/// The kept part of `n`: a manifest when `kept` holds it (the top-level one always), an index when
+/// anything below it is kept (the top-level one always), an opaque blob always, an absent child never.
+fn prune<'a>(n: &'a Node, kept: &HashSet<&Digest>, level: Level) -> Option<Kept<'a>> {
+    match n {
+        Node::Index {
+            desc,
+            doc,
+            json,
+            children,
+        } => {
+            let children: Vec<Kept<'a>> = children
+                .iter()
+                .filter_map(|c| prune(c, kept, Level::Child))
+                .collect();
+            (level == Level::Top || !children.is_empty()).then_some(Kept::Index {
+                desc,
+                doc,
+                json,
+                children,
+            })
+        }
+        Node::Manifest(m) => {
+            (level == Level::Top || kept.contains(&m.desc.digest)).then_some(Kept::Manifest(m))
+        }
+        Node::Blob { desc } => Some(Kept::Blob(desc)),
+        Node::Absent { .. } => None,
+    }
 }
 
 /// Apply `matcher` to `image`: with a platform list, every listed platform must be present and complete;
@@ -664,38 +1041,17 @@ pub struct Selection {
 ///
 /// # Errors
 /// [`Error::PlatformNotFound`] naming `image_name`, the missing platforms and the complete ones;
+/// [`Error::SizeMismatch`] when two descriptors of a kept blob disagree on its size;
 /// `source.malformed`-style error from `empty` when nothing at all can be selected.
-pub fn select(
-    image: &Image,
+pub fn select<'a>(
+    image: &'a Image,
     matcher: &Matcher,
     image_name: &str,
     empty: impl FnOnce(String) -> Error,
-) -> Result<Selection> {
-    let manifests = image.manifests();
-    check_required(&manifests, matcher, image_name)?;
-    let mut sel = Selection::default();
-    select_platforms(image, &manifests, matcher, &mut sel);
-    select_attestations(&manifests, matcher, &mut sel);
-    let mut seen = HashSet::new();
-    gather(&image.root, &mut sel, &mut seen, Level::Top);
-    // One digest, one size: descriptors that disagree cannot both be right.
-    let sizes: HashMap<&Digest, u64> = sel.blobs.iter().map(|d| (&d.digest, d.size)).collect();
-    check_sizes(&image.root, &sizes, image_name)?;
-    let nothing = match &image.root {
-        Node::Index { .. } => sel.blobs.len() <= 1,
-        Node::Manifest(m) => !m.complete() || (sel.manifests.is_empty() && !m.is_attestation()),
-        Node::Blob { .. } | Node::Absent { .. } => false,
-    };
-    if nothing {
-        return Err(empty(format!(
-            "image {image_name} has no complete platform manifest{}",
-            if sel.absent.is_empty() {
-                String::new()
-            } else {
-                format!(" (absent: {})", sel.absent.join(", "))
-            }
-        )));
-    }
+) -> Result<Selection<'a>> {
+    check_required(&image.manifests(), matcher, image_name)?;
+    let sel = Selection::new(image, matcher);
+    sel.check(image_name, empty)?;
     Ok(sel)
 }
 
@@ -730,63 +1086,6 @@ fn check_required(manifests: &[&Manifest], matcher: &Matcher, image_name: &str) 
     })
 }
 
-/// Sort the image's platforms (manifests, then absent children) into selected, absent and left out.
-fn select_platforms(
-    image: &Image,
-    manifests: &[&Manifest],
-    matcher: &Matcher,
-    sel: &mut Selection,
-) {
-    for m in manifests.iter().filter(|m| !m.is_attestation()) {
-        if !matcher.selects(m.platform.as_ref()) {
-            sel.left_out.push(m.platform_name());
-            continue;
-        }
-        if m.complete() {
-            sel.manifests.push(m.desc.digest.clone());
-            sel.platforms.push(m.platform_name());
-            sel.kept.insert(m.desc.digest.clone());
-            for f in &m.foreign {
-                if !sel.foreign.contains(f) {
-                    sel.foreign.push(f.clone());
-                }
-            }
-        } else {
-            sel.absent.push(m.platform_name());
-        }
-    }
-    for d in image.absent() {
-        let p = d.platform.as_ref();
-        if d.attestation_of().is_some() || p.is_some_and(Platform::is_unknown) {
-            continue;
-        }
-        let name = d.platform_text().unwrap_or_else(|| d.digest.to_string());
-        if matcher.selects(p) {
-            sel.absent.push(name);
-        } else {
-            sel.left_out.push(name);
-        }
-    }
-}
-
-/// Keep the complete attestations of kept manifests (and, without a platform list, those that name no
-/// subject).
-fn select_attestations(manifests: &[&Manifest], matcher: &Matcher, sel: &mut Selection) {
-    for m in manifests
-        .iter()
-        .filter(|m| m.is_attestation() && m.complete())
-    {
-        let subject_kept = m
-            .attestation_of
-            .as_ref()
-            .is_some_and(|d| sel.kept.contains(d));
-        if subject_kept || (matcher.wanted().is_none() && m.attestation_of.is_none()) {
-            sel.kept.insert(m.desc.digest.clone());
-            sel.attestations += 1;
-        }
-    }
-}
-
 /// Every descriptor under `n` of a kept blob must give that blob's size.
 fn check_sizes(n: &Node, sizes: &HashMap<&Digest, u64>, image_name: &str) -> Result<()> {
     let check = |d: &Descriptor| match sizes.get(&d.digest) {
@@ -799,8 +1098,8 @@ fn check_sizes(n: &Node, sizes: &HashMap<&Digest, u64>, image_name: &str) -> Res
         _ => Ok(()),
     };
     match n {
-        Node::Index { desc, children, .. } => {
-            check(desc)?;
+        Node::Index { children, .. } => {
+            check(n.desc())?;
             children
                 .iter()
                 .try_for_each(|c| check_sizes(c, sizes, image_name))
@@ -810,55 +1109,6 @@ fn check_sizes(n: &Node, sizes: &HashMap<&Digest, u64>, image_name: &str) -> Res
             m.config.iter().chain(m.layers.iter()).try_for_each(check)
         }
         Node::Absent { desc } | Node::Blob { desc } => check(desc),
-    }
-}
-
-fn push(sel: &mut Selection, seen: &mut HashSet<Digest>, d: &Descriptor) {
-    if seen.insert(d.digest.clone()) {
-        sel.blobs.push(d.lean());
-    }
-}
-
-/// Add the selected nodes' blobs; returns whether anything under `n` was kept.
-fn gather(n: &Node, sel: &mut Selection, seen: &mut HashSet<Digest>, level: Level) -> bool {
-    match n {
-        Node::Index { desc, children, .. } => {
-            let mark = sel.blobs.len();
-            push(sel, seen, desc);
-            let mut any = false;
-            for c in children {
-                any |= gather(c, sel, seen, Level::Child);
-            }
-            if !any && level == Level::Child {
-                // Nothing below was kept: drop this index again.
-                if sel.blobs.len() == mark + 1 {
-                    sel.blobs.pop();
-                    seen.remove(&desc.digest);
-                }
-                return false;
-            }
-            sel.kept.insert(desc.digest.clone());
-            true
-        }
-        Node::Manifest(m) => {
-            if level == Level::Child && !sel.kept.contains(&m.desc.digest) {
-                return false;
-            }
-            sel.kept.insert(m.desc.digest.clone());
-            push(sel, seen, &m.desc);
-            for b in m.config.iter().chain(m.layers.iter()) {
-                if !m.missing.contains(&b.digest) && !m.foreign.contains(&b.digest) {
-                    push(sel, seen, b);
-                }
-            }
-            true
-        }
-        Node::Blob { desc } => {
-            sel.kept.insert(desc.digest.clone());
-            push(sel, seen, desc);
-            true
-        }
-        Node::Absent { .. } => false,
     }
 }
 

@@ -18,7 +18,7 @@ use crate::engine::platform::{Matcher, Platform};
 use crate::engine::reference;
 use crate::engine::save::{subset, IndexShape};
 use crate::engine::sink::Sink;
-use crate::engine::walk::{self, Descriptor, Image, Node, Selection};
+use crate::engine::walk::{self, Descriptor, Kept, Node, Selection, Summary};
 use crate::engine::Progress;
 
 /// One image to push: where, and what.
@@ -29,7 +29,7 @@ struct Plan {
     documents: Vec<(Descriptor, Vec<u8>)>,
     /// Configs, layers and other blobs.
     blobs: Vec<Descriptor>,
-    sel: Selection,
+    sel: Summary,
 }
 
 /// Load `input` into `registry`, keeping `platforms`, each image shaped as `shape`.
@@ -78,13 +78,8 @@ impl Sink for RegistrySink<'_> {
         false
     }
 
-    fn add(&mut self, image: Selected) -> Result<()> {
-        let Selected {
-            found,
-            label,
-            image,
-            sel,
-        } = image;
+    fn add(&mut self, image: Selected<'_>) -> Result<()> {
+        let Selected { found, label, sel } = image;
         let mut targets = Vec::new();
         for n in found.entries.iter().filter_map(Descriptor::full_name) {
             let t = self.registry.rename(&n)?;
@@ -95,8 +90,7 @@ impl Sink for RegistrySink<'_> {
         if targets.is_empty() {
             targets.push(unnamed_target(self.registry, &label)?);
         }
-        self.plans
-            .push(plan(&image, sel, self.shape, &label, targets)?);
+        self.plans.push(plan(&sel, self.shape, &label, targets)?);
         Ok(())
     }
 
@@ -137,45 +131,46 @@ fn unnamed_target(registry: &Registry, label: &str) -> Result<Target> {
 fn listed(n: &Node, out: &mut Vec<Descriptor>) {
     if let Node::Index { children, .. } = n {
         for c in children {
-            out.push(node_desc(c).clone());
+            out.push(c.desc().clone());
             listed(c, out);
         }
     }
 }
 
-fn node_desc(n: &Node) -> &Descriptor {
-    match n {
-        Node::Index { desc, .. } | Node::Absent { desc } | Node::Blob { desc } => desc,
-        Node::Manifest(m) => &m.desc,
-    }
-}
-
 /// Documents of the kept tree, children before parents; `rewritten` replaces indexes (subset).
 fn documents(
-    n: &Node,
-    sel: &Selection,
+    n: &Kept<'_>,
     rewritten: &BTreeMap<Digest, (Descriptor, Vec<u8>)>,
     out: &mut Vec<(Descriptor, Vec<u8>)>,
 ) {
     match n {
-        Node::Index {
+        Kept::Index {
             desc,
             doc,
             children,
             ..
-        } if sel.kept.contains(&desc.digest) => {
+        } => {
             for c in children {
-                documents(c, sel, rewritten, out);
+                documents(c, rewritten, out);
             }
             match rewritten.get(&desc.digest) {
                 Some((d, bytes)) => out.push((d.clone(), bytes.clone())),
-                None => out.push((desc.clone(), doc.clone())),
+                None => out.push(((*desc).clone(), doc.to_vec())),
             }
         }
-        Node::Manifest(m) if sel.kept.contains(&m.desc.digest) => {
-            out.push((m.desc.clone(), m.doc.clone()))
-        }
-        _ => {}
+        Kept::Manifest(m) => out.push((m.desc.clone(), m.doc.clone())),
+        Kept::Blob(_) => {}
+    }
+}
+
+/// Documents of the selection's tree, children before parents; `rewritten` replaces indexes.
+fn selected_documents(
+    sel: &Selection<'_>,
+    rewritten: &BTreeMap<Digest, (Descriptor, Vec<u8>)>,
+    out: &mut Vec<(Descriptor, Vec<u8>)>,
+) {
+    if let Some(root) = &sel.root {
+        documents(root, rewritten, out);
     }
 }
 
@@ -183,33 +178,25 @@ fn documents(
 ///
 /// # Errors
 /// As [`keep_shape`] and [`manifest_shape`].
-fn plan(
-    image: &Image,
-    sel: Selection,
-    shape: IndexShape,
-    label: &str,
-    targets: Vec<Target>,
-) -> Result<Plan> {
+fn plan(sel: &Selection<'_>, shape: IndexShape, label: &str, targets: Vec<Target>) -> Result<Plan> {
     let mut docs = Vec::new();
     let top = match shape {
-        IndexShape::Keep => keep_shape(image, &sel, label, &mut docs)?,
+        IndexShape::Keep => keep_shape(sel, label, &mut docs)?,
         IndexShape::Subset => {
-            let mut rewritten = BTreeMap::new();
-            let top =
-                subset(&image.root, &sel, &mut rewritten).unwrap_or_else(|| image.top.clone());
-            documents(&image.root, &sel, &rewritten, &mut docs);
+            let (top, rewritten) = subset(sel);
+            selected_documents(sel, &rewritten, &mut docs);
             top
         }
-        IndexShape::Manifest => manifest_shape(image, &sel, label, &mut docs)?,
+        IndexShape::Manifest => manifest_shape(sel, label, &mut docs)?,
     };
     // Documents come from the archive verified by the walker; a rewritten one was hashed as it was made.
-    let blobs = plan_blobs(image, &sel, shape, &top);
+    let blobs = plan_blobs(sel, shape, &top);
     Ok(Plan {
         targets,
         top,
         documents: docs,
         blobs,
-        sel,
+        sel: sel.summary(),
     })
 }
 
@@ -219,17 +206,17 @@ fn plan(
 /// [`Error::PlatformNotFound`] when an index would list content the registry would not hold (a
 /// registry refuses it): load with `index='subset'` or `'manifest'`.
 fn keep_shape(
-    image: &Image,
-    sel: &Selection,
+    sel: &Selection<'_>,
     label: &str,
     docs: &mut Vec<(Descriptor, Vec<u8>)>,
 ) -> Result<Descriptor> {
     let mut all = Vec::new();
-    listed(&image.root, &mut all);
-    if all.iter().any(|d| !sel.kept.contains(&d.digest)) {
+    listed(&sel.image.root, &mut all);
+    let kept = sel.kept();
+    if all.iter().any(|d| !kept.contains(&d.digest)) {
         let dropped: Vec<String> = all
             .iter()
-            .filter(|d| !sel.kept.contains(&d.digest))
+            .filter(|d| !kept.contains(&d.digest))
             .filter(|d| d.attestation_of().is_none())
             .map(|d| d.platform_text().unwrap_or_else(|| d.digest.to_string()))
             .collect();
@@ -238,11 +225,11 @@ fn keep_shape(
                 "{label} (a registry refuses an index that lists content it does not hold; load with index='subset' or index='manifest')"
             ),
             missing: dropped,
-            available: sel.platforms.clone(),
+            available: sel.platforms(),
         });
     }
-    documents(&image.root, sel, &BTreeMap::new(), docs);
-    Ok(image.top.clone())
+    selected_documents(sel, &BTreeMap::new(), docs);
+    Ok(sel.image.top.clone())
 }
 
 /// The one selected platform manifest as the image.
@@ -250,21 +237,16 @@ fn keep_shape(
 /// # Errors
 /// [`Error::InvalidArgument`] when more or fewer than one platform is selected.
 fn manifest_shape(
-    image: &Image,
-    sel: &Selection,
+    sel: &Selection<'_>,
     label: &str,
     docs: &mut Vec<(Descriptor, Vec<u8>)>,
 ) -> Result<Descriptor> {
-    let manifests = image.manifests();
-    let chosen: Vec<_> = manifests
-        .iter()
-        .filter(|m| sel.manifests.contains(&m.desc.digest))
-        .collect();
+    let chosen = sel.platform_manifests();
     let [m] = chosen.as_slice() else {
         return Err(Error::InvalidArgument(format!(
             "index='manifest' pushes one platform per image, but {} platforms of image {label} are selected ({}); choose one with platforms=",
             chosen.len(),
-            sel.platforms.join(", ")
+            sel.platforms().join(", ")
         )));
     };
     docs.push((m.desc.clone(), m.doc.clone()));
@@ -272,30 +254,24 @@ fn manifest_shape(
 }
 
 /// The selected blobs that are not documents; for `Manifest`, only those of the manifest pushed.
-fn plan_blobs(
-    image: &Image,
-    sel: &Selection,
-    shape: IndexShape,
-    top: &Descriptor,
-) -> Vec<Descriptor> {
+fn plan_blobs(sel: &Selection<'_>, shape: IndexShape, top: &Descriptor) -> Vec<Descriptor> {
     let document_digests: HashSet<Digest> = {
         let mut v = Vec::new();
-        documents(&image.root, sel, &BTreeMap::new(), &mut v);
+        selected_documents(sel, &BTreeMap::new(), &mut v);
         v.into_iter().map(|(d, _)| d.digest).collect()
     };
     let keep: Option<HashSet<&Digest>> = (shape == IndexShape::Manifest).then(|| {
-        image
-            .manifests()
-            .iter()
+        sel.platform_manifests()
+            .into_iter()
             .filter(|m| m.desc.digest == top.digest)
             .flat_map(|m| m.config.iter().chain(m.layers.iter()).map(|d| &d.digest))
             .collect()
     });
-    sel.blobs
-        .iter()
+    sel.blobs()
+        .into_iter()
         .filter(|d| !document_digests.contains(&d.digest))
         .filter(|d| keep.as_ref().is_none_or(|k| k.contains(&d.digest)))
-        .cloned()
+        .map(Descriptor::lean)
         .collect()
 }
 
