@@ -1138,9 +1138,206 @@ pub fn familiar_names_of<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn desc(v: Value) -> Descriptor {
         Descriptor::from_json(&v).unwrap()
+    }
+
+    /// Blobs in memory: what a sparse archive or store holds.
+    #[derive(Default)]
+    struct Memory(HashMap<Digest, Vec<u8>>);
+
+    impl Memory {
+        /// Hold `bytes`; their descriptor (`mediaType`, `digest`, `size`) and `extra` fields.
+        fn add(&mut self, media_type: &str, bytes: Vec<u8>, extra: Value) -> Value {
+            let d = Digest::sha256_of(&bytes);
+            let mut v =
+                json!({"mediaType": media_type, "digest": d.to_string(), "size": bytes.len()});
+            if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
+                o.extend(e);
+            }
+            self.0.insert(d, bytes);
+            v
+        }
+
+        /// An image manifest (config and one layer, both held), with `extra` descriptor fields.
+        fn manifest(&mut self, config: Value, layer: &[u8], extra: Value) -> Value {
+            let c = self.add(
+                MT_OCI_CONFIG,
+                serde_json::to_vec(&config).unwrap(),
+                json!({}),
+            );
+            let l = self.add(
+                "application/vnd.oci.image.layer.v1.tar",
+                layer.to_vec(),
+                json!({}),
+            );
+            let m = json!({"schemaVersion": 2, "mediaType": MT_OCI_MANIFEST, "config": c, "layers": [l]});
+            self.add(MT_OCI_MANIFEST, serde_json::to_vec(&m).unwrap(), extra)
+        }
+    }
+
+    impl BlobSource for Memory {
+        fn document(&self, desc: &Descriptor) -> Result<Option<Vec<u8>>> {
+            Ok(self.0.get(&desc.digest).cloned())
+        }
+        fn has_blob(&self, desc: &Descriptor) -> bool {
+            self.0.contains_key(&desc.digest)
+        }
+        fn blob_size(&self, desc: &Descriptor) -> Option<u64> {
+            self.0.get(&desc.digest).map(|b| b.len() as u64)
+        }
+        fn malformed(&self, location: &str, reason: String) -> Error {
+            Error::InvalidArgument(format!("{location}: {reason}"))
+        }
+    }
+
+    /// An index listing amd64, arm64, an attestation of amd64, and an s390x manifest that is absent.
+    /// Returns the source, the index's descriptor and JSON, and the four entries in order.
+    fn sparse_index() -> (Memory, Descriptor, Value, Vec<Value>) {
+        let mut src = Memory::default();
+        let platform = |arch: &str| json!({"platform": {"os": "linux", "architecture": arch}});
+        let amd64 = src.manifest(
+            json!({"os": "linux", "architecture": "amd64"}),
+            b"amd64",
+            platform("amd64"),
+        );
+        let arm64 = src.manifest(
+            json!({"os": "linux", "architecture": "arm64"}),
+            b"arm64",
+            platform("arm64"),
+        );
+        let attestation = src.manifest(
+            json!({"os": "unknown", "architecture": "unknown"}),
+            b"in-toto",
+            json!({
+                "platform": {"os": "unknown", "architecture": "unknown"},
+                "annotations": {
+                    ANNOTATION_REFERENCE_TYPE: "attestation-manifest",
+                    ANNOTATION_REFERENCE_DIGEST: amd64["digest"],
+                },
+            }),
+        );
+        let mut absent = Memory::default();
+        let s390x = absent.manifest(
+            json!({"os": "linux", "architecture": "s390x"}),
+            b"s390x",
+            platform("s390x"),
+        );
+        let entries = vec![amd64, arm64, attestation, s390x];
+        let index = json!({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": entries});
+        let top = desc(src.add(MT_OCI_INDEX, serde_json::to_vec(&index).unwrap(), json!({})));
+        (src, top, index, entries)
+    }
+
+    fn only(p: &str) -> Matcher {
+        Matcher::only(Platform::parse_list(&[p]).unwrap())
+    }
+
+    fn digest_of(v: &Value) -> Digest {
+        v["digest"].as_str().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn selecting_one_platform_keeps_exactly_its_manifest_and_attestation() {
+        let (src, top, _, entries) = sparse_index();
+        let image = walk(&src, &top).unwrap();
+        let sel = select(&image, &only("linux/amd64"), "img", Error::InvalidArgument).unwrap();
+        let Some(Kept::Index { desc, children, .. }) = &sel.root else {
+            panic!("the root is the index: {:?}", sel.root);
+        };
+        assert_eq!(desc.digest, top.digest);
+        let kept: Vec<Digest> = children.iter().map(|c| c.desc().digest.clone()).collect();
+        assert_eq!(kept, [digest_of(&entries[0]), digest_of(&entries[2])]);
+        assert!(children.iter().all(|c| matches!(c, Kept::Manifest(_))));
+        assert_eq!(sel.platforms(), ["linux/amd64"]);
+        assert_eq!(sel.attestations(), 1);
+        assert!(sel.absent().is_empty());
+        assert_eq!(sel.left_out(), ["linux/arm64", "linux/s390x"]);
+        // The index, then each kept manifest followed by its config and layer.
+        assert_eq!(sel.blobs().len(), 1 + 3 + 3);
+        assert_eq!(sel.blobs().first().map(|d| &d.digest), Some(&top.digest));
+        let fates: Vec<Fate> = sel.choices.iter().map(|c| c.fate).collect();
+        assert_eq!(
+            fates,
+            [Fate::Kept, Fate::LeftOut, Fate::Kept, Fate::LeftOut]
+        );
+        let summary = sel.summary();
+        assert_eq!(summary.blobs.len(), 7);
+        assert!(summary.blobs.iter().all(|d| d.raw.is_null()));
+    }
+
+    #[test]
+    fn without_a_platform_list_an_absent_platform_is_reported_not_kept() {
+        let (src, top, _, _) = sparse_index();
+        let image = walk(&src, &top).unwrap();
+        let sel = select(&image, &Matcher::all(), "img", Error::InvalidArgument).unwrap();
+        assert_eq!(sel.platforms(), ["linux/amd64", "linux/arm64"]);
+        assert_eq!(sel.absent(), ["linux/s390x"]);
+        assert!(sel.left_out().is_empty());
+        assert_eq!(sel.kept().len(), 1 + 3);
+        // Asking for the absent platform is the requirement rule's error, naming the complete ones.
+        let err = select(&image, &only("linux/s390x"), "img", Error::InvalidArgument).unwrap_err();
+        assert!(
+            matches!(&err, Error::PlatformNotFound { missing, available, .. }
+                if missing == &["linux/s390x"] && available == &["linux/amd64", "linux/arm64"]),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn the_subset_of_a_pruned_tree_lists_the_kept_entries_as_written() {
+        let (src, top, index, entries) = sparse_index();
+        let image = walk(&src, &top).unwrap();
+        let sel = select(&image, &only("linux/amd64"), "img", Error::InvalidArgument).unwrap();
+        let (new_top, rewritten) = crate::engine::save::subset(&sel);
+        // The index as the store wrote it, with only the kept entries, each byte for byte.
+        let mut expected = index.clone();
+        expected["manifests"] = json!([entries[0], entries[2]]);
+        let bytes = serde_json::to_vec(&expected).unwrap();
+        assert_eq!(new_top.digest, Digest::sha256_of(&bytes));
+        assert_eq!(new_top.size, bytes.len() as u64);
+        let (d, written) = rewritten.get(&top.digest).unwrap();
+        assert_eq!(written, &bytes);
+        assert_eq!(d.raw["digest"], json!(new_top.digest.to_string()));
+        assert_eq!(rewritten.len(), 1);
+        // Nothing left out: the image's own index, not rewritten.
+        let (src, top, _, _) = {
+            let (mut src, _, _, entries) = sparse_index();
+            let whole =
+                json!({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": entries[..3]});
+            let top = desc(src.add(MT_OCI_INDEX, serde_json::to_vec(&whole).unwrap(), json!({})));
+            (src, top, (), ())
+        };
+        let image = walk(&src, &top).unwrap();
+        let sel = select(&image, &Matcher::all(), "img", Error::InvalidArgument).unwrap();
+        let (same, rewritten) = crate::engine::save::subset(&sel);
+        assert_eq!(same.digest, top.digest);
+        assert!(rewritten.is_empty());
+    }
+
+    #[test]
+    fn an_index_with_nothing_kept_below_it_is_pruned() {
+        let (src, _, _, entries) = sparse_index();
+        let mut src = src;
+        // A nested index holding only the arm64 manifest, beside amd64.
+        let nested =
+            json!({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [entries[1]]});
+        let nested = src.add(
+            MT_OCI_INDEX,
+            serde_json::to_vec(&nested).unwrap(),
+            json!({}),
+        );
+        let outer = json!({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": [entries[0], nested]});
+        let top = desc(src.add(MT_OCI_INDEX, serde_json::to_vec(&outer).unwrap(), json!({})));
+        let image = walk(&src, &top).unwrap();
+        let sel = select(&image, &only("linux/amd64"), "img", Error::InvalidArgument).unwrap();
+        assert!(!sel.kept().contains(&digest_of(&nested)));
+        assert_eq!(sel.left_out(), ["linux/arm64"]);
+        let sel = select(&image, &only("linux/arm64"), "img", Error::InvalidArgument).unwrap();
+        assert!(sel.kept().contains(&digest_of(&nested)));
+        assert_eq!(sel.platforms(), ["linux/arm64"]);
     }
 
     #[test]
