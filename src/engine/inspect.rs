@@ -1,5 +1,6 @@
-//! `inspect` and `verify`: what a store or an archive holds, per image and platform, read through the one
-//! walker; `verify` also re-hashes every blob (in parallel) and checks every size and reference.
+//! `inspect` and `verify`: what a store, an archive or a registry image holds, per image and platform,
+//! read through the one walker and [`walk::Selection`]; `verify` (stores and archives) also re-hashes
+//! every blob (in parallel) and checks every size and reference.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -74,7 +75,7 @@ pub struct ImageEntry {
 pub struct Inventory {
     /// The path inspected, as given.
     pub path: String,
-    /// `store` or `archive`.
+    /// `store`, `archive` or `registry`.
     pub kind: &'static str,
     /// For archives: `oci` (has index.json) or `docker` (manifest.json only).
     pub format: Option<&'static str>,
@@ -100,7 +101,7 @@ fn total(sizes: impl Iterator<Item = u64>) -> u64 {
 /// Blobs of every image summarized so far: size and how many images hold each.
 type Owners = HashMap<Digest, (u64, usize)>;
 
-/// Build the inventory of walked images; `sizes` of blobs count only when `present(d)`.
+/// Build the inventory of walked images; an opaque blob an index lists counts only when `present(d)`.
 fn summarize(
     path: &Path,
     kind: &'static str,
@@ -134,7 +135,8 @@ fn inventory(
     }
 }
 
-/// One image of the inventory; its present blobs are counted in `owners`.
+/// One image of the inventory; its present blobs are counted in `owners` (an opaque blob an index lists
+/// only when `present(d)`).
 fn image_entry(
     w: &Walked,
     present: &dyn Fn(&Descriptor) -> bool,

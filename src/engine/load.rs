@@ -38,7 +38,8 @@ pub struct LoadedImage {
     pub media_type: String,
     /// Platforms loaded, as the image writes them.
     pub platforms: Vec<String>,
-    /// Platforms the image lists whose content the archive lacks (sparse archives).
+    /// Platforms the image lists that were not loaded: those whose content the archive lacks (a sparse
+    /// archive) and, into a store directory, those the platform list left out.
     pub absent: Vec<String>,
     /// Attestation manifests loaded with those platforms.
     pub attestations: usize,
@@ -646,8 +647,8 @@ pub fn run<S: Sink>(
     } else {
         find_images(&mut source, None)?
     };
-    // Each image goes to the sink as soon as it is selected: its walked tree (parsed documents) is
-    // dropped there, so memory holds one tree at a time, not one per image of the archive.
+    // Each image goes to the sink as soon as it is selected, and its walked tree (parsed documents) is
+    // dropped once the sink took what it keeps: memory holds one tree at a time, not one per image.
     let mut sizes = OneSizePerDigest::default();
     for f in found {
         let label = f
@@ -671,7 +672,8 @@ pub fn run<S: Sink>(
     sink.publish()
 }
 
-/// One digest, one size, across every image of an archive (within one image the walker checks it too).
+/// One digest, one size, across every image of an archive (within one image [`walk::select`] checks it
+/// too).
 #[derive(Default)]
 struct OneSizePerDigest(HashMap<Digest, u64>);
 

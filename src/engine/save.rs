@@ -1,4 +1,4 @@
-//! `save`: resolve references in a store, select platforms, and write one deterministic archive that is
+//! `save`: resolve references in a store or a registry, select platforms, and write one deterministic archive that is
 //! at once an OCI image layout and a Docker archive (`manifest.json`). Every blob is re-hashed as it is
 //! copied; nothing is written before every reference, platform and shape has been checked.
 
@@ -31,7 +31,8 @@ pub enum IndexShape {
     /// The store's own top-level descriptor and index blob, unchanged (sparse when filtered).
     #[default]
     Keep,
-    /// A new index listing only the saved platforms and their attestations.
+    /// A new index listing only what is saved (the platforms, their attestations, entries without a
+    /// platform); the store's own when nothing is left out.
     Subset,
     /// The single selected platform manifest as the image itself.
     Manifest,
@@ -105,8 +106,8 @@ pub struct SaveReport {
 }
 
 /// Where a blob's bytes come from. Per blob the plan keeps only its digest and size (in [`Plan::blobs`])
-/// and this: a store blob is opened by digest when it is written, so that thousands of images do not
-/// hold their parsed descriptors until the end.
+/// and this: a source blob is opened by its lean descriptor (media type, digest, size) when it is
+/// written, so that thousands of images do not hold their parsed descriptors until the end.
 enum Content {
     Source(Origin, Descriptor),
     Memory(Vec<u8>),
@@ -505,7 +506,7 @@ fn subset_shape(req: &Request, sel: &Selection<'_>) -> (Descriptor, Vec<PlannedB
 /// platform, and its blobs (foreign layers left out).
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] when more than one platform is selected.
+/// [`Error::InvalidArgument`] when more or fewer than one platform is selected.
 fn manifest_shape(
     req: &Request,
     selected: &[&walk::Manifest],
@@ -841,9 +842,10 @@ fn write<W: Write>(
 }
 
 /// Write the uncompressed archive into the regular file `file` (opened for reading and writing): every
-/// entry's offset is known in advance, so headers and documents are written in place and the blobs are
-/// copied by [`copy::copy_verified_all`] (kernel copies, hashed as written, on every core). The bytes are
-/// those [`write`] produces.
+/// entry's offset is known in advance, so headers and documents are written in place and the source
+/// copies the blobs to their offsets, each verified ([`Source::copy_into`]: kernel copies hashed as
+/// written on every core for a store directory, parallel fetches for a registry). The bytes are those
+/// [`write`] produces.
 fn write_file(
     source: &dyn Source,
     plan: Plan,

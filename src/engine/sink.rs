@@ -23,8 +23,10 @@ pub trait Sink {
     /// (then they are staged from that copy, not read and hashed again).
     fn keeps_hashed_layers(&self) -> bool;
 
-    /// Take one image's selection. Every image is added before anything is written, so a sink refuses
-    /// here what it could not publish (a registry: an index that would list content it does not hold).
+    /// Take one image's selection (its pruned tree, borrowed from the walk: a sink keeps what it needs,
+    /// such as [`Selection::summary`](super::walk::Selection::summary), not the tree). Every image is
+    /// added before anything is written, so a sink refuses here what it could not publish (a registry:
+    /// an index that would list content it does not hold).
     ///
     /// # Errors
     /// What the sink refuses, naming the image.

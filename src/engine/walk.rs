@@ -1,7 +1,8 @@
 //! The one walker: from a top-level descriptor through OCI indexes, Docker manifest lists, nested
-//! indexes, single manifests and attestation manifests, over any [`BlobSource`] (a store or an archive);
-//! then [`select`] applies a platform [`Matcher`] and the requirement rule. Save, load, inspect and verify
-//! all go through here.
+//! indexes, single manifests and attestation manifests, over any [`BlobSource`] (a store, an archive or a
+//! registry repository); then [`select`] applies a platform [`Matcher`] and the requirement rule and
+//! returns the tree pruned to what is kept ([`Selection`]). Save, load, inspect and verify all go through
+//! here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -236,7 +237,7 @@ pub trait BlobSource {
 pub struct Image {
     /// The top-level descriptor the walk started from.
     pub top: Descriptor,
-    /// The tree below it.
+    /// The node of that descriptor, and the tree below it.
     pub root: Node,
 }
 
@@ -255,7 +256,8 @@ pub enum Node {
         doc: Vec<u8>,
         /// Its JSON.
         json: Value,
-        /// Its children, in the order it lists them.
+        /// Its children, in the order it lists them; a child listed again (here or by an index walked
+        /// before) appears only where it was first listed.
         children: Vec<Node>,
     },
     /// An image (or artifact) manifest.
@@ -497,15 +499,7 @@ fn visit(
     {
         return Ok(Node::Blob { desc: desc.clone() });
     }
-    if desc.size > MAX_DOCUMENT_BYTES {
-        return Err(source.malformed(
-            &loc,
-            format!(
-                "document of {} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit",
-                desc.size
-            ),
-        ));
-    }
+    within_limit(source, &loc, "document", desc.size)?;
     let Some(doc) = source.document(desc)? else {
         return Ok(Node::Absent { desc: desc.clone() });
     };
@@ -564,7 +558,7 @@ fn visit_children(
             }
         }
         listed.entry(child.digest.clone()).or_insert(platform);
-        // An index that lists one child many times is walked once per child.
+        // A child listed again (by this index or by another) is walked once, where it is first listed.
         if !seen.insert(child.digest.clone()) {
             continue;
         }
@@ -638,6 +632,20 @@ fn visit_manifest(
     })
 }
 
+/// Refuse `what` (a document, at `loc`) when its descriptor's `size` is over [`MAX_DOCUMENT_BYTES`].
+///
+/// # Errors
+/// `source.malformed` naming the size and the limit.
+fn within_limit(source: &dyn BlobSource, loc: &str, what: &str, size: u64) -> Result<()> {
+    if size > MAX_DOCUMENT_BYTES {
+        return Err(source.malformed(
+            loc,
+            format!("{what} of {size} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit"),
+        ));
+    }
+    Ok(())
+}
+
 /// An image config is a document too: within the limits, a JSON object. Its platform, when it is an
 /// image config that is there.
 ///
@@ -659,13 +667,7 @@ fn config_platform(source: &dyn BlobSource, c: &Descriptor) -> Result<Option<Pla
                 found: found.to_string(),
             });
         }
-        return Err(source.malformed(
-            &cloc,
-            format!(
-                "image config of {} bytes is over the {MAX_DOCUMENT_BYTES}-byte limit",
-                c.size
-            ),
-        ));
+        within_limit(source, &cloc, "image config", c.size)?;
     }
     let Some(bytes) = source.document(c)? else {
         return Ok(None);
