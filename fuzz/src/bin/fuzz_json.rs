@@ -193,8 +193,9 @@ impl State for JsonState {
                 for m in image.manifests() {
                     let _ = (m.is_attestation(), m.complete(), m.platform_name());
                 }
-                let _ = image.absent();
                 for m in &matchers {
+                    let sel = walk::Selection::new(&image, m);
+                    let _ = (sel.summary(), sel.kept(), sel.platform_manifests());
                     let _ = walk::select(&image, m, "fuzz", Error::InvalidArgument);
                 }
             }
