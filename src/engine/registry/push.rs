@@ -255,11 +255,14 @@ fn manifest_shape(
 
 /// The selected blobs that are not documents; for `Manifest`, only those of the manifest pushed.
 fn plan_blobs(sel: &Selection<'_>, shape: IndexShape, top: &Descriptor) -> Vec<Descriptor> {
-    let document_digests: HashSet<Digest> = {
-        let mut v = Vec::new();
-        selected_documents(sel, &BTreeMap::new(), &mut v);
-        v.into_iter().map(|(d, _)| d.digest).collect()
-    };
+    let mut document_digests: HashSet<&Digest> = HashSet::new();
+    if let Some(root) = &sel.root {
+        root.each(&mut |n| {
+            if !matches!(n, Kept::Blob(_)) {
+                document_digests.insert(&n.desc().digest);
+            }
+        });
+    }
     let keep: Option<HashSet<&Digest>> = (shape == IndexShape::Manifest).then(|| {
         sel.platform_manifests()
             .into_iter()
