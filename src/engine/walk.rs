@@ -803,8 +803,8 @@ impl<'a> Selection<'a> {
                 _ => Fate::NotThere,
             };
         }
-        // Which manifests are kept decides which attestations are, in walk order (an attestation of a
-        // kept attestation is kept too).
+        // Which manifests are kept decides which attestations are, in walk order (so an attestation of
+        // an attestation kept before it is kept too).
         let mut kept: HashSet<&Digest> = choices
             .iter()
             .filter(|c| c.fate == Fate::Kept)
