@@ -66,3 +66,14 @@ def blobs(store: StoreLike) -> set[str]:
 def store_blob(store: StoreLike, digest: str) -> bytes:
     """The bytes of one blob of the store."""
     return (root(store) / blob_name(digest)).read_bytes()
+
+
+def app_blob(store: BuiltStore, kind: str, platform: str = "linux/arm64/v8") -> str:
+    """The digest of one blob of the store's ``app:1.0``: its ``index``, or the ``platform``'s ``manifest``,
+    ``config``, ``attestation``, ``layer`` (its second layer) or ``shared-layer`` (its first)."""
+    app = store.image("app:1.0")
+    if kind == "index":
+        return app.digest
+    if kind in ("layer", "shared-layer"):
+        return app.layers[platform][1 if kind == "layer" else 0]
+    return {"manifest": app.manifests, "config": app.configs, "attestation": app.attestations}[kind][platform]

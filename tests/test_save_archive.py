@@ -17,7 +17,7 @@ import threading
 
 import ocitar
 import pytest
-from _helpers import OCI_LAYOUT, OCI_MANIFEST, blob_name, store_blob
+from _helpers import OCI_LAYOUT, OCI_MANIFEST, app_blob, blob_name, store_blob
 from ocitar.testing import Image, Layer, Platform, build_store
 from test_save_helpers import (
     APP,
@@ -273,21 +273,10 @@ def test_invalid_index_shape(store, out, unchanged, index):
 # verification of store blobs ------------------------------------------------------------------------
 
 
-def _victim(store, which):
-    app = store.image("app:1.0")
-    return {
-        "layer": app.layers["linux/arm64/v8"][1],
-        "config": app.configs["linux/arm64/v8"],
-        "manifest": app.manifests["linux/arm64/v8"],
-        "index": app.digest,
-        "attestation": app.attestations["linux/arm64/v8"],
-    }[which]
-
-
 @pytest.mark.parametrize("which", ["layer", "config", "manifest", "index", "attestation"])
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
 def test_damaged_store_blob(store, out, unchanged, which, damage):
-    digest = _victim(store, which)
+    digest = app_blob(store, which)
     path = store.blob_path(digest)
     (flip_byte if damage == "flip" else truncate)(path)
     target = out / "app.tar"

@@ -20,7 +20,7 @@ import _archives as A
 import ocitar
 import pytest
 from _guards import assert_no_panic, no_panic  # noqa: F401
-from _helpers import sha
+from _helpers import app_blob, sha
 from ocitar import DigestMismatchError, InvalidArchiveError, OcitarError, StoreError
 from ocitar.testing import BuiltStore, Image, Layer, Platform, build_store, tree_digest
 
@@ -154,22 +154,14 @@ def _flip(path: Path, at: int = 100) -> bytes:
 
 
 def _layer(store: BuiltStore) -> str:
-    return store.image("app:1.0").layers["linux/amd64"][1]
+    return app_blob(store, "layer", "linux/amd64")
 
 
 @pytest.mark.parametrize("what", ["layer", "shared-layer", "config", "manifest", "index", "attestation"])
 def test_a_flipped_byte_is_a_digest_mismatch_naming_blob_path_and_what_it_hashes_to(
     store: BuiltStore, what: str
 ) -> None:
-    app = store.image("app:1.0")
-    digest = {
-        "layer": _layer(store),
-        "shared-layer": app.layers["linux/arm64/v8"][0],
-        "config": app.configs["linux/arm64/v8"],
-        "manifest": app.manifests["linux/arm64/v8"],
-        "index": app.digest,
-        "attestation": app.attestations["linux/amd64"],
-    }[what]
+    digest = app_blob(store, what, "linux/amd64" if what in ("layer", "attestation") else "linux/arm64/v8")
     path = store.blob_path(digest)
     found = sha(_flip(path))
     verify_raises(store.path, DigestMismatchError, digest, str(path), found)
