@@ -29,7 +29,7 @@ from pathlib import Path
 import ocitar
 import pytest
 from conftest import run
-from ocitar.testing import Image, Layer, Platform
+from ocitar.testing import BuiltStore, Image, Layer, Platform
 from test_interop_helpers import FOREIGN, HOST, multi, norm, server, stop, tar_json, unavailable
 
 
@@ -159,6 +159,15 @@ def docker(dockerd: Path) -> Iterator[Docker]:
 # --------------------------------------------------------------------------
 
 
+def assert_loads(docker: Docker, archive: Path, store: BuiltStore, names: list[str], platform: str) -> None:
+    """``docker load`` of the archive reports ``names``, tags each with the store's config of ``platform`` as its
+    image ID, and records that platform."""
+    assert docker.load(archive) == names
+    assert docker.images() == {n: store.image(n).configs[platform] for n in names}
+    for n in names:
+        assert docker.platform(n) == norm(platform)
+
+
 def test_keep_archive_loads_every_image_with_the_host_platform(oci_store_factory, tmp_path, docker):
     names = ["example.test/docker/app:1.0", "tools:0.3", "example.test/docker/attested:2", "nested:3"]
     store = oci_store_factory(
@@ -170,10 +179,7 @@ def test_keep_archive_loads_every_image_with_the_host_platform(oci_store_factory
     archive = tmp_path / "keep.tar"
     ocitar.save(store.path, names, output=archive)
 
-    assert docker.load(archive) == names
-    assert docker.images() == {n: store.image(n).configs[HOST] for n in names}
-    for n in names:
-        assert docker.platform(n) == norm(HOST)
+    assert_loads(docker, archive, store, names, HOST)
 
 
 @pytest.mark.parametrize("platform", [HOST, FOREIGN])
@@ -183,9 +189,7 @@ def test_keep_sparse_archive_loads_the_saved_platform(oci_store_factory, tmp_pat
     archive = tmp_path / "sparse.tar"
     ocitar.save(store.path, name, [platform], output=archive)
 
-    assert docker.load(archive) == [name]
-    assert docker.images() == {name: store.image(name).configs[platform]}
-    assert docker.platform(name) == norm(platform)
+    assert_loads(docker, archive, store, [name], platform)
 
 
 @pytest.mark.parametrize("prefer", [None, FOREIGN])
@@ -196,10 +200,7 @@ def test_subset_archive_loads_the_preferred_platform(oci_store_factory, tmp_path
     ocitar.save(store.path, names, [HOST, FOREIGN], index="subset", prefer=prefer, output=archive)
     described = prefer or HOST
 
-    assert docker.load(archive) == names
-    assert docker.images() == {n: store.image(n).configs[described] for n in names}
-    for n in names:
-        assert docker.platform(n) == norm(described)
+    assert_loads(docker, archive, store, names, described)
 
 
 @pytest.mark.parametrize("platform", [HOST, FOREIGN])
@@ -209,10 +210,7 @@ def test_manifest_archive_loads_its_platform(oci_store_factory, tmp_path, docker
     archive = tmp_path / "manifest.tar"
     ocitar.save(store.path, names, [platform], index="manifest", output=archive)
 
-    assert docker.load(archive) == names
-    assert docker.images() == {n: store.image(n).configs[platform] for n in names}
-    for n in names:
-        assert docker.platform(n) == norm(platform)
+    assert_loads(docker, archive, store, names, platform)
 
 
 def test_images_sharing_layers_load_from_one_archive(oci_store_factory, tmp_path, docker):
