@@ -560,6 +560,12 @@ def targets(all_cases: list[Case], extra: dict[str, Impl]) -> list[tuple[str, bo
         ok = r[0] <= limit if le else r[0] >= limit
         out.append((name, ok, f"{r[0]:.2f} (whole process {r[1]:.2f})"))
 
+    def in_process(name: str, key: str, limit: float, also: str = "") -> None:
+        i = extra.get(key)
+        if i and i.samples:
+            v = i.op_med() or 0.0
+            out.append((name, v <= limit, f"{v * 1000:.1f} ms in-process (process {fmt_s(i.med())}{also})"))
+
     add("save all platforms: ocitar ≤ 1.3 × floor", "save-all", "ocitar", "floor", 1.3, True)
     add("save all platforms: plain Python ≥ 2 × ocitar", "save-all", "plain", "ocitar", 2, False)
     add("save all platforms: skopeo ≥ 5 × ocitar", "save-all", "skopeo", "ocitar", 5, False)
@@ -577,27 +583,9 @@ def targets(all_cases: list[Case], extra: dict[str, Impl]) -> list[tuple[str, bo
             f"max {worst[1]:.0f} MiB ({worst[0]})" if worst else "not measured",
         )
     )
-    imp = extra.get("import")
-    if imp and imp.samples:
-        v = imp.op_med() or 0.0
-        out.append(
-            (
-                "import ocitar ≤ 50 ms",
-                v <= 0.05,
-                f"{v * 1000:.1f} ms in-process (process {fmt_s(imp.med())}, "
-                f"bare python {fmt_s(extra['python'].med())})",
-            )
-        )
-    ins = extra.get("inspect")
-    if ins and ins.samples:
-        v = ins.op_med() or 0.0
-        out.append(
-            (
-                "ocitar.inspect of the archive ≤ 0.1 s",
-                v <= 0.1,
-                f"{v * 1000:.1f} ms in-process (process {fmt_s(ins.med())})",
-            )
-        )
+    py = extra.get("python")
+    in_process("import ocitar ≤ 50 ms", "import", 0.05, f", bare python {fmt_s(py.med())}" if py and py.samples else "")
+    in_process("ocitar.inspect of the archive ≤ 0.1 s", "inspect", 0.1)
     return out
 
 
