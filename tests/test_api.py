@@ -33,6 +33,14 @@ def test_exception_hierarchy() -> None:
         assert cls.__doc__
 
 
+def test_every_exception_is_public() -> None:
+    namespace: dict[str, object] = {}
+    exec("from ocitar import *", namespace)
+    exceptions = {n for n, v in vars(ocitar.errors).items() if isinstance(v, type) and issubclass(v, ocitar.OcitarError)}
+    assert exceptions == set(ocitar.errors.__all__)
+    assert {n: namespace.get(n) for n in exceptions} == {n: getattr(ocitar.errors, n) for n in exceptions}
+
+
 def test_every_public_name_is_documented() -> None:
     for name in ocitar.__all__:
         obj = getattr(ocitar, name)

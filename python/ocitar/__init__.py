@@ -15,41 +15,22 @@ import os
 from collections.abc import Callable, Iterable
 from typing import IO, Literal, Union, cast, overload
 
-from ocitar import _ocitar
+from ocitar import _ocitar, errors
 from ocitar._progress import make_progress
 from ocitar._reports import ImageInfo, Inventory, LoadedImage, LoadReport, PlatformInfo, SavedImage, SaveReport
-from ocitar.errors import (
-    AuthenticationError,
-    DigestMismatchError,
-    ImageNotFoundError,
-    InvalidArchiveError,
-    InvalidPlatformError,
-    OcitarError,
-    PlatformNotFoundError,
-    RegistryError,
-    StoreError,
-)
+from ocitar.errors import *  # noqa: F403  (as asyncio re-exports its submodules: errors.__all__ below)
 
 __version__: str = _ocitar.__version__
 
 __all__ = [
-    "AuthenticationError",
-    "DigestMismatchError",
-    "ImageNotFoundError",
-    "InvalidArchiveError",
-    "InvalidPlatformError",
     "ImageInfo",
     "Inventory",
     "LoadReport",
     "LoadedImage",
-    "OcitarError",
     "PlatformInfo",
-    "PlatformNotFoundError",
     "Registry",
-    "RegistryError",
     "SaveReport",
     "SavedImage",
-    "StoreError",
     "Token",
     "__version__",
     "default_store",
@@ -59,6 +40,7 @@ __all__ = [
     "save",
     "verify",
 ]
+__all__ += errors.__all__  # the exceptions, listed once in errors.py
 
 StrPath = Union[str, "os.PathLike[str]"]
 
