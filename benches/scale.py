@@ -70,7 +70,7 @@ FULL = Sizes(
     sparse_indexes=4,
     sparse_platforms=45_000,
 )
-#: A quarter of the full counts (a fifth of the layer): the old quadratic paths finish in seconds to minutes.
+#: A quarter of the full counts and layer size: the old quadratic paths finish in seconds to minutes.
 QUARTER = Sizes(
     names=5_000,
     docker_entries=300,
