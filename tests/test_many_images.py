@@ -10,7 +10,7 @@ from pathlib import Path
 
 import ocitar
 import pytest
-from _helpers import blobs
+from _helpers import IMAGE_NAME, REF_NAME, blobs, entries
 from ocitar.testing import Image, Layer, Platform, build_store
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -136,6 +136,45 @@ def test_one_image_of_a_store_of_50000_entries(tmp_path: Path) -> None:
     shown = cli("inspect", "--store", src, "many/img2:t")
     assert "many/img2:t" in shown and "many/img1" not in shown
     assert cli("ls", "--store", src).count("many/img1 ") == 50_000
+
+
+def test_a_load_into_a_store_of_60000_entries_keeps_every_entry_as_written(tmp_path: Path) -> None:
+    """A load commits into an index.json of 60,000 named entries (more JSON objects than a document read whole
+    may hold): every entry stays, its JSON text byte for byte (unknown members and their order included), the
+    document's unknown members too; a save of one image from that store works."""
+    src = tmp_path / "src"
+    build_store(src, many_images(3))
+    archive = tmp_path / "img2.tar"
+    ocitar.save(src, ["many/img2:t"], output=archive)
+    (one,) = [e for e in entries(src) if e["annotations"][IMAGE_NAME] == "docker.io/many/img1:t"]
+    texts = [
+        json.dumps(
+            {
+                "x-mirror": f"r{k}",
+                "size": one["size"],
+                "digest": one["digest"],
+                "mediaType": one["mediaType"],
+                "annotations": {IMAGE_NAME: f"docker.io/many/img1:t{k}", REF_NAME: f"t{k}"},
+            },
+            separators=(",", ":"),
+        )
+        for k in range(60_000)
+    ]
+    (src / "index.json").write_text('{"schemaVersion": 2, "x-top": [1, 2], "manifests": [' + ",".join(texts) + "]}")
+
+    loaded = ocitar.load(archive, store=src)
+    assert [i.names for i in loaded.images] == [("many/img2:t",)]
+    text = (src / "index.json").read_text()
+    assert text.startswith('{"manifests":[' + ",".join(texts) + ",")
+    assert text.endswith('],"schemaVersion":2,"x-top":[1,2]}')
+    assert [e["annotations"][IMAGE_NAME] for e in entries(src)][-2:] == ["docker.io/many/img1:t59999", "docker.io/many/img2:t"]
+    # Loaded again, nothing changes.
+    ocitar.load(archive, store=src)
+    assert (src / "index.json").read_text() == text
+
+    report = ocitar.save(src, ["many/img1:t59999"], output=tmp_path / "one.tar")
+    assert [i.names for i in report.images] == [("many/img1:t59999",)]
+    assert report.blobs == 7
 
 
 def test_inspect_of_one_store_image_names_what_is_not_there(tmp_path: Path) -> None:

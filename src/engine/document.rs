@@ -34,20 +34,11 @@ pub struct Shape {
 /// The shape of a JSON text, strings skipped.
 pub fn json_shape(bytes: &[u8]) -> Shape {
     let (mut depth, mut max, mut values, mut objects) = (0usize, 0usize, 1usize, 0usize);
-    let (mut in_str, mut esc) = (false, false);
-    for &b in bytes {
-        if in_str {
-            if esc {
-                esc = false;
-            } else if b == b'\\' {
-                esc = true;
-            } else if b == b'"' {
-                in_str = false;
-            }
+    for (b, in_string) in scan(bytes) {
+        if in_string {
             continue;
         }
         match b {
-            b'"' => in_str = true,
             b'[' | b'{' => {
                 depth += 1;
                 max = max.max(depth);
@@ -64,6 +55,24 @@ pub fn json_shape(bytes: &[u8]) -> Shape {
         values,
         objects,
     }
+}
+
+/// Each byte of a JSON text, with whether it belongs to a string (its quotes included).
+pub fn scan(bytes: &[u8]) -> impl Iterator<Item = (u8, bool)> + '_ {
+    let (mut in_str, mut esc) = (false, false);
+    bytes.iter().map(move |&b| {
+        let inside = in_str || b == b'"';
+        if !in_str {
+            in_str = b == b'"';
+        } else if esc {
+            esc = false;
+        } else if b == b'\\' {
+            esc = true;
+        } else if b == b'"' {
+            in_str = false;
+        }
+        (b, inside)
+    })
 }
 
 /// Parse a JSON text of any kind (`manifest.json` is an array) within every limit of this module.

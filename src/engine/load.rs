@@ -17,7 +17,7 @@ use super::error::{Error, Result};
 use super::platform::{Matcher, Platform};
 use super::reference::{self, Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use super::sink::Sink;
-use super::store::{IndexFile, Ingest, Store};
+use super::store::{Entries, IndexEntry, IndexFile, Ingest, Store};
 use super::walk::{
     self, BlobSource, Descriptor, Selection, Summary, MT_DOCKER_CONFIG, MT_DOCKER_LAYER,
     MT_DOCKER_LAYER_GZIP, MT_DOCKER_MANIFEST,
@@ -863,6 +863,7 @@ impl StoreSink {
 
     fn publish_images(self) -> Result<LoadReport> {
         let StoreSink {
+            store,
             ingest,
             images: selected,
             written,
@@ -870,11 +871,14 @@ impl StoreSink {
             bytes,
             ..
         } = self;
+        let index_path = store.root().join("index.json");
         let images = ingest.commit(|index| {
             let mut out = Vec::new();
             let mut merge = Merge::new(index);
             for (found, sel) in &selected {
-                let moved = merge.add(&found.entries);
+                let moved = merge
+                    .add(&found.entries)
+                    .map_err(|r| Error::store(&index_path, r))?;
                 out.push(LoadedImage {
                     names: walk::familiar_names(&found.entries),
                     digest: found.top.digest.clone(),
@@ -900,18 +904,27 @@ impl StoreSink {
 }
 
 fn name_key(d: &Descriptor) -> Option<String> {
-    reference::entry_names(
+    stored_name(
         d.annotation(ANNOTATION_IMAGE_NAME),
         d.annotation(ANNOTATION_REF_NAME),
     )
-    .into_iter()
-    .next()
+}
+
+/// The one name an entry with these annotations holds in a store (see [`reference::entry_names`]).
+fn stored_name(image_name: Option<&str>, ref_name: Option<&str>) -> Option<String> {
+    reference::entry_names(image_name, ref_name)
+        .into_iter()
+        .next()
+}
+
+fn entry_key(e: &IndexEntry) -> Option<String> {
+    stored_name(e.image_name.as_deref(), e.ref_name.as_deref())
 }
 
 /// Names merged into `index.json` under the store lock, image by image, in time linear in the entries
 /// of the index and of every image (names are looked up, not searched for).
 struct Merge<'a> {
-    index: &'a mut IndexFile,
+    index: &'a mut Entries,
     /// Which entries hold each name.
     holders: HashMap<String, Vec<usize>>,
     /// Which (digest, name) pairs are listed.
@@ -919,11 +932,11 @@ struct Merge<'a> {
 }
 
 impl<'a> Merge<'a> {
-    fn new(index: &'a mut IndexFile) -> Merge<'a> {
+    fn new(index: &'a mut Entries) -> Merge<'a> {
         let mut holders: HashMap<String, Vec<usize>> = HashMap::new();
         let mut listed = HashSet::new();
-        for (i, e) in index.entries.iter().enumerate() {
-            let key = name_key(e);
+        for (i, e) in index.iter().enumerate() {
+            let key = entry_key(e);
             if let Some(k) = &key {
                 holders.entry(k.clone()).or_default().push(i);
             }
@@ -938,46 +951,44 @@ impl<'a> Merge<'a> {
 
     /// Add `entries` (one image): a name that pointed at another image moves here, and that image stays
     /// as an unnamed entry; entries already there are not duplicated. Returns the moved names.
-    fn add(&mut self, entries: &[Descriptor]) -> Vec<String> {
+    ///
+    /// # Errors
+    /// A reason string when an entry that loses its name is not a descriptor.
+    fn add(&mut self, entries: &[Descriptor]) -> std::result::Result<Vec<String>, String> {
         let mut moved = Vec::new();
         for new in entries {
             let key = name_key(new);
             if let Some(k) = &key {
+                // The name leaves every other image that holds it.
+                let mut leaving = Vec::new();
                 if let Some(list) = self.holders.get_mut(k) {
-                    // The name leaves every other image that holds it.
+                    let index = &*self.index;
                     list.retain(|&i| {
-                        let Some(e) = self
-                            .index
-                            .entries
-                            .get_mut(i)
-                            .filter(|e| e.digest != new.digest)
-                        else {
-                            return true;
-                        };
-                        moved.push(reference::familiar(k));
-                        self.listed.remove(&(e.digest.clone(), key.clone()));
-                        self.listed.insert((e.digest.clone(), None));
-                        let mut a = e.annotations.clone();
-                        a.remove(ANNOTATION_IMAGE_NAME);
-                        a.remove(ANNOTATION_REF_NAME);
-                        e.set_annotations(a);
-                        false
+                        let other = index.get(i).is_some_and(|e| e.digest != new.digest);
+                        if other {
+                            leaving.push(i);
+                        }
+                        !other
                     });
+                }
+                for i in leaving {
+                    self.index.unname(i)?;
+                    let Some(e) = self.index.get(i) else { continue };
+                    moved.push(reference::familiar(k));
+                    self.listed.remove(&(e.digest.clone(), key.clone()));
+                    self.listed.insert((e.digest.clone(), None));
                 }
             }
             if self.listed.insert((new.digest.clone(), key.clone())) {
                 if let Some(k) = key {
-                    self.holders
-                        .entry(k)
-                        .or_default()
-                        .push(self.index.entries.len());
+                    self.holders.entry(k).or_default().push(self.index.len());
                 }
-                self.index.entries.push(new.clone());
+                self.index.push(new);
             }
         }
         moved.sort();
         moved.dedup();
-        moved
+        Ok(moved)
     }
 
     /// Drop redundant unnamed entries: one is kept only when its digest has no named entry and it is the
@@ -988,18 +999,11 @@ impl<'a> Merge<'a> {
             .iter()
             .filter_map(|(d, k)| k.as_ref().map(|_| d))
             .collect();
-        let mut first_unnamed: HashSet<&Digest> = HashSet::new();
-        let keep: Vec<bool> = self
-            .index
-            .entries
-            .iter()
-            .map(|e| {
-                name_key(e).is_some()
-                    || (!named.contains(&e.digest) && first_unnamed.insert(&e.digest))
-            })
-            .collect();
-        let mut it = keep.into_iter();
-        self.index.entries.retain(|_| it.next().unwrap_or(true));
+        let mut first_unnamed: HashSet<Digest> = HashSet::new();
+        self.index.retain(|e| {
+            entry_key(e).is_some()
+                || (!named.contains(&e.digest) && first_unnamed.insert(e.digest.clone()))
+        });
     }
 }
 
@@ -1007,11 +1011,17 @@ impl<'a> Merge<'a> {
 mod tests {
     use super::*;
 
-    fn merge(index: &mut IndexFile, entries: &[Descriptor]) -> Vec<String> {
+    fn merge(index: &mut Entries, entries: &[Descriptor]) -> Vec<String> {
         let mut m = Merge::new(index);
-        let moved = m.add(entries);
+        let moved = m.add(entries).unwrap();
         m.finish();
         moved
+    }
+
+    fn index_of(entries: &[Descriptor]) -> Entries {
+        let mut index = Entries::new_index();
+        entries.iter().for_each(|d| index.push(d));
+        index
     }
 
     fn entry(seed: &str, name: Option<&str>) -> Descriptor {
@@ -1028,24 +1038,22 @@ mod tests {
         d
     }
 
-    fn names(index: &IndexFile) -> Vec<(String, Option<String>)> {
+    fn names(index: &Entries) -> Vec<(String, Option<String>)> {
         index
-            .entries
             .iter()
-            .map(|e| (e.digest.hex()[..6].to_string(), name_key(e)))
+            .map(|e| (e.digest.hex()[..6].to_string(), entry_key(e)))
             .collect()
     }
 
     #[test]
     fn merge_moves_names_and_drops_redundant_unnamed_entries() {
-        let mut index = IndexFile::empty();
-        index.entries = vec![
+        let mut index = index_of(&[
             entry("a", None),
             entry("b", Some("app:1")),
             entry("c", None),
             entry("c", None),
             entry("d", None),
-        ];
+        ]);
         // `app:1` moves from b to c; b stays unnamed; c's unnamed entries go (c is named now); d stays.
         let moved = merge(&mut index, &[entry("c", Some("app:1"))]);
         assert_eq!(moved, ["app:1"]);
@@ -1070,10 +1078,10 @@ mod tests {
 
     #[test]
     fn merge_of_many_names_moves_each_once_and_keeps_the_order() {
-        let mut index = IndexFile::empty();
         let owned: Vec<String> = (0..100).map(|i| format!("n{i}:1")).collect();
-        index.entries = owned.iter().map(|n| entry("old", Some(n))).collect();
-        index.entries.push(entry("other", Some("keep:1")));
+        let mut old: Vec<Descriptor> = owned.iter().map(|n| entry("old", Some(n))).collect();
+        old.push(entry("other", Some("keep:1")));
+        let mut index = index_of(&old);
         // The new image takes n50..n149: fifty names move, fifty are new; n0..n49 stay on "old".
         let new: Vec<Descriptor> = (50..150)
             .map(|i| entry("new", Some(&format!("n{i}:1"))))

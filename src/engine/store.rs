@@ -62,7 +62,8 @@ pub struct Store {
     root: PathBuf,
 }
 
-/// A parsed `index.json`: the document (kept whole, so unknown fields survive) and its entries.
+/// A parsed `index.json` of an archive: the document (kept whole, so unknown fields survive) and its
+/// entries, within every limit of [`parse_document`] (a store's own `index.json` is read by [`Entries`]).
 #[derive(Clone, Debug)]
 pub struct IndexFile {
     /// The whole document.
@@ -72,14 +73,6 @@ pub struct IndexFile {
 }
 
 impl IndexFile {
-    /// An empty index.
-    pub fn empty() -> IndexFile {
-        IndexFile {
-            json: serde_json::json!({"schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": []}),
-            entries: Vec::new(),
-        }
-    }
-
     /// Parse `index.json` bytes; `manifests: null` counts as empty.
     ///
     /// # Errors
@@ -96,28 +89,18 @@ impl IndexFile {
         };
         Ok(IndexFile { json, entries })
     }
-
-    /// The document with `entries` written back into it.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut json = self.json.clone();
-        if let Some(obj) = json.as_object_mut() {
-            obj.insert(
-                "manifests".into(),
-                Value::Array(self.entries.iter().map(|d| d.raw.clone()).collect()),
-            );
-        }
-        serde_json::to_vec(&json).unwrap_or_default()
-    }
 }
 
-/// `index.json` read to look images up: per entry its digest, its two name annotations and its JSON text,
-/// parsed into a [`Descriptor`] only when an operation takes that entry ([`Entries::descriptor`]). An
-/// entry costs a small record, never a tree of JSON values, so a store of 50,000 names is read in
-/// milliseconds; the document's size and count of values bound it (objects are not counted, since none
-/// is built).
+/// A store's `index.json`, read to look images up and rewritten by a commit: per entry its digest, its two
+/// name annotations and its JSON text, parsed into a [`Descriptor`] only when an operation takes that
+/// entry ([`IndexEntry::descriptor`]), and the document's other members as JSON texts. An entry costs a
+/// small record, never a tree of JSON values, so a store of 50,000 names is read in milliseconds; the
+/// document's size and count of values bound it (objects are not counted, since none is built).
 #[derive(Debug, Default)]
 pub struct Entries {
     list: Vec<IndexEntry>,
+    /// Every member of the document but `manifests` (`schemaVersion`, `mediaType`, unknown ones), as read.
+    fields: BTreeMap<String, Box<str>>,
 }
 
 /// One `index.json` entry as [`Entries`] keeps it.
@@ -129,10 +112,21 @@ pub struct IndexEntry {
     pub image_name: Option<String>,
     /// `org.opencontainers.image.ref.name`, when the entry has one.
     pub ref_name: Option<String>,
-    raw: Box<RawValue>,
+    /// The entry's JSON text, as read (or as written, for an entry a commit adds).
+    raw: Box<str>,
 }
 
 impl IndexEntry {
+    /// The entry for a descriptor, its JSON written from the descriptor's.
+    fn of(d: &Descriptor) -> IndexEntry {
+        IndexEntry {
+            digest: d.digest.clone(),
+            image_name: d.annotation(ANNOTATION_IMAGE_NAME).map(str::to_string),
+            ref_name: d.annotation(ANNOTATION_REF_NAME).map(str::to_string),
+            raw: d.raw.to_string().into_boxed_str(),
+        }
+    }
+
     /// The entry as a candidate for [`pick`].
     pub fn named(&self) -> Named<'_> {
         Named {
@@ -152,15 +146,43 @@ impl IndexEntry {
     /// # Errors
     /// A reason string when the entry is not a descriptor ([`Descriptor::from_json`]).
     pub fn descriptor(&self) -> std::result::Result<Descriptor, String> {
-        let v: Value = serde_json::from_str(self.raw.get()).map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&self.raw).map_err(|e| e.to_string())?;
         Descriptor::from_json(&v)
     }
 }
 
-/// `index.json` as [`Entries::parse`] reads it: the entries' JSON texts, nothing else of the document.
-#[derive(Deserialize)]
+/// `index.json` as [`Entries::parse_lean`] reads it: the entries' JSON texts and the other members' texts.
 struct LeanIndex {
     manifests: Option<Vec<Box<RawValue>>>,
+    fields: BTreeMap<String, Box<RawValue>>,
+}
+
+impl<'de> Deserialize<'de> for LeanIndex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LeanIndex;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<LeanIndex, A::Error> {
+                let (mut manifests, mut fields) = (None, BTreeMap::new());
+                // A member given twice: the last one counts, as for the whole parser.
+                while let Some(k) = map.next_key::<String>()? {
+                    if k == "manifests" {
+                        manifests = map.next_value()?;
+                    } else {
+                        fields.insert(k, map.next_value()?);
+                    }
+                }
+                Ok(LeanIndex { manifests, fields })
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// What [`Entries`] reads of an entry (the rest of [`Descriptor::from_json`]'s checks hold too: a
@@ -259,7 +281,22 @@ impl Entries {
         if let Some(entries) = Entries::parse_lean(bytes) {
             return Ok(entries);
         }
-        Entries::from_index(&IndexFile::parse(bytes)?)
+        Ok(Entries::from_index(&IndexFile::parse(bytes)?))
+    }
+
+    /// The entries of the index a store holds before anything is loaded into it.
+    pub fn new_index() -> Entries {
+        let fields = [
+            ("mediaType", format!("\"{MT_OCI_INDEX}\"")),
+            ("schemaVersion", "2".to_string()),
+        ];
+        Entries {
+            list: Vec::new(),
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.into_boxed_str()))
+                .collect(),
+        }
     }
 
     fn parse_lean(bytes: &[u8]) -> Option<Entries> {
@@ -273,33 +310,115 @@ impl Entries {
                 digest,
                 image_name: names.image,
                 ref_name: names.reference,
-                raw,
+                raw: raw.into(),
             });
         }
-        Some(Entries { list })
+        let fields = index
+            .fields
+            .into_iter()
+            .map(|(k, v)| (k, v.into()))
+            .collect();
+        Some(Entries { list, fields })
     }
 
     /// The entries of a parsed index.
-    ///
-    /// # Errors
-    /// A reason string when an entry cannot be written back as JSON.
-    pub fn from_index(index: &IndexFile) -> std::result::Result<Entries, String> {
-        let mut list = Vec::new();
-        for d in &index.entries {
-            let raw = serde_json::value::to_raw_value(&d.raw).map_err(|e| e.to_string())?;
-            list.push(IndexEntry {
-                digest: d.digest.clone(),
-                image_name: d.annotation(ANNOTATION_IMAGE_NAME).map(str::to_string),
-                ref_name: d.annotation(ANNOTATION_REF_NAME).map(str::to_string),
-                raw,
-            });
+    pub fn from_index(index: &IndexFile) -> Entries {
+        let fields = match index.json.as_object() {
+            Some(m) => m
+                .iter()
+                .filter(|(k, _)| *k != "manifests")
+                .map(|(k, v)| (k.clone(), v.to_string().into_boxed_str()))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        Entries {
+            list: index.entries.iter().map(IndexEntry::of).collect(),
+            fields,
         }
-        Ok(Entries { list })
     }
 
     /// Every entry, in the order of the index.
     pub fn iter(&self) -> std::slice::Iter<'_, IndexEntry> {
         self.list.iter()
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether the index lists nothing.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The entry at `i`.
+    pub fn get(&self, i: usize) -> Option<&IndexEntry> {
+        self.list.get(i)
+    }
+
+    /// Add `d` as the last entry.
+    pub fn push(&mut self, d: &Descriptor) {
+        self.list.push(IndexEntry::of(d));
+    }
+
+    /// Take the name annotations off entry `i` (its image stays, unnamed; the rest of its JSON stays).
+    ///
+    /// # Errors
+    /// A reason string when the entry is not a descriptor.
+    pub fn unname(&mut self, i: usize) -> std::result::Result<(), String> {
+        let Some(e) = self.list.get_mut(i) else {
+            return Ok(());
+        };
+        let mut d = e.descriptor()?;
+        let mut a = d.annotations.clone();
+        a.remove(ANNOTATION_IMAGE_NAME);
+        a.remove(ANNOTATION_REF_NAME);
+        d.set_annotations(a);
+        *e = IndexEntry::of(&d);
+        Ok(())
+    }
+
+    /// Keep only the entries `keep` says yes to, in their order.
+    pub fn retain(&mut self, keep: impl FnMut(&IndexEntry) -> bool) {
+        self.list.retain(keep);
+    }
+
+    /// The document, written back: its members in key order, each entry's and member's JSON text as read
+    /// with the whitespace between tokens dropped (an indented `index.json` is written compact; unknown
+    /// members, annotations, key order and number spellings stay as they were).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let size: usize = self.list.iter().map(|e| e.raw.len() + 1).sum();
+        let mut out = Vec::with_capacity(size + 256);
+        let mut members: BTreeMap<&str, Option<&str>> = self
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), Some(&**v)))
+            .collect();
+        members.insert("manifests", None);
+        out.push(b'{');
+        for (i, (k, v)) in members.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(Value::from(k).to_string().as_bytes());
+            out.push(b':');
+            match v {
+                Some(text) => push_compact(&mut out, text),
+                None => {
+                    out.push(b'[');
+                    for (j, e) in self.list.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        push_compact(&mut out, &e.raw);
+                    }
+                    out.push(b']');
+                }
+            }
+        }
+        out.push(b'}');
+        out
     }
 
     /// The entries grouped by digest (one group per image), in the order each digest first appears.
@@ -317,6 +436,20 @@ impl Entries {
         }
         out
     }
+}
+
+/// Append the JSON text `json` without the whitespace between its tokens (strings kept byte for byte).
+fn push_compact(out: &mut Vec<u8>, json: &str) {
+    let space = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t');
+    if !json.bytes().any(space) {
+        out.extend_from_slice(json.as_bytes());
+        return;
+    }
+    out.extend(
+        document::scan(json.as_bytes())
+            .filter(|&(b, in_string)| in_string || !space(b))
+            .map(|(b, _)| b),
+    );
 }
 
 /// The reason of the [`Error::Store`] for a store that does not exist.
@@ -449,27 +582,15 @@ impl Store {
             .join(d.hex())
     }
 
-    /// Read and parse `index.json`; an absent one (a store not created yet) reads as empty.
+    /// Read `index.json` entry by entry ([`Entries`]), to look images up, list them or update them; an
+    /// absent one (a store not created yet) reads as [`Entries::new_index`].
     ///
     /// # Errors
     /// [`Error::Store`] when it is malformed or over [`MAX_DOCUMENT_BYTES`]; [`Error::Io`] when unreadable.
-    pub fn read_index(&self) -> Result<IndexFile> {
-        let p = self.root.join("index.json");
-        match self.index_bytes()? {
-            None => Ok(IndexFile::empty()),
-            Some(bytes) => IndexFile::parse(&bytes).map_err(|r| Error::store(&p, r)),
-        }
-    }
-
-    /// Read `index.json` entry by entry ([`Entries`]), to look images up or list them; an absent one (a
-    /// store not created yet) reads as empty.
-    ///
-    /// # Errors
-    /// As [`Store::read_index`].
     pub fn read_entries(&self) -> Result<Entries> {
         let p = self.root.join("index.json");
         match self.index_bytes()? {
-            None => Ok(Entries::default()),
+            None => Ok(Entries::new_index()),
             Some(bytes) => Entries::parse(&bytes).map_err(|r| Error::store(&p, r)),
         }
     }
@@ -895,7 +1016,8 @@ impl Ingest {
         Ok(())
     }
 
-    /// Under the store lock: re-read `index.json` and let `update` change it, then move the staged blobs
+    /// Under the store lock: re-read `index.json` entry by entry ([`Entries`]: an index of any count of
+    /// entries the size and value limits admit) and let `update` change it, then move the staged blobs
     /// into `blobs/` (blobs already there are kept, not rewritten) and replace `index.json` atomically.
     /// Nothing is renamed into the store when the lock, the index or `update` fails, or when the updated
     /// index would be over the limits ocitar reads; when a later step fails (a full disk while
@@ -904,9 +1026,10 @@ impl Ingest {
     ///
     /// # Errors
     /// [`Error::Io`] on filesystem failures, [`Error::Store`] on lock timeout, a malformed index, a blob
-    /// path that holds something other than a regular file or an updated index over the limits of
-    /// [`document::check_limits`], and whatever `update` returns.
-    pub fn commit<T>(mut self, update: impl FnOnce(&mut IndexFile) -> Result<T>) -> Result<T> {
+    /// path that holds something other than a regular file or an updated index over the limits
+    /// [`Store::read_entries`] reads within ([`document::check_size_and_shape`]), and whatever `update`
+    /// returns.
+    pub fn commit<T>(mut self, update: impl FnOnce(&mut Entries) -> Result<T>) -> Result<T> {
         // Durability first: every staged blob is on disk before any is named.
         self.sync_staged()?;
         // Lock, read and update the index before any blob is named, so that a lock timeout, a malformed
@@ -920,11 +1043,11 @@ impl Ingest {
                 ));
             }
         }
-        let mut index = self.store.read_index()?;
+        let mut index = self.store.read_entries()?;
         let out = update(&mut index)?;
         // A store ocitar can always read again: an index it would refuse to read is not written.
         let index_bytes = index.to_bytes();
-        document::check_limits(&index_bytes).map_err(|r| {
+        document::check_size_and_shape(&index_bytes).map_err(|r| {
             Error::store(
                 self.store.root.join("index.json"),
                 format!("this load would write an index.json that ocitar could not read again ({r}); nothing was loaded (remove images or names from the store first)"),
@@ -1317,6 +1440,38 @@ mod tests {
         );
         let e = Entries::parse(dup.as_bytes()).unwrap();
         assert_eq!(e.iter().next().unwrap().digest, d);
+    }
+
+    #[test]
+    fn entries_are_written_back_as_read_compact_in_key_order() {
+        let d = Digest::sha256_of(b"x");
+        let image = ANNOTATION_IMAGE_NAME;
+        let doc = format!(
+            "{{\n \"schemaVersion\": 2,\n \"x-top\": {{\"b\": [1, 2.50], \"a\": \"s p\"}},\n \"manifests\": [\n  {{\"size\": 1, \"digest\": \"{d}\", \"x-entry\": \"a \\\" b\\u0041\",\n   \"annotations\": {{\"{image}\": \"docker.io/library/a:1\", \"k\": \"v\"}}}}\n ]\n}}"
+        );
+        let mut e = Entries::parse(doc.as_bytes()).unwrap();
+        let entry = format!(
+            r#"{{"size":1,"digest":"{d}","x-entry":"a \" b\u0041","annotations":{{"{image}":"docker.io/library/a:1","k":"v"}}}}"#
+        );
+        let top = r#""schemaVersion":2,"x-top":{"b":[1,2.50],"a":"s p"}"#;
+        let written = String::from_utf8(e.to_bytes()).unwrap();
+        assert_eq!(written, format!(r#"{{"manifests":[{entry}],{top}}}"#));
+        // An entry that loses its name keeps its other members; an added one is written from its JSON.
+        e.unname(0).unwrap();
+        e.push(&Descriptor::new(MT_OCI_INDEX, Digest::sha256_of(b"y"), 2));
+        let again = Entries::parse(&e.to_bytes()).unwrap();
+        let first = again.get(0).unwrap();
+        assert_eq!(first.image_name, None);
+        let desc = first.descriptor().unwrap();
+        assert_eq!(desc.annotations.get("k").map(String::as_str), Some("v"));
+        assert_eq!(desc.raw["x-entry"], "a \" bA");
+        assert_eq!(again.get(1).unwrap().digest, Digest::sha256_of(b"y"));
+        assert_eq!(again.len(), 2);
+        // A store's first index.
+        assert_eq!(
+            String::from_utf8(Entries::new_index().to_bytes()).unwrap(),
+            format!(r#"{{"manifests":[],"mediaType":"{MT_OCI_INDEX}","schemaVersion":2}}"#)
+        );
     }
 
     #[test]
