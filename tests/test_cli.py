@@ -129,6 +129,19 @@ def test_ls_lists_repository_and_tag(store: BuiltStore) -> None:
     assert rows[3][:2] == ["<none>", "<none>"] and rows[3][3] == "linux/s390x"
 
 
+def test_ls_of_names_lists_what_docker_image_ls_lists(store: BuiltStore) -> None:
+    def rows(*names: str) -> list[list[str]]:
+        p = cli("ls", "--store", store.path, *names)
+        assert p.returncode == 0, p.stderr
+        return [line.split()[:2] for line in p.stdout.decode().splitlines()[1:]]
+
+    assert rows("app") == [["app", "1.0"], ["app", "latest"]]
+    assert rows("app:latest") == [["app", "latest"]]
+    assert rows("ap") == []
+    p = cli("ls", "--store", store.path, "App")
+    assert p.returncode == 1 and b"invalid reference" in p.stderr
+
+
 def test_verify_reports_ok_and_fails_on_corruption(store: BuiltStore, tmp_path: Path) -> None:
     p = cli("verify", store.path)
     assert p.returncode == 0 and b": OK," in p.stdout

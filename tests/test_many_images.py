@@ -136,6 +136,8 @@ def test_one_image_of_a_store_of_50000_entries(tmp_path: Path) -> None:
     shown = cli("inspect", "--store", src, "many/img2:t")
     assert "many/img2:t" in shown and "many/img1" not in shown
     assert cli("ls", "--store", src).count("many/img1 ") == 50_000
+    rows = [line.split()[:2] for line in cli("ls", "--store", src, "many/img2", "many/img1:t4321").splitlines()]
+    assert rows == [["REPOSITORY", "TAG"], ["many/img1", "t4321"], ["many/img2", "t"]]
 
 
 def test_a_load_into_a_store_of_60000_entries_keeps_every_entry_as_written(tmp_path: Path) -> None:
@@ -175,6 +177,44 @@ def test_a_load_into_a_store_of_60000_entries_keeps_every_entry_as_written(tmp_p
     report = ocitar.save(src, ["many/img1:t59999"], output=tmp_path / "one.tar")
     assert [i.names for i in report.images] == [("many/img1:t59999",)]
     assert report.blobs == 7
+
+
+def test_names_list_their_images_as_docker_image_ls_does_reading_nothing_else(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    build_store(src, many_images(3))
+    many_names(src, "docker.io/many/img1:t", 5)
+    img1 = tuple(f"many/img1:t{k}" for k in range(5))
+
+    def listed(*names: str) -> list[tuple[str, ...]]:
+        return [i.names for i in ocitar.inspect(src, names=names).images]
+
+    # A repository lists every tag of it; a tag that one; each image shows the names that listed it.
+    assert listed("many/img1") == [img1]
+    assert listed("many/img1:t3") == [("many/img1:t3",)]
+    assert listed("many/img2", "docker.io/many/img1:t3", "many/img1:t4") == [("many/img1:t3", "many/img1:t4"), ("many/img2:t",)]
+    # A repository is matched whole (`many/img` is not `many/img1`); what lists nothing is no error.
+    assert listed("many/img") == [] and listed("library/nothing:1") == [] and listed() == []
+    # A digest lists its image under every name; name@digest under that repository's names.
+    digest = ocitar.inspect(src, "many/img1:t0").images[0].digest
+    assert listed(digest) == [img1] and listed(f"many/img1@{digest}") == [img1]
+    one = ocitar.inspect(src, names="many/img2")
+    assert one.blobs == 7 and one.bytes == one.images[0].size
+
+    # Only the listed images are read: another image's missing index does not matter to them.
+    other = ocitar.inspect(src, "many/img0:t").images[0].digest
+    (src / "blobs" / "sha256" / other[7:]).unlink()
+    with pytest.raises(ocitar.StoreError):
+        ocitar.inspect(src)
+    assert listed("many/img1") == [img1]
+
+    with pytest.raises(ocitar.ImageNotFoundError, match="invalid reference"):
+        ocitar.inspect(src, names=["Many/Img1"])
+    with pytest.raises(TypeError):
+        ocitar.inspect(src, "many/img1:t0", names=["many/img1"])
+    archive = tmp_path / "a.tar"
+    ocitar.save(src, ["many/img2:t"], output=archive)
+    with pytest.raises(TypeError):
+        ocitar.inspect(archive, names=["many/img2"])
 
 
 def test_inspect_of_one_store_image_names_what_is_not_there(tmp_path: Path) -> None:

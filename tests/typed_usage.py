@@ -17,6 +17,8 @@ def release(tmp: Path) -> list[str]:
     ocitar.save(store.path, "app:1.0", output=buf, compression="zstd", progress=lambda done, total: None)
     loaded: ocitar.LoadReport = ocitar.load(data, store=tmp / "s")
     inv: ocitar.Inventory = ocitar.inspect(tmp / "a.tar")
+    listed: ocitar.Inventory = ocitar.inspect(store.path, names=["app"])
+    assert listed.images[0].names == ("app:1.0",)
     checked: ocitar.Inventory = ocitar.verify(tmp / "s", progress=True)
     platforms: list[str] = [p.platform for i in inv.images for p in i.platforms if p.present]
     written: list[str] = [p.written for p in inv.image("app:1.0").platforms]

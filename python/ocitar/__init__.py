@@ -267,7 +267,9 @@ def load(
     return LoadReport._from_dict(report)
 
 
-def inspect(path: StrPath | Registry, ref: str | None = None) -> Inventory:
+def inspect(
+    path: StrPath | Registry, ref: str | None = None, *, names: str | Iterable[str] | None = None
+) -> Inventory:
     """What a store directory or archive file (any format and compression :func:`load` reads) holds:
     images, names, platforms (present or absent), sizes, attestations. Reads JSON documents only.
 
@@ -276,7 +278,22 @@ def inspect(path: StrPath | Registry, ref: str | None = None) -> Inventory:
 
     ``inspect(STORE, ref)`` shows the one image of a store directory that ``ref`` names (a name, digest or
     unique digest prefix, as :func:`save` takes them), reading that image's documents only: its blob
-    counts and sizes are that image's. An archive file is inspected whole (``ref`` is not taken there)."""
+    counts and sizes are that image's. An archive file is inspected whole (``ref`` is not taken there).
+
+    ``inspect(STORE, names=[...])`` shows the images of a store directory that the names list, as
+    ``docker image ls REPOSITORY[:TAG]`` lists them (what ``ocitar ls NAME...`` prints): a repository
+    without tag (``"alpine"``, ``"ghcr.io/org/app"``) lists every tag of it, ``"alpine:3.20"`` that tag, a
+    name with a digest or a digest its image. Each image carries the names that listed it; names that list
+    nothing give an inventory without images. Only the listed images' documents are read, so listing a
+    few images of a store of 50,000 names costs about one read of its ``index.json``."""
+    if names is not None:
+        if ref is not None:
+            raise TypeError("inspect takes ref (one image) or names (a listing), not both")
+        if isinstance(path, Registry) or (isinstance(path, str) and path.startswith("docker://")):
+            raise TypeError("inspect(path, names=...) lists a store directory, not a registry")
+        if not os.path.isdir(path):
+            raise TypeError("inspect(path, names=...) takes a store directory; an archive file is inspected whole")
+        return Inventory._from_dict(_ocitar.inspect(os.fspath(path), names=_list(names, "names")))
     if isinstance(path, Registry):
         if ref is None:
             raise TypeError("inspect(Registry(...), ref) needs the reference to inspect")

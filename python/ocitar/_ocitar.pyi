@@ -51,8 +51,9 @@ def load(
 def inspect_registry(registry: _RegistryArgs, reference: str) -> dict[str, Any]:
     """The inventory of a registry image (manifests only), as a dict."""
 
-def inspect(path: str, reference: str | None = None) -> dict[str, Any]:
-    """The inventory of a store or archive (with ``reference``, of the one store image it names), as a dict."""
+def inspect(path: str, reference: str | None = None, *, names: list[str] | None = None) -> dict[str, Any]:
+    """The inventory of a store or archive (with ``reference``, of the one store image it names; with
+    ``names``, of the store images they list, as ``docker image ls REPOSITORY[:TAG]``), as a dict."""
 
 def verify(path: str, *, progress: _Progress = None) -> dict[str, Any]:
     """Re-hash and check a store or archive; the inventory as a dict."""

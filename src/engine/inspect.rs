@@ -267,20 +267,36 @@ fn summarize_each(
     Ok((out, owners))
 }
 
-/// Inspect a store (only the image `only` names, when given) one image at a time: each is walked,
-/// summarized and dropped. `refs` receives what verify checks of each.
+/// Which images of a store an inventory shows.
+#[derive(Clone, Copy)]
+enum Shown<'a> {
+    /// Every image.
+    All,
+    /// The one image a reference names ([`Store::resolve`]), with every name the store gives it.
+    One(&'a str),
+    /// The images these names list ([`super::store::Entries::listed`]), each with the names that listed it.
+    Listed(&'a [String]),
+}
+
+/// Inspect the images of a store that `shown` says one image at a time: each is walked, summarized and
+/// dropped. `refs` receives what verify checks of each.
 fn inspect_store(
     path: &Path,
-    only: Option<&str>,
+    shown: Shown<'_>,
     refs: Option<&mut Vec<BlobRef>>,
 ) -> Result<(Store, Inventory)> {
     let store = Store::open(path)?;
     let entries = store.read_entries()?;
-    let mut groups = entries.by_image();
-    if let Some(typed) = only {
-        let (_, top) = store.resolve(&entries, typed)?;
-        groups.retain(|g| g.first().is_some_and(|e| e.digest == top.digest));
-    }
+    let groups = match shown {
+        Shown::All => entries.by_image(),
+        Shown::One(typed) => {
+            let (_, top) = store.resolve(&entries, typed)?;
+            let mut groups = entries.by_image();
+            groups.retain(|g| g.first().is_some_and(|e| e.digest == top.digest));
+            groups
+        }
+        Shown::Listed(names) => entries.listed(names)?,
+    };
     let images = groups.iter().filter_map(|g| {
         let first = g.first()?;
         let names = walk::familiar_names_of(
@@ -304,7 +320,18 @@ fn inspect_store(
 /// As [`inspect`]; [`Error::InvalidReference`], [`Error::ImageNotFound`], [`Error::AmbiguousReference`].
 pub fn inspect_image(path: &Path, typed: &str) -> Result<Inventory> {
     missing_store(path)?;
-    Ok(inspect_store(path, Some(typed), None)?.1)
+    Ok(inspect_store(path, Shown::One(typed), None)?.1)
+}
+
+/// The images of a store directory that `names` list, as `docker image ls REPOSITORY[:TAG]` lists them
+/// ([`super::store::Entries::listed`]: a repository lists every tag of it), each with the names that listed it; only
+/// their documents are read. Names that list nothing give an inventory without images.
+///
+/// # Errors
+/// As [`inspect`]; [`Error::InvalidReference`] for a name that is not a reference.
+pub fn list_store(path: &Path, names: &[String]) -> Result<Inventory> {
+    missing_store(path)?;
+    Ok(inspect_store(path, Shown::Listed(names), None)?.1)
 }
 
 /// What a store directory or an archive file holds: images, platforms (present or absent), sizes.
@@ -316,7 +343,7 @@ pub fn inspect_image(path: &Path, typed: &str) -> Result<Inventory> {
 pub fn inspect(path: &Path) -> Result<Inventory> {
     missing_store(path)?;
     if fs::metadata_if_exists(path)?.is_some_and(|m| m.is_dir()) {
-        return Ok(inspect_store(path, None, None)?.1);
+        return Ok(inspect_store(path, Shown::All, None)?.1);
     }
     let mut spool = TempSpool::new("ocitar-inspect-", true)?;
     let archive = Archive::read(Input::Path(path.to_path_buf()), &mut spool)?;
@@ -602,7 +629,7 @@ fn verify_store(path: &Path, progress: &mut Progress) -> Result<Inventory> {
         .unwrap_or_default();
     document::check_layout(&bytes).map_err(|r| Error::store(&layout, r))?;
     let mut refs = Vec::new();
-    let (store, mut inv) = inspect_store(path, None, Some(&mut refs))?;
+    let (store, mut inv) = inspect_store(path, Shown::All, Some(&mut refs))?;
     // Every file under blobs/<alg>/ is named by a digest and hashes to it.
     let mut files: Vec<(PathBuf, Digest, u64)> = Vec::new();
     let blobs = path.join("blobs");

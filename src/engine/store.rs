@@ -423,33 +423,88 @@ impl Entries {
 
     /// The entries grouped by digest (one group per image), in the order each digest first appears.
     pub fn by_image(&self) -> Vec<Vec<&IndexEntry>> {
-        let mut out: Vec<Vec<&IndexEntry>> = Vec::new();
-        let mut at: std::collections::HashMap<&Digest, usize> = std::collections::HashMap::new();
-        for e in &self.list {
-            match at.get(&e.digest).and_then(|&i| out.get_mut(i)) {
-                Some(g) => g.push(e),
-                None => {
-                    at.insert(&e.digest, out.len());
-                    out.push(vec![e]);
-                }
+        group_by_image(self.list.iter())
+    }
+
+    /// The entries `names` list, grouped as [`Entries::by_image`] groups them: a repository without tag
+    /// or digest (`alpine`, `ghcr.io/org/app`) lists every tag of it, as `docker image ls REPOSITORY`
+    /// does (and nothing else: not an entry whose bare `ref.name` reads the same); a name with a tag or a
+    /// digest, or a digest, lists the entries `save` takes it for. A name that lists nothing is not an
+    /// error.
+    ///
+    /// # Errors
+    /// [`Error::InvalidReference`] for a name that is not a reference.
+    pub fn listed(&self, names: &[String]) -> Result<Vec<Vec<&IndexEntry>>> {
+        let wanted = names
+            .iter()
+            .map(|typed| {
+                let r = Reference::parse(typed)?;
+                let tagged = typed
+                    .rsplit_once(':')
+                    .is_some_and(|(_, t)| !t.contains('/'));
+                let repository = (r.digest.is_none() && !tagged)
+                    .then(|| r.repository.clone())
+                    .flatten();
+                Ok((typed.as_str(), r, repository))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let lists = |e: &&IndexEntry| {
+            let (image, refn) = (e.image_name.as_deref(), e.ref_name.as_deref());
+            wanted
+                .iter()
+                .any(|(typed, r, repository)| match repository {
+                    Some(repo) => {
+                        image
+                            .or(refn)
+                            .is_some_and(|raw| reference::may_be_in(raw, repo))
+                            && reference::entry_names(image, refn)
+                                .iter()
+                                .any(|n| n.rsplit_once(':').is_some_and(|(rp, _)| rp == repo))
+                    }
+                    None => reference::matches(typed, r, image, refn, &e.digest),
+                })
+        };
+        Ok(group_by_image(self.list.iter().filter(lists)))
+    }
+}
+
+/// `entries` grouped by digest (one group per image), in the order each digest first appears.
+fn group_by_image<'a>(entries: impl Iterator<Item = &'a IndexEntry>) -> Vec<Vec<&'a IndexEntry>> {
+    let mut out: Vec<Vec<&IndexEntry>> = Vec::new();
+    let mut at: std::collections::HashMap<&Digest, usize> = std::collections::HashMap::new();
+    for e in entries {
+        match at.get(&e.digest).and_then(|&i| out.get_mut(i)) {
+            Some(g) => g.push(e),
+            None => {
+                at.insert(&e.digest, out.len());
+                out.push(vec![e]);
             }
         }
-        out
     }
+    out
 }
 
 /// Append the JSON text `json` without the whitespace between its tokens (strings kept byte for byte).
 fn push_compact(out: &mut Vec<u8>, json: &str) {
     let space = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t');
-    if !json.bytes().any(space) {
-        out.extend_from_slice(json.as_bytes());
+    let bytes = json.as_bytes();
+    if !bytes.iter().copied().any(space) {
+        out.extend_from_slice(bytes);
         return;
     }
-    out.extend(
-        document::scan(json.as_bytes())
-            .filter(|&(b, in_string)| in_string || !space(b))
-            .map(|(b, _)| b),
-    );
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'"' {
+            let end = document::string_end(bytes, i);
+            out.extend_from_slice(bytes.get(i..end).unwrap_or_default());
+            i = end;
+        } else {
+            if !space(b) {
+                out.push(b);
+            }
+            i += 1;
+        }
+    }
 }
 
 /// The reason of the [`Error::Store`] for a store that does not exist.
@@ -688,11 +743,21 @@ impl Store {
     /// # Errors
     /// As [`Store::open_blob`].
     pub fn open_blob_sized(&self, digest: &Digest, size: u64) -> Result<File> {
-        let p = self.blob_path(digest);
         // Looked at before opening (opening a FIFO would wait for a writer), never followed.
         if self.existing_blob(digest)?.is_none() {
+            let p = self.blob_path(digest);
             return Err(Error::store(&p, format!("blob {digest} is missing")));
         }
+        self.open_regular_blob(digest, size)
+    }
+
+    /// Open the blob `digest`, which [`Store::existing_blob`] found a regular file, checking its size
+    /// (`O_NOFOLLOW | O_NONBLOCK`: what is there now is not followed, and does not block).
+    ///
+    /// # Errors
+    /// As [`Store::open_blob`].
+    fn open_regular_blob(&self, digest: &Digest, size: u64) -> Result<File> {
+        let p = self.blob_path(digest);
         let f = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -861,7 +926,7 @@ impl BlobSource for Store {
         if self.existing_blob(&desc.digest)?.is_none() {
             return Ok(None);
         }
-        let f = self.open_blob(desc)?;
+        let f = self.open_regular_blob(&desc.digest, desc.size)?;
         let mut out = Vec::new();
         out.try_reserve_exact(usize::try_from(desc.size.min(MAX_DOCUMENT_BYTES)).unwrap_or(0))
             .map_err(|e| Error::io(&p, std::io::Error::new(std::io::ErrorKind::OutOfMemory, e)))?;

@@ -455,14 +455,21 @@ fn load(
     report(py, &r)
 }
 
-/// What a store directory or archive file holds; with `reference`, the one image of a store it names.
+/// What a store directory or archive file holds; with `reference`, the one image of a store it names;
+/// with `names`, the images of a store they list.
 #[pyfunction]
-#[pyo3(signature = (path, reference=None))]
-fn inspect(py: Python<'_>, path: PathBuf, reference: Option<String>) -> PyResult<Py<PyAny>> {
+#[pyo3(signature = (path, reference=None, *, names=None))]
+fn inspect(
+    py: Python<'_>,
+    path: PathBuf,
+    reference: Option<String>,
+    names: Option<Vec<String>>,
+) -> PyResult<Py<PyAny>> {
     let r = py
-        .detach(|| match &reference {
-            Some(typed) => engine::inspect::inspect_image(&path, typed),
-            None => engine::inspect::inspect(&path),
+        .detach(|| match (&reference, &names) {
+            (Some(typed), _) => engine::inspect::inspect_image(&path, typed),
+            (None, Some(names)) => engine::inspect::list_store(&path, names),
+            (None, None) => engine::inspect::inspect(&path),
         })
         .map_err(|e| to_pyerr(e, &Pending::default()))?;
     report(py, &r)
