@@ -195,6 +195,28 @@ def big_index(work: Path, n: int) -> Path:
     return dst
 
 
+LS_NAMES = (
+    "import sys,json,time,io,contextlib\n"
+    "t=time.perf_counter()\n"
+    "from ocitar import cli\n"
+    "with contextlib.redirect_stdout(io.StringIO()):\n"
+    "    cli.main(['ls','--store',*sys.argv[1:]])\n"
+    "print(json.dumps({'op':time.perf_counter()-t}))"
+)
+
+# A load into a store of the big index: its index.json and oci-layout copied into an empty store first (the
+# blobs its other entries name are not needed by a load), then one image's archive loaded (the commit reads,
+# merges and rewrites every entry).
+LOAD_INTO = (
+    "import sys,json,time,shutil,os,ocitar\n"
+    "src,archive,dest=sys.argv[1:4]\n"
+    "os.makedirs(dest)\n"
+    "[shutil.copy(os.path.join(src,f),os.path.join(dest,f)) for f in ('oci-layout','index.json')]\n"
+    "t=time.perf_counter()\n"
+    "ocitar.load(archive,store=dest)\n"
+    "print(json.dumps({'op':time.perf_counter()-t}))"
+)
+
 INSPECT_ONE = (
     "import sys,json,time,ocitar\n"
     "t=time.perf_counter()\n"
@@ -202,8 +224,9 @@ INSPECT_ONE = (
     "print(json.dumps({'op':time.perf_counter()-t}))"
 )
 
-#: Rows of the big-index case that list the whole store (every image walked): reported, not held to 0.2 s.
-WHOLE_STORE = ("ocitar ls", "ocitar.inspect(store)")
+#: Rows of the big-index case that list the whole store (every image walked) or load (fsyncs): reported,
+#: not held to 0.2 s.
+WHOLE_STORE = ("ocitar ls (", "ocitar.inspect(store)", "ocitar.load")
 
 
 def index_cases(work: Path, n: int) -> list[Case]:
@@ -213,6 +236,11 @@ def index_cases(work: Path, n: int) -> list[Case]:
     out = work / "out"
     entries = NAMES_PER_IMAGE * n
     one = f"many/img{n // 2}:t3"
+    archive = work / f"one-of-{entries}.tar"
+    if not archive.exists():
+        import ocitar
+
+        ocitar.save(store, [one], output=archive)
     return [
         Case(
             f"index{entries}",
@@ -226,6 +254,16 @@ def index_cases(work: Path, n: int) -> list[Case]:
                 ),
                 Impl("ocitar", f"ocitar.inspect(store, {one!r})", [PY, "-c", INSPECT_ONE, str(store), one]),
                 Impl("ocitar", "ocitar ls (cli.main, output discarded)", [PY, "-c", LS, str(store)]),
+                Impl(
+                    "ocitar",
+                    f"ocitar ls {one.split(':')[0]} (its {NAMES_PER_IMAGE} tags)",
+                    [PY, "-c", LS_NAMES, str(store), one.split(":")[0]],
+                ),
+                Impl(
+                    "ocitar",
+                    f"ocitar.load of one image into a copy of its index.json ({entries} entries)",
+                    [PY, "-c", LOAD_INTO, str(store), str(archive), str(out / "dest")],
+                ),
                 Impl("ocitar", "ocitar.inspect(store)", [PY, "-c", run.OCITAR_INSPECT, str(store)]),
             ],
             out,
@@ -258,9 +296,10 @@ def measure_all(all_cases: list[Case], reps: int) -> None:
         print()
 
 
-def run_many(work: Path, counts: list[int], reps: int) -> list[Case]:
+def run_many(work: Path, counts: list[int], reps: int, index_only: bool = False) -> list[Case]:
     (work / "out").mkdir(parents=True, exist_ok=True)
-    all_cases = [c for n in counts for c in cases(work, n)] + index_cases(work, max(counts))
+    all_cases = [] if index_only else [c for n in counts for c in cases(work, n)]
+    all_cases += index_cases(work, max(counts))
     measure_all(all_cases, reps)
     print()
     print(f"many images ({'/'.join(map(str, counts))} images x 4 platforms x 3 layers of 10 KiB), {reps} repetition(s)")
@@ -303,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="50 images, 1 repetition")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep stores and archives for a later run")
+    ap.add_argument(
+        "--index-only", action="store_true", help="only the big-index case (one image of 10 x the largest count's entries)"
+    )
     a = ap.parse_args(argv)
     counts = [int(x) for x in (a.images or ("50" if a.smoke else "1000,5000")).split(",")]
     reps = a.reps or (1 if a.smoke else 3)
@@ -310,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     work = a.workdir or Path(tempfile.mkdtemp(prefix="ocitar-many-", dir="/tmp"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        all_cases = run_many(work, counts, reps)
+        all_cases = run_many(work, counts, reps, a.index_only)
         for name, ok, detail in targets(all_cases):
             print(f"  {'PASS' if ok else ('n/a ' if ok is None else 'MISS')}  {name}: {detail}")
         return 0
