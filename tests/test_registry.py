@@ -483,13 +483,13 @@ def test_cli_save_and_load_with_a_registry(tmp_path: Path, basic: RegistryServer
 
 
 def save_with_a_cut(
-    tmp_path: Path, registry: RegistryServer, strip_range: bool
+    tmp_path: Path, registry: RegistryServer, strip_range: bool, layer: int = 3 * MiB
 ) -> tuple[Path, list[tuple[str, int]], dict[str, int]]:
-    """Save an image of 3 MiB layers through a proxy that cuts the download once past 1 MiB (and, with
+    """Save an image of `layer`-byte layers through a proxy that cuts the download once past 1 MiB (and, with
     `strip_range`, drops the Range header of every request). Returns the archive loaded, the registry's
     own log of blob GETs (path, status) and what the proxy did (`cut`, `ranged` requests seen,
     `stripped`); the saved archive is checked against the loaded one."""
-    a = archive_of(tmp_path, layer=3 * MiB)
+    a = archive_of(tmp_path, layer=layer)
     r = repo("resume")
     ocitar.load(a, store=ocitar.Registry(f"{registry.host}/{r}"))
     state = {"cut": 0, "ranged": 0, "stripped": 0}
@@ -556,6 +556,43 @@ def test_a_byte_flipped_in_transit_is_a_digest_mismatch_and_no_file(tmp_path: Pa
     finally:
         proxy.stop()
     assert sorted(os.listdir(tmp_path)) == sorted(p for p in os.listdir(tmp_path) if not p.startswith(".")) and not out.exists()
+
+
+# A 6 MiB layer is hashed on its download's thread when every core has a blob to move (OCITAR_THREADS=1),
+# on a second thread while it is received when a core is free (16): both resume and verify every byte.
+@pytest.mark.parametrize("cores", ["1", "16"])
+def test_a_large_layer_cut_mid_blob_resumes_whichever_thread_hashes(
+    tmp_path: Path, anonymous: RegistryServer, monkeypatch: pytest.MonkeyPatch, cores: str
+) -> None:
+    monkeypatch.setenv("OCITAR_THREADS", cores)
+    _, gets, state = save_with_a_cut(tmp_path, anonymous, strip_range=False, layer=6 * MiB)
+    assert state["cut"] and state["ranged"] == 1
+    assert len([path for path, status in gets if status == 206]) == 1
+
+
+@pytest.mark.parametrize("cores", ["1", "16"])
+def test_a_byte_flipped_in_a_large_layer_is_a_digest_mismatch_and_no_file_whichever_thread_hashes(
+    tmp_path: Path, anonymous: RegistryServer, monkeypatch: pytest.MonkeyPatch, cores: str
+) -> None:
+    monkeypatch.setenv("OCITAR_THREADS", cores)
+    a = archive_of(tmp_path, layer=6 * MiB)
+    r = repo("flip")
+    ocitar.load(a, store=ocitar.Registry(f"{anonymous.host}/{r}"))
+
+    def flip(index: int, direction: str, data: bytes, total: int) -> bytes:
+        if direction == "down" and total > 5 * MiB:
+            return bytes([data[0] ^ 0xFF]) + data[1:]
+        return data
+
+    proxy = FaultProxy(anonymous.host, flip)
+    out = tmp_path / "b.tar"
+    before = sorted(os.listdir(tmp_path))
+    try:
+        with pytest.raises(ocitar.DigestMismatchError):
+            ocitar.save(ocitar.Registry(f"{proxy.host}/{r}"), "library/demo:1.0", output=out)
+    finally:
+        proxy.stop()
+    assert sorted(os.listdir(tmp_path)) == before and not out.exists()
 
 
 def test_an_upload_cut_once_succeeds_on_retry(tmp_path: Path, anonymous: RegistryServer) -> None:

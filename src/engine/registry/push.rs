@@ -307,7 +307,7 @@ fn prepare(registry: &Registry, plans: &[Plan]) -> Result<()> {
 }
 
 /// Push every blob: each (host, repository, blob) once; the first repository of a host that receives a
-/// blob is where later repositories mount it from, so those go first.
+/// blob is where later repositories mount it from, so those go first; within each batch, largest first.
 ///
 /// # Errors
 /// The first failing blob's error.
@@ -339,6 +339,10 @@ fn push_blobs(
                 firsts.push((t, b, None));
             }
         }
+    }
+    // Largest first in each batch: a large upload never starts last, alone.
+    for batch in [&mut firsts, &mut rest] {
+        batch.sort_by_key(|(_, b, _)| std::cmp::Reverse(b.size));
     }
     for batch in [&firsts, &rest] {
         crate::engine::inspect::parallel_n(

@@ -22,6 +22,11 @@ use crate::engine::error::{Error, Result};
 pub const ATTEMPTS: u32 = 3;
 /// Longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// ureq's connection buffers (its default is 128 KiB each). A blob body is received into the input
+/// buffer and copied out of it, an upload is read into the output buffer and sent from it: larger
+/// buffers take a GiB in a quarter of the `recvfrom`/`sendto` calls and wake-ups; measured on a loopback
+/// registry, 6–10 % less CPU for a save and a quarter less system time for a load (benches/README.md).
+const IO_BUFFER: usize = 1 << 20;
 /// Largest error body or token response read.
 const SMALL_BODY: u64 = 1 << 20;
 
@@ -122,6 +127,8 @@ fn agent(tls: TlsConfig, max_redirects: u32) -> ureq::Agent {
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(120)))
         .timeout_per_read(Some(Duration::from_secs(120)))
+        .input_buffer_size(IO_BUFFER)
+        .output_buffer_size(IO_BUFFER)
         .build()
         .new_agent()
 }
