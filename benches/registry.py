@@ -5,17 +5,22 @@ registry's own floor (curl moving the same blobs); wall time and peak RSS of eac
 
     python benches/registry.py                  # 1 GiB image of 4 platforms, 3 repetitions
     python benches/registry.py --size 256M --reps 1
+    python benches/registry.py --smoke          # 8 MiB, 1 repetition, seconds: checks every command runs
+    python benches/registry.py --baseline DIR   # also the ocitar importable from DIR (a "before" build)
 
 Cases: save one platform to an archive file, save all four, load the all-platform archive into a fresh
 repository. Each command runs in a fresh process under `/usr/bin/time -v`, the tools alternating within a
-repetition; outputs are removed after each run. Prints a Markdown table of medians (see
-benches/README.md). Never fails for a missed target.
+repetition; outputs are removed after each run. Prints Markdown tables of medians: wall time and peak
+RSS, then CPU seconds of each command and of the registry server serving it (read from /proc), which
+on a shared machine say more than wall time does (see benches/README.md). Never fails for a missed
+target.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -25,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -64,15 +69,36 @@ def parse_size(s: str) -> int:
     return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2)]
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """(seconds, peak RSS MiB) of one run."""
+class Run(NamedTuple):
+    wall: float
+    rss: float  # peak, MiB
+    cpu: float  # user + system seconds of the command
+    server: float  # CPU seconds the registry serving it used meanwhile
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds process `pid` has used (0 when there is none)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(cmd: list[str], server: int | None, env: dict[str, str] | None = None) -> Run:
+    """One run of `cmd`, with the CPU that registry process `server` used meanwhile."""
+    before = cpu_seconds(server)
     t = time.perf_counter()
-    p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
     if p.returncode != 0:
         raise SystemExit(f"{cmd} failed:\n{p.stderr[-2000:]}")
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))  # type: ignore[union-attr]
-    return wall, rss / 1024
+    field = lambda name: re.search(rf"{re.escape(name)}: ([\d.]+)", p.stderr).group(1)  # type: ignore[union-attr]  # noqa: E731
+    cpu = float(field("User time (seconds)")) + float(field("System time (seconds)"))
+    rss = int(field("Maximum resident set size (kbytes)")) / 1024
+    return Run(wall, rss, cpu, cpu_seconds(server) - before)
 
 
 def blobs_of(store: Path, platform: str | None) -> list[tuple[str, Path]]:
@@ -106,7 +132,8 @@ def ocitar_accept() -> str:
 class Bench:
     """The image, its archive, the registry holding it, and fresh registries and directories to load into."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, baseline: Path | None = None) -> None:
+        self.baseline = baseline
         self.work = Path(tempfile.mkdtemp(prefix="ocitar-regbench-"))
         layer = size // (len(PLATFORMS) * 2)
         self.store = self.work / "store"
@@ -133,6 +160,12 @@ class Bench:
         self.n += 1
         self.extra.append(start_registry("/usr/bin/docker-registry", self.work / f"fresh{self.n}", "anonymous"))
         return self.extra[0].host
+
+    def serving(self, case: str) -> int | None:
+        """The registry process the last command of `case` talked to."""
+        if case.startswith("load"):
+            return self.extra[0].proc.pid if self.extra else None
+        return self.server.proc.pid
 
     def fresh_dir(self) -> str:
         self.n += 1
@@ -185,46 +218,80 @@ class Bench:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-def run(bench: Bench, reps: int) -> list[tuple[str, dict[str, list[tuple[float, float]]]]]:
+Results = list[tuple[str, dict[str, list[Run]]]]
+
+
+def run(bench: Bench, reps: int) -> Results:
     results = []
     for name, tools in bench.cases():
-        got: dict[str, list[tuple[float, float]]] = {k: [] for k in tools}
+        if bench.baseline is not None:  # the same command on the "before" build, right after the "after"
+            tools = {"registry": tools["registry"], "before": tools["registry"], **tools}
+        got: dict[str, list[Run]] = {k: [] for k in tools}
         for _ in range(reps):
             for tool, cmd in tools.items():  # alternating: one run of each per repetition
-                got[tool].append(timed(cmd()))
+                env = dict(os.environ, PYTHONPATH=str(bench.baseline)) if tool == "before" else None
+                argv = cmd()
+                got[tool].append(timed(argv, bench.serving(name), env))
                 bench.clean()
         results.append((name, got))
     return results
 
 
-def table(results: list[tuple[str, dict[str, list[tuple[float, float]]]]]) -> str:
-    rows = [
-        "| case | ocitar, registry s | ocitar, local files s | registry / local | floor: curl s | skopeo s | skopeo / ocitar | RSS MiB ocitar registry / local / skopeo |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+def med(runs: list[Run], field: str) -> float:
+    return float(statistics.median(float(getattr(r, field)) for r in runs))
+
+
+def table(results: Results) -> str:
+    before = "before" in results[0][1]
+    head = "| case | ocitar, registry s |" + (" before s | after / before |" if before else "")
+    head += " ocitar, local files s | registry / local | floor: curl s | skopeo s | skopeo / ocitar | RSS MiB ocitar registry / local / skopeo |"
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, got in results:
-        med: dict[str, Any] = {k: statistics.median(t for t, _ in v) for k, v in got.items()}
-        rss = {k: max(r for _, r in v) for k, v in got.items()}
-        rows.append(
-            f"| {name} | {med['registry']:.2f} | {med['local']:.2f} | {med['registry'] / med['local']:.2f}× | {med['floor']:.2f} "
-            f"| {med['skopeo']:.2f} | {med['skopeo'] / med['registry']:.1f}× | {rss['registry']:.0f} / {rss['local']:.0f} / {rss['skopeo']:.0f} |"
+        wall = {k: med(v, "wall") for k, v in got.items()}
+        rss = {k: max(r.rss for r in v) for k, v in got.items()}
+        row = f"| {name} | {wall['registry']:.2f} |"
+        if before:
+            row += f" {wall['before']:.2f} | {wall['registry'] / wall['before']:.2f}× |"
+        row += (
+            f" {wall['local']:.2f} | {wall['registry'] / wall['local']:.2f}× | {wall['floor']:.2f} "
+            f"| {wall['skopeo']:.2f} | {wall['skopeo'] / wall['registry']:.1f}× | {rss['registry']:.0f} / {rss['local']:.0f} / {rss['skopeo']:.0f} |"
         )
+        rows.append(row)
+    return "\n".join(rows)
+
+
+def cpu_table(results: Results) -> str:
+    """CPU seconds, median: the command's own + the registry server's while it ran."""
+    tools = list(results[0][1])
+    label = {"registry": "ocitar, registry", "before": "before", "local": "ocitar, local files", "floor": "floor: curl", "skopeo": "skopeo"}
+    rows = ["| case (CPU s: own + registry server) | " + " | ".join(label[t] for t in tools) + " |", "|---|" + "---|" * len(tools)]
+    for name, got in results:
+        cells = [f"{med(v, 'cpu'):.2f} + {med(v, 'server'):.2f}" for v in got.values()]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--size", default="1G")
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--size", default=None, help="image size (default 1G; 8M with --smoke)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3; 1 with --smoke)")
+    ap.add_argument("--smoke", action="store_true", help="8 MiB, 1 repetition: checks every command runs")
+    ap.add_argument("--baseline", type=Path, help="a directory holding another build's `ocitar` package, measured alternately as 'before'")
     args = ap.parse_args()
-    size = parse_size(args.size)
-    bench = Bench(size)
+    size = parse_size(args.size or ("8M" if args.smoke else "1G"))
+    reps = args.reps or (1 if args.smoke else 3)
+    if args.baseline is not None and not (args.baseline / "ocitar" / "__init__.py").is_file():
+        raise SystemExit(f"--baseline {args.baseline}: no ocitar package there")
+    bench = Bench(size, args.baseline)
     try:
-        results = run(bench, args.reps)
+        results = run(bench, reps)
     finally:
         bench.stop()
-    print(f"{size >> 20} MiB image, {len(PLATFORMS)} platforms, loopback docker-registry, median of {args.reps}\n")
+    load = os.getloadavg()
+    print(f"{size >> 20} MiB image, {len(PLATFORMS)} platforms, loopback docker-registry, median of {reps}, load average at the end {load[0]:.1f}" + (" — smoke run: not meaningful" if args.smoke else "") + "\n")
     print(table(results))
+    print()
+    print(cpu_table(results))
 
 
 if __name__ == "__main__":
