@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -593,6 +594,37 @@ def test_a_byte_flipped_in_a_large_layer_is_a_digest_mismatch_and_no_file_whiche
     finally:
         proxy.stop()
     assert sorted(os.listdir(tmp_path)) == before and not out.exists()
+
+
+def test_the_manifests_of_an_index_are_pushed_side_by_side_and_before_it(tmp_path: Path, anonymous: RegistryServer) -> None:
+    # The registry syncs every manifest it stores: the platform and attestation manifests go up at once.
+    # The proxy holds the first manifest PUT until a second one arrives on another connection (10 s at most).
+    a = archive_of(tmp_path)
+    r = repo("side")
+    seen: set[int] = set()
+    alone: list[int] = []
+    both = threading.Event()
+    lock = threading.Lock()
+
+    def hold(index: int, direction: str, data: bytes, total: int) -> bytes:
+        if direction == "up" and data.startswith(b"PUT ") and b"/manifests/sha256:" in data and b"image.manifest.v1+json" in data:
+            with lock:
+                seen.add(index)
+                if len(seen) >= 2:
+                    both.set()
+            if not both.wait(timeout=10):
+                alone.append(index)
+        return data
+
+    proxy = FaultProxy(anonymous.host, hold)
+    try:
+        ocitar.load(a, store=ocitar.Registry(f"{proxy.host}/{r}"))
+    finally:
+        proxy.stop()
+    assert both.is_set() and not alone, "a manifest PUT went up alone"
+    puts = [path for method, path, status in access_log(anonymous, r) if method == "PUT" and "/manifests/" in path]
+    top = index_entry(a)["digest"]
+    assert puts.index(f"/v2/{r}/library/demo/manifests/{top}") == len(puts) - 2 and puts[-1].endswith("/manifests/1.0")
 
 
 def test_an_upload_cut_once_succeeds_on_retry(tmp_path: Path, anonymous: RegistryServer) -> None:

@@ -97,11 +97,25 @@ impl Sink for RegistrySink<'_> {
     fn write(&mut self, source: &ArchiveSource<'_>, progress: &mut Progress) -> Result<()> {
         prepare(self.registry, &self.plans)?;
         push_blobs(self.registry, source, &self.plans, &self.counts, progress)?;
-        // Manifests and indexes by digest (children before parents), in every repository.
+        // Manifests and indexes by digest (children before parents), in every repository: each run of
+        // adjacent image manifests `jobs` at once (a registry may sync every manifest it stores, as
+        // distribution does, and concurrent syncs share one journal commit); anything else only after
+        // everything before it is in.
         for p in &self.plans {
             for t in &p.targets {
-                for (d, bytes) in &p.documents {
-                    put_manifest(self.registry, t, &d.digest.to_string(), d, bytes)?;
+                for run in p
+                    .documents
+                    .chunk_by(|(a, _), (b, _)| is_image_manifest(a) && is_image_manifest(b))
+                {
+                    crate::engine::inspect::parallel_n(
+                        run,
+                        self.registry.jobs,
+                        |_| 0,
+                        |(d, bytes)| {
+                            put_manifest(self.registry, t, &d.digest.to_string(), d, bytes)
+                        },
+                        &mut Progress::none(),
+                    )?;
                 }
             }
         }
@@ -112,6 +126,14 @@ impl Sink for RegistrySink<'_> {
     fn publish(self) -> Result<LoadReport> {
         tag_all(self.registry, &self.plans, &self.counts)
     }
+}
+
+/// Whether `d` is an image manifest (never an index): such documents do not depend on each other.
+fn is_image_manifest(d: &Descriptor) -> bool {
+    matches!(
+        d.media_type.as_str(),
+        walk::MT_OCI_MANIFEST | walk::MT_DOCKER_MANIFEST
+    )
 }
 
 /// Where an image without a name goes: the base's repository, by digest only.
