@@ -12,14 +12,13 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use ureq::http::Response;
 use ureq::Body;
 
 use super::content::{Origin, Source};
-use super::digest::{self, Digest, HashPipe, COPY_BUFFER, PARALLEL_HASH_MIN};
+use super::digest::{self, Digest};
 use super::document::{self, MAX_DOCUMENT_BYTES as MAX_DOCUMENT};
 use super::error::{Error, Result};
 use super::reference::Reference;
@@ -641,9 +640,8 @@ impl Source for RegistrySource<'_> {
         }
     }
 
-    /// `jobs` blobs at once, largest first (a large blob never starts last, alone), each hashed as it
-    /// streams ([`copy_blob`]): on its own thread while every core has a blob to move, on a second
-    /// thread once fewer blobs than cores are left.
+    /// `jobs` blobs at once, largest first (a large blob never starts last, alone), each hashed on a
+    /// second thread while it is received and written ([`digest::copy_verified`]).
     fn copy_into(
         &self,
         blobs: &[(Origin, &Descriptor, u64)],
@@ -653,9 +651,6 @@ impl Source for RegistrySource<'_> {
     ) -> Result<()> {
         let mut order: Vec<&(Origin, &Descriptor, u64)> = blobs.iter().collect();
         order.sort_by_key(|(_, d, _)| std::cmp::Reverse(d.size));
-        let unfinished = AtomicUsize::new(order.len());
-        let cores = super::copy::threads();
-        let alone = || unfinished.load(Ordering::Relaxed) < cores;
         super::inspect::parallel_n(
             &order,
             self.registry.jobs,
@@ -664,9 +659,16 @@ impl Source for RegistrySource<'_> {
                 let reader = self.repo(*origin)?.open_any(desc)?;
                 let mut out = AtWriter { file, pos: *offset };
                 let loc = self.location(*origin, &desc.digest);
-                let copied = copy_blob(reader, &mut out, desc, &loc, dest, &alone);
-                unfinished.fetch_sub(1, Ordering::Relaxed);
-                copied.map(drop)
+                digest::copy_verified(
+                    reader,
+                    &mut out,
+                    &desc.digest,
+                    desc.size,
+                    &loc,
+                    dest,
+                    &mut |_| Ok(()),
+                )
+                .map(drop)
             },
             progress,
         )
@@ -698,87 +700,6 @@ impl BlobSource for NoBlobs {
     }
     fn malformed(&self, location: &str, reason: String) -> Error {
         Error::store(location, reason)
-    }
-}
-
-/// Copy one blob from `reader` to `out`, verifying every byte against `desc`. While `alone()` is false
-/// (every core has a blob of its own to move) the bytes are hashed on this thread right after they are
-/// written, while still in cache: on a loaded machine a hand-over to a hashing thread only costs CPU
-/// (measured in benches/README.md). From the first chunk where `alone()` holds, and while at least
-/// [`PARALLEL_HASH_MIN`] bytes are left, the rest is hashed on a second thread ([`HashPipe`]) while this
-/// one receives and writes, so a large blob left alone costs about its hash time, not hash plus
-/// transfer. `alone()` must not turn false again once true (a count of unfinished blobs only falls).
-///
-/// # Errors
-/// [`Error::SizeMismatch`] for a stream longer than `desc.size`; [`Error::SizeMismatch`] or
-/// [`Error::DigestMismatch`] from [`Hasher::verify`](digest::Hasher::verify); [`Error::Io`] naming
-/// `location` for a read (a download that could not be resumed) or `dest` for a write.
-fn copy_blob(
-    reader: impl Read,
-    out: &mut impl io::Write,
-    desc: &Descriptor,
-    location: &str,
-    dest: &Path,
-    alone: &dyn Fn() -> bool,
-) -> Result<digest::Verified> {
-    let mut reader = reader.take(desc.size.saturating_add(1));
-    let mut hasher = desc.digest.algorithm().hasher();
-    let mut pipe: Option<HashPipe> = None;
-    let mut own: Vec<u8> = Vec::new();
-    let mut total: u64 = 0;
-    loop {
-        if pipe.is_none() && desc.size.saturating_sub(total) >= PARALLEL_HASH_MIN && alone() {
-            pipe = Some(HashPipe::new(hasher.clone()));
-        }
-        let mut owned = pipe.as_ref().map(HashPipe::buffer);
-        let piped = owned.is_some();
-        let buf = match owned.as_mut() {
-            Some(o) => o.as_mut_slice(),
-            None => {
-                own.resize(COPY_BUFFER, 0);
-                own.as_mut_slice()
-            }
-        };
-        let n = read_some(&mut reader, buf, location)?;
-        if n == 0 {
-            break;
-        }
-        total = total.saturating_add(n as u64);
-        if total > desc.size {
-            return Err(Error::SizeMismatch {
-                digest: desc.digest.to_string(),
-                location: location.to_string(),
-                expected: desc.size,
-                found: format!("more than {}", desc.size),
-            });
-        }
-        let chunk = buf.get(..n).unwrap_or_default();
-        out.write_all(chunk).map_err(|e| Error::io(dest, e))?;
-        if !piped {
-            hasher.update(chunk);
-        }
-        if let (Some(p), Some(o)) = (pipe.as_mut(), owned) {
-            p.hash(o, n).map_err(|e| Error::io(dest, e))?;
-        }
-    }
-    let hasher = match pipe {
-        Some(p) => p.finish().map_err(|e| Error::io(dest, e))?,
-        None => hasher,
-    };
-    hasher.verify(&desc.digest, desc.size, location)
-}
-
-/// One read into `buf` (retried when interrupted), at most `buf.len()` bytes.
-///
-/// # Errors
-/// [`Error::Io`] naming `location`.
-fn read_some(reader: &mut impl Read, buf: &mut [u8], location: &str) -> Result<usize> {
-    loop {
-        match reader.read(buf) {
-            Ok(n) => return Ok(n.min(buf.len())),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted && e.get_ref().is_none() => {}
-            Err(e) => return Err(Error::io(location, e)),
-        }
     }
 }
 
@@ -841,130 +762,6 @@ mod tests {
         assert_eq!(t.display(), "127.0.0.1:5000/org/app:1.2");
         let t = reg("").rename("ghcr.io/org/app:1.2").unwrap();
         assert_eq!(t.display(), "ghcr.io/org/app:1.2");
-    }
-
-    /// Yields `data` in pieces of at most `piece` bytes, failing with `fail` once `fail_at` bytes were read.
-    struct Pieces<'d> {
-        data: &'d [u8],
-        piece: usize,
-        fail_at: Option<usize>,
-        pos: usize,
-    }
-
-    impl Read for Pieces<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.fail_at.is_some_and(|f| self.pos >= f) {
-                return Err(io::Error::new(io::ErrorKind::ConnectionReset, "cut"));
-            }
-            let n = buf.len().min(self.piece).min(self.data.len() - self.pos);
-            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
-            self.pos += n;
-            Ok(n)
-        }
-    }
-
-    fn pieces(data: &[u8]) -> Pieces<'_> {
-        Pieces {
-            data,
-            piece: 100_000,
-            fail_at: None,
-            pos: 0,
-        }
-    }
-
-    fn blob(data: &[u8]) -> Descriptor {
-        Descriptor::new(MT_OCI_MANIFEST, Digest::sha256_of(data), data.len() as u64)
-    }
-
-    /// `alone()` answers false for its first `after` calls, true from then on.
-    fn alone_after(after: usize) -> impl Fn() -> bool {
-        let calls = std::cell::Cell::new(0usize);
-        move || {
-            calls.set(calls.get() + 1);
-            calls.get() > after
-        }
-    }
-
-    #[test]
-    fn a_blob_is_copied_and_verified_whether_hashed_here_on_a_second_thread_or_switching_midway() {
-        let data: Vec<u8> = (0..3 * PARALLEL_HASH_MIN + 12_345)
-            .map(|i| (i % 253) as u8)
-            .collect();
-        let desc = blob(&data);
-        // Never alone (hashed inline), alone from the start (piped), alone after ten chunks (switches).
-        for after in [usize::MAX, 0, 10] {
-            let mut out = Vec::new();
-            let alone = alone_after(after);
-            let v = copy_blob(
-                pieces(&data),
-                &mut out,
-                &desc,
-                "src",
-                Path::new("dst"),
-                &alone,
-            )
-            .unwrap();
-            assert_eq!(
-                (v.digest(), v.size()),
-                (&desc.digest, desc.size),
-                "after {after}"
-            );
-            assert!(out == data, "after {after}");
-        }
-    }
-
-    #[test]
-    fn a_bad_blob_is_refused_in_every_mode() {
-        let data: Vec<u8> = (0..2 * PARALLEL_HASH_MIN)
-            .map(|i| (i % 241) as u8)
-            .collect();
-        let desc = blob(&data);
-        let mut flipped = data.clone();
-        flipped[PARALLEL_HASH_MIN as usize + 7] ^= 0xff;
-        let short = &data[..data.len() - 1];
-        let mut long = data.clone();
-        long.extend_from_slice(b"extra");
-        for after in [usize::MAX, 0, 3] {
-            let run = |bytes: &[u8], out: &mut Vec<u8>| {
-                copy_blob(
-                    pieces(bytes),
-                    out,
-                    &desc,
-                    "src",
-                    Path::new("dst"),
-                    &alone_after(after),
-                )
-            };
-            let e = run(&flipped, &mut Vec::new()).unwrap_err();
-            assert!(matches!(e, Error::DigestMismatch { .. }), "{after}: {e}");
-            let e = run(short, &mut Vec::new()).unwrap_err();
-            assert!(matches!(e, Error::SizeMismatch { .. }), "{after}: {e}");
-            let mut out = Vec::new();
-            let e = run(&long, &mut out).unwrap_err();
-            assert!(e.to_string().contains("more than"), "{after}: {e}");
-            assert!(
-                out.len() as u64 <= desc.size,
-                "nothing written past the blob"
-            );
-            // A download that fails for good (the reader gave up resuming) names the source.
-            let cut = Pieces {
-                fail_at: Some(PARALLEL_HASH_MIN as usize),
-                ..pieces(&data)
-            };
-            let e = copy_blob(
-                cut,
-                &mut Vec::new(),
-                &desc,
-                "src",
-                Path::new("dst"),
-                &alone_after(after),
-            )
-            .unwrap_err();
-            assert!(
-                matches!(e, Error::Io { .. }) && e.to_string().contains("src"),
-                "{after}: {e}"
-            );
-        }
     }
 
     #[test]
