@@ -277,8 +277,9 @@ def test_a_would_be_sparse_push_is_refused_before_any_upload(tmp_path: Path, ano
     a = archive_of(tmp_path)
     r = repo("sparse")
     before = catalog(anonymous)
-    with pytest.raises(ocitar.PlatformNotFoundError, match="index='subset'"):
+    with pytest.raises(ocitar.PlatformNotFoundError, match="index='subset'") as refused:
         ocitar.load(a, ["linux/arm64"], store=ocitar.Registry(f"{anonymous.host}/{r}"))
+    assert refused.value.missing == ("linux/amd64",)  # the platform left out, never its attestation
     assert catalog(anonymous) == before
     report = ocitar.load(a, ["linux/arm64"], store=ocitar.Registry(f"{anonymous.host}/{r}"), index="subset")
     assert report.images[0].platforms == ("linux/arm64",)

@@ -236,12 +236,9 @@ fn keep_shape(
     listed(&sel.image.root, &mut all);
     let kept = sel.kept();
     if all.iter().any(|d| !kept.contains(&d.digest)) {
-        let dropped: Vec<String> = all
-            .iter()
-            .filter(|d| !kept.contains(&d.digest))
-            .filter(|d| d.attestation_of().is_none())
-            .map(|d| d.platform_text().unwrap_or_else(|| d.digest.to_string()))
-            .collect();
+        // The platforms (never attestations) the index lists that the selection does not keep.
+        let mut dropped = sel.absent();
+        dropped.extend(sel.left_out());
         return Err(Error::PlatformNotFound {
             image: format!(
                 "{label} (a registry refuses an index that lists content it does not hold; load with index='subset' or index='manifest')"
