@@ -60,28 +60,52 @@ impl Algorithm {
     }
 }
 
-/// A parsed, validated content digest. Its `hex` is lowercase and of the algorithm's length, so it is
-/// safe to use as a file name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest {
-    algorithm: Algorithm,
-    hex: String,
+/// A parsed, validated content digest, held as the hash's raw bytes: a sha256 digest inline (no heap
+/// allocation, 40 bytes in all), a sha512 one boxed. Equality, hashing and order are those of the bytes,
+/// and bytes order as their lowercase hex does, so digests sort as `<alg>:<hex>` and as the blob names
+/// `blobs/<alg>/<hex>` of an archive (sha256 before sha512).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(Bytes);
+
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Bytes {
+    Sha256([u8; 32]),
+    Sha512(Box<[u8; 64]>),
 }
 
 impl Digest {
     /// The digest's algorithm.
     pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
+        match self.0 {
+            Bytes::Sha256(_) => Algorithm::Sha256,
+            Bytes::Sha512(_) => Algorithm::Sha512,
+        }
     }
 
-    /// The lowercase hex encoding.
-    pub fn hex(&self) -> &str {
-        &self.hex
+    /// The hash's raw bytes (32 or 64).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Bytes::Sha256(b) => b,
+            Bytes::Sha512(b) => &b[..],
+        }
+    }
+
+    /// The lowercase hex encoding, formatted on the stack (it derefs to `&str`).
+    pub fn hex(&self) -> Hex {
+        let mut out = Hex {
+            buf: [0; 128],
+            len: 0,
+        };
+        for (pair, b) in out.buf.chunks_exact_mut(2).zip(self.as_bytes()) {
+            pair.copy_from_slice(&[hex_digit(b >> 4), hex_digit(b & 15)]);
+            out.len += 2;
+        }
+        out
     }
 
     /// The path of this blob inside a layout: `blobs/<alg>/<hex>`.
     pub fn blob_name(&self) -> String {
-        format!("blobs/{}/{}", self.algorithm.name(), self.hex)
+        format!("blobs/{}/{}", self.algorithm().name(), self.hex())
     }
 
     /// The sha256 digest of `bytes`.
@@ -94,7 +118,104 @@ impl Digest {
     /// # Errors
     /// The same as [`Digest::from_str`].
     pub fn from_parts(alg: &str, hex: &str) -> Result<Digest> {
-        format!("{alg}:{hex}").parse()
+        parse_parts(alg, hex).map_err(|why| invalid(&format!("{alg}:{hex}"), &why))
+    }
+}
+
+/// The lowercase hex of a [`Digest`], on the stack: a `&str` by `Deref`, a path component by `AsRef`.
+#[derive(Clone, Copy)]
+pub struct Hex {
+    buf: [u8; 128],
+    len: usize,
+}
+
+impl std::ops::Deref for Hex {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Only ASCII hex digits are ever written into `buf`.
+        std::str::from_utf8(self.buf.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl AsRef<std::path::Path> for Hex {
+    fn as_ref(&self) -> &std::path::Path {
+        std::path::Path::new(&**self)
+    }
+}
+
+impl fmt::Display for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl fmt::Debug for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// The lowercase hex digit of a nibble (0–15).
+fn hex_digit(n: u8) -> u8 {
+    if n < 10 {
+        b'0' + n
+    } else {
+        b'a' + (n - 10)
+    }
+}
+
+fn invalid(s: &str, why: &str) -> Error {
+    Error::InvalidArgument(format!("invalid digest {s:?}: {why}"))
+}
+
+/// The bytes of `hex` (lowercase, of `alg`'s length), or why not.
+fn parse_parts(alg: &str, hex: &str) -> std::result::Result<Digest, String> {
+    let algorithm = match alg {
+        "sha256" => Algorithm::Sha256,
+        "sha512" => Algorithm::Sha512,
+        _ => return Err("unsupported algorithm (sha256 and sha512 are supported)".into()),
+    };
+    if hex.len() != algorithm.hex_len() {
+        return Err(format!(
+            "{alg} needs {} hex digits, found {}",
+            algorithm.hex_len(),
+            hex.len()
+        ));
+    }
+    let mut bytes = [0u8; 64];
+    for (out, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        match pair {
+            [hi, lo] => *out = (nibble(*hi)? << 4) | nibble(*lo)?,
+            _ => return Err("hex must be lowercase 0-9a-f".into()),
+        }
+    }
+    Ok(Digest::from_raw(algorithm, &bytes))
+}
+
+fn nibble(c: u8) -> std::result::Result<u8, String> {
+    match c {
+        b'0'..=b'9' => Ok(c - b'0'),
+        b'a'..=b'f' => Ok(c - b'a' + 10),
+        _ => Err("hex must be lowercase 0-9a-f".into()),
+    }
+}
+
+impl Digest {
+    /// A digest of `algorithm` from the first 32 or 64 bytes of `raw` (zeros where it is shorter).
+    fn from_raw(algorithm: Algorithm, raw: &[u8]) -> Digest {
+        match algorithm {
+            Algorithm::Sha256 => {
+                let mut b = [0u8; 32];
+                b.iter_mut().zip(raw).for_each(|(o, i)| *o = *i);
+                Digest(Bytes::Sha256(b))
+            }
+            Algorithm::Sha512 => {
+                let mut b = Box::new([0u8; 64]);
+                b.iter_mut().zip(raw).for_each(|(o, i)| *o = *i);
+                Digest(Bytes::Sha512(b))
+            }
+        }
     }
 }
 
@@ -107,42 +228,27 @@ impl FromStr for Digest {
     /// [`Error::InvalidArgument`] naming the string when the algorithm is unknown or the hex is not
     /// lowercase hex of the right length. Callers that read archives re-wrap it as an archive error.
     fn from_str(s: &str) -> Result<Digest> {
-        let bad = |why: &str| Error::InvalidArgument(format!("invalid digest {s:?}: {why}"));
         let (alg, hex) = s
             .split_once(':')
-            .ok_or_else(|| bad("expected <algorithm>:<hex>"))?;
-        let algorithm = match alg {
-            "sha256" => Algorithm::Sha256,
-            "sha512" => Algorithm::Sha512,
-            _ => {
-                return Err(bad(
-                    "unsupported algorithm (sha256 and sha512 are supported)",
-                ))
-            }
-        };
-        if hex.len() != algorithm.hex_len() {
-            return Err(bad(&format!(
-                "{alg} needs {} hex digits, found {}",
-                algorithm.hex_len(),
-                hex.len()
-            )));
-        }
-        if !hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(bad("hex must be lowercase 0-9a-f"));
-        }
-        Ok(Digest {
-            algorithm,
-            hex: hex.to_string(),
-        })
+            .ok_or_else(|| invalid(s, "expected <algorithm>:<hex>"))?;
+        parse_parts(alg, hex).map_err(|why| invalid(s, &why))
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.algorithm.name(), self.hex)
+        f.write_str(self.algorithm().name())?;
+        f.write_str(":")?;
+        f.write_str(&self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Digest")
+            .field("algorithm", &self.algorithm())
+            .field("hex", &self.hex())
+            .finish()
     }
 }
 
@@ -189,17 +295,10 @@ impl Hasher {
 
     /// The digest of everything fed so far.
     pub fn finish(self) -> Digest {
-        let (algorithm, bytes): (Algorithm, Vec<u8>) = match self.state {
-            State::Sha256(h) => (Algorithm::Sha256, h.finalize().to_vec()),
-            State::Sha512(h) => (Algorithm::Sha512, h.finalize().to_vec()),
-        };
-        let mut hex = String::with_capacity(bytes.len() * 2);
-        for b in bytes {
-            for nibble in [b >> 4, b & 15] {
-                hex.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
-            }
+        match self.state {
+            State::Sha256(h) => Digest::from_raw(Algorithm::Sha256, &h.finalize()),
+            State::Sha512(h) => Digest::from_raw(Algorithm::Sha512, &h.finalize()),
         }
-        Digest { algorithm, hex }
     }
 
     /// The digest and size of what was fed, for content whose digest is learned by hashing it (a Docker
@@ -522,6 +621,75 @@ mod tests {
         assert_eq!(
             long.parse::<Digest>().unwrap().algorithm(),
             Algorithm::Sha512
+        );
+    }
+
+    #[test]
+    fn a_digest_round_trips_through_its_text_and_is_held_inline() {
+        for text in [
+            EMPTY.to_string(),
+            Digest::sha256_of(b"x").to_string(),
+            Algorithm::Sha512.digest(b"x").to_string(),
+            format!("sha512:{}", "0123456789abcdef".repeat(8)),
+        ] {
+            let d: Digest = text.parse().unwrap();
+            assert_eq!(d.to_string(), text);
+            let (alg, hex) = text.split_once(':').unwrap();
+            assert_eq!(&*d.hex(), hex);
+            assert_eq!(d.algorithm().name(), alg);
+            assert_eq!(d.as_bytes().len() * 2, hex.len());
+            assert_eq!(Digest::from_parts(alg, hex).unwrap(), d);
+            assert_eq!(d.blob_name(), format!("blobs/{alg}/{hex}"));
+            assert_eq!(serde_json::to_string(&d).unwrap(), format!("{text:?}"));
+        }
+        // A sha256 digest is its 32 bytes and a tag: no heap string.
+        assert!(std::mem::size_of::<Digest>() <= 40);
+        assert_eq!(
+            Algorithm::Sha512.digest(b"abc").to_string(),
+            "sha512:ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+        );
+    }
+
+    #[test]
+    fn digests_order_as_their_text_and_blob_names_do() {
+        let mut digests: Vec<Digest> = (0..500u32)
+            .map(|i| Digest::sha256_of(&i.to_le_bytes()))
+            .chain((0..50u32).map(|i| Algorithm::Sha512.digest(&i.to_le_bytes())))
+            .collect();
+        digests.push(
+            "sha256:00000000000000000000000000000000000000000000000000000000000000ff"
+                .parse()
+                .unwrap(),
+        );
+        digests.push(
+            "sha256:f000000000000000000000000000000000000000000000000000000000000000"
+                .parse()
+                .unwrap(),
+        );
+        let mut by_text = digests.clone();
+        by_text.sort_by_key(ToString::to_string);
+        let mut by_name = digests.clone();
+        by_name.sort_by_key(Digest::blob_name);
+        digests.sort();
+        assert_eq!(digests, by_text);
+        assert_eq!(digests, by_name);
+        assert_eq!(digests.last().unwrap().algorithm(), Algorithm::Sha512);
+    }
+
+    #[test]
+    fn parse_errors_name_the_digest_and_why() {
+        let e = "sha256:ABC".parse::<Digest>().unwrap_err().to_string();
+        assert!(
+            e.contains("\"sha256:ABC\"") && e.contains("needs 64 hex digits, found 3"),
+            "{e}"
+        );
+        let upper = EMPTY.replace('e', "E");
+        let e = upper.parse::<Digest>().unwrap_err().to_string();
+        assert!(e.contains("hex must be lowercase 0-9a-f"), "{e}");
+        let e = Digest::from_parts("md5", "00").unwrap_err().to_string();
+        assert!(
+            e.contains("\"md5:00\"") && e.contains("unsupported algorithm"),
+            "{e}"
         );
     }
 
