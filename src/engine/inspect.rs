@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use super::archive::read::{Archive, Entry, Input, Kind, TempSpool};
+use super::archive::read::{Archive, Entry, Input, TempSpool};
 use super::content::Source;
 use super::digest::{self, Digest};
 use super::document;
@@ -566,10 +566,8 @@ pub fn verify(path: &Path, progress: &mut Progress) -> Result<Inventory> {
     )?;
     // Every blob entry against its name (streams were hashed as they were read).
     let blobs: Vec<(String, Digest, &Entry)> = archive
-        .names()
-        .filter_map(|n| super::archive::read::blob_digest(n).map(|d| (n.to_string(), d)))
-        .filter_map(|(n, d)| archive.get(&n).ok().flatten().map(|(_, e)| (n, d, e)))
-        .filter(|(_, _, e)| e.kind == Kind::File)
+        .blobs()
+        .map(|(d, e)| (d.blob_name(), d.clone(), e))
         .collect();
     if archive.is_seekable() {
         parallel(

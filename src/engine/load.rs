@@ -19,7 +19,7 @@ use super::reference::{self, Reference, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NA
 use super::sink::Sink;
 use super::store::{Entries, IndexEntry, IndexFile, Ingest, Store};
 use super::walk::{
-    self, BlobSource, Descriptor, Selection, Summary, MT_DOCKER_CONFIG, MT_DOCKER_LAYER,
+    self, BlobSource, Descriptor, Selection, MT_DOCKER_CONFIG, MT_DOCKER_LAYER,
     MT_DOCKER_LAYER_GZIP, MT_DOCKER_MANIFEST,
 };
 use super::Progress;
@@ -75,6 +75,40 @@ pub struct Found {
 /// A copy of an archive entry in the spool, with what hashing it on the way proved.
 type Copied = (PathBuf, Verified);
 
+/// A blob to write, as a sink keeps it until then: its digest and size, nothing of its descriptor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blob {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl From<&Descriptor> for Blob {
+    fn from(d: &Descriptor) -> Blob {
+        Blob {
+            digest: d.digest.clone(),
+            size: d.size,
+        }
+    }
+}
+
+/// The name of the archive entry holding a blob, made when a message needs it: `blobs/<alg>/<hex>` for
+/// a blob found by digest, else the Docker path it was found under.
+enum EntryName<'a> {
+    Blob(Digest),
+    Path(&'a str),
+}
+
+impl std::fmt::Display for EntryName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntryName::Blob(d) => write!(f, "blobs/{}/{}", d.algorithm().name(), d.hex()),
+            EntryName::Path(p) => f.write_str(p),
+        }
+    }
+}
+
 /// The walker's view of an archive, plus the documents synthesized for Docker-format images.
 pub struct ArchiveSource<'a> {
     /// The archive read.
@@ -112,7 +146,7 @@ impl<'a> ArchiveSource<'a> {
                 "blob is missing from the archive",
             ));
         };
-        self.check_size(name, e, desc)?;
+        self.check_size(&name, e, &desc.digest, desc.size)?;
         self.archive.open(e)
     }
 
@@ -121,24 +155,26 @@ impl<'a> ArchiveSource<'a> {
         self.synthesized.contains_key(d)
     }
 
-    /// The entry holding `d`'s bytes, by blob name or by Docker path.
-    fn entry(&self, d: &Digest) -> Result<Option<(&str, &Entry)>> {
-        let name = d.blob_name();
-        if self.archive.contains(&name) {
-            return self.archive.get(&name);
+    /// The entry holding `d`'s bytes, by digest (`blobs/<alg>/<hex>`) or by Docker path.
+    fn entry(&self, d: &Digest) -> Result<Option<(EntryName<'_>, &Entry)>> {
+        if let Some(e) = self.archive.blob(d) {
+            return Ok(Some((EntryName::Blob(d.clone()), e)));
         }
         match self.by_path.get(d) {
-            Some(p) => self.archive.get(p),
+            Some(p) => Ok(self
+                .archive
+                .get(p)?
+                .map(|(name, e)| (EntryName::Path(name), e))),
             None => Ok(None),
         }
     }
 
-    fn check_size(&self, name: &str, e: &Entry, desc: &Descriptor) -> Result<()> {
-        if e.size != desc.size {
+    fn check_size(&self, name: &EntryName<'_>, e: &Entry, d: &Digest, size: u64) -> Result<()> {
+        if e.size != size {
             return Err(Error::SizeMismatch {
-                digest: desc.digest.to_string(),
+                digest: d.to_string(),
                 location: format!("{}:{name}", self.archive.label()),
-                expected: desc.size,
+                expected: size,
                 found: e.size.to_string(),
             });
         }
@@ -150,19 +186,28 @@ impl<'a> ArchiveSource<'a> {
     ///
     /// # Errors
     /// As [`ArchiveSource::stage`] for a blob that is missing or of the wrong size.
-    fn file_range(&self, desc: &Descriptor) -> Result<Option<(&std::fs::File, u64, String)>> {
-        if self.synthesized.contains_key(&desc.digest) || self.prehashed.contains_key(&desc.digest)
+    fn file_range(&self, blob: &Blob) -> Result<Option<(&std::fs::File, u64)>> {
+        if self.synthesized.contains_key(&blob.digest) || self.prehashed.contains_key(&blob.digest)
         {
             return Ok(None);
         }
-        let Some((name, e)) = self.entry(&desc.digest)? else {
+        let Some((name, e)) = self.entry(&blob.digest)? else {
             return Ok(None);
         };
-        self.check_size(name, e, desc)?;
-        Ok(self
-            .archive
-            .file_range(e)
-            .map(|(f, off)| (f, off, format!("{}:{name}", self.archive.label()))))
+        self.check_size(&name, e, &blob.digest, blob.size)?;
+        Ok(self.archive.file_range(e))
+    }
+
+    /// How messages name the archive entry holding blob `d` (`<archive>:<entry>`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArchive`] for a link loop on its Docker path.
+    fn location(&self, d: &Digest) -> Result<String> {
+        let name = match self.entry(d)? {
+            Some((name, _)) => name.to_string(),
+            None => d.blob_name(),
+        };
+        Ok(format!("{}:{name}", self.archive.label()))
     }
 
     /// Stage blob `desc` in `ingest`, proven: a file already hashed (a spooled stream entry, a Docker
@@ -172,7 +217,7 @@ impl<'a> ArchiveSource<'a> {
     /// # Errors
     /// [`Error::InvalidArchive`] when the blob is missing; [`Error::SizeMismatch`] /
     /// [`Error::DigestMismatch`]; [`Error::Io`]; the progress callback's error.
-    fn stage(&self, desc: &Descriptor, ingest: &mut Ingest, progress: &mut Progress) -> Result<()> {
+    fn stage(&self, desc: &Blob, ingest: &mut Ingest, progress: &mut Progress) -> Result<()> {
         let tick = &mut |k| progress.advance(k);
         if let Some(bytes) = self.synthesized.get(&desc.digest) {
             let loc = format!("{}:manifest.json", self.archive.label());
@@ -184,12 +229,12 @@ impl<'a> ArchiveSource<'a> {
                 "blob is missing from the archive",
             ));
         };
-        self.check_size(name, e, desc)?;
+        self.check_size(&name, e, &desc.digest, desc.size)?;
         let loc = format!("{}:{name}", self.archive.label());
         let hashed = match (self.prehashed.get(&desc.digest), &e.loc) {
             (Some((p, v)), _) => Some((p, v)),
-            (None, Loc::Spooled(p, v)) if v.digest().algorithm() == desc.digest.algorithm() => {
-                Some((p, v))
+            (None, Loc::Spooled(s)) if s.1.digest().algorithm() == desc.digest.algorithm() => {
+                Some((&s.0, &s.1))
             }
             _ => None,
         };
@@ -217,8 +262,8 @@ impl BlobSource for ArchiveSource<'_> {
         let Some((name, e)) = self.entry(&desc.digest)? else {
             return Ok(None);
         };
-        self.check_size(name, e, desc)?;
-        let bytes = self.archive.read_small(name, e)?;
+        self.check_size(&name, e, &desc.digest, desc.size)?;
+        let bytes = self.archive.read_small(&name.to_string(), e)?;
         let loc = format!("{}:{name}", self.archive.label());
         digest::check(
             &desc.digest,
@@ -386,8 +431,8 @@ fn docker_layer(
     spool: Option<&mut (dyn Spool + '_)>,
 ) -> Result<(Digest, bool, Option<Copied>)> {
     match (&e.loc, blob_digest(name)) {
-        (Loc::Spooled(_, v), _) => return Ok((v.digest().clone(), head_is_gzip(ar, e)?, None)),
-        (Loc::Hashed { digest, gzip }, _) => return Ok((digest.clone(), *gzip, None)),
+        (Loc::Spooled(s), _) => return Ok((s.1.digest().clone(), head_is_gzip(ar, e)?, None)),
+        (Loc::Hashed(h), _) => return Ok((h.0.clone(), h.1, None)),
         (_, Some(d)) => return Ok((d, head_is_gzip(ar, e)?, None)),
         _ => {}
     }
@@ -450,16 +495,17 @@ fn docker_images(
 ) -> Result<Vec<Found>> {
     let ar = source.archive;
     let list = docker_list(bytes)?;
-    let mut configs: HashMap<&str, DockerConfig> = HashMap::new();
-    let mut layer_of: HashMap<&str, (Digest, bool)> = HashMap::new();
+    let mut configs: HashMap<String, DockerConfig> = HashMap::new();
+    let mut layer_of: HashMap<String, (Digest, bool)> = HashMap::new();
     let mut found = Vec::new();
     for (i, entry) in list.iter().enumerate() {
         let what = |field: &str| format!("manifest.json[{i}].{field}");
         let (config_name, config_entry) = docker_path(ar, &entry.config, &what("Config"))?;
-        if !configs.contains_key(config_name) {
-            configs.insert(config_name, docker_config(ar, config_name, config_entry)?);
+        if !configs.contains_key(&config_name) {
+            let config = docker_config(ar, &config_name, config_entry)?;
+            configs.insert(config_name.clone(), config);
         }
-        let Some(config) = configs.get(config_name) else {
+        let Some(config) = configs.get(&config_name) else {
             continue;
         };
         source
@@ -468,14 +514,14 @@ fn docker_images(
         let mut layers = Vec::new();
         for (j, l) in entry.layers.iter().enumerate() {
             let (name, e) = docker_path(ar, l, &what(&format!("Layers[{j}]")))?;
-            let (d, gz) = match layer_of.get(name) {
+            let (d, gz) = match layer_of.get(&name) {
                 Some(known) => known.clone(),
                 None => {
-                    let (d, gz, copy) = docker_layer(ar, name, e, spool.as_deref_mut())?;
+                    let (d, gz, copy) = docker_layer(ar, &name, e, spool.as_deref_mut())?;
                     if let Some(copy) = copy {
                         source.prehashed.insert(d.clone(), copy);
                     }
-                    layer_of.insert(name, (d.clone(), gz));
+                    layer_of.insert(name.clone(), (d.clone(), gz));
                     (d, gz)
                 }
             };
@@ -573,7 +619,7 @@ fn head_is_gzip(ar: &Archive, e: &Entry) -> Result<bool> {
 }
 
 /// Resolve a path named by `manifest.json` to a regular file inside the archive.
-fn docker_path<'a>(ar: &'a Archive, path: &str, what: &str) -> Result<(&'a str, &'a Entry)> {
+fn docker_path<'a>(ar: &'a Archive, path: &str, what: &str) -> Result<(String, &'a Entry)> {
     if path.starts_with('/') || path.split('/').any(|c| c == "..") {
         return Err(Error::archive(
             what,
@@ -586,7 +632,7 @@ fn docker_path<'a>(ar: &'a Archive, path: &str, what: &str) -> Result<(&'a str, 
         .collect();
     let norm = norm.join("/");
     match ar.get(&norm)? {
-        Some((n, e)) if e.kind == Kind::File => Ok((n, e)),
+        Some((n, e)) if e.kind == Kind::File => Ok((n.to_string(), e)),
         Some((n, _)) => Err(Error::archive(
             what,
             format!("path {path:?} resolves to {n:?}, which is not a regular file"),
@@ -709,11 +755,43 @@ impl OneSizePerDigest {
 pub struct StoreSink {
     store: Store,
     ingest: Ingest,
-    /// Each image's entries (its names) and the summary of its selection; its walked tree is not kept.
-    images: Vec<(Found, Summary)>,
+    /// What each image's commit and report need; its walked tree and descriptors are not kept.
+    images: Vec<Kept>,
     written: usize,
     present: usize,
     bytes: u64,
+}
+
+/// One image as the store sink keeps it from [`Sink::add`] to the commit: its `index.json` entries (its
+/// names), the digest and size of each blob to write, and what the report says of it.
+struct Kept {
+    /// The top-level descriptor's digest and media type.
+    digest: Digest,
+    media_type: String,
+    /// The image's `index.json` entries.
+    entries: Vec<Descriptor>,
+    /// Every blob it needs, each once.
+    blobs: Box<[Blob]>,
+    platforms: Vec<String>,
+    /// Platforms listed but absent, then those the platform list left out.
+    absent: Vec<String>,
+    attestations: usize,
+    foreign: Vec<Digest>,
+}
+
+impl Kept {
+    fn new(found: Found, sel: &Selection<'_>) -> Kept {
+        Kept {
+            digest: found.top.digest,
+            media_type: found.top.media_type,
+            entries: found.entries,
+            blobs: sel.blobs().into_iter().map(Blob::from).collect(),
+            platforms: sel.platforms(),
+            absent: [sel.absent(), sel.left_out()].concat(),
+            attestations: sel.attestations(),
+            foreign: sel.foreign(),
+        }
+    }
 }
 
 impl StoreSink {
@@ -740,10 +818,10 @@ impl StoreSink {
     /// # Errors
     /// [`Error::SizeMismatch`] when the store holds a blob of another size than the archive says;
     /// [`Error::Store`] / [`Error::Io`] when a blob path cannot be examined.
-    fn missing<'a>(&mut self, images: &'a [(Found, Summary)]) -> Result<Vec<&'a Descriptor>> {
+    fn missing<'a>(&mut self, images: &'a [Kept]) -> Result<Vec<&'a Blob>> {
         let mut seen = HashSet::new();
         let mut missing = Vec::new();
-        for d in images.iter().flat_map(|(_, sel)| sel.blobs.iter()) {
+        for d in images.iter().flat_map(|k| k.blobs.iter()) {
             if !seen.insert(&d.digest) {
                 continue;
             }
@@ -767,24 +845,29 @@ impl StoreSink {
     }
 
     /// Copy blobs held in ranges of a seekable archive file into staging files by the kernel, on every
-    /// core ([`copy::copy_verified_all`]), and stage each with what its copy proved.
+    /// core ([`copy::copy_verified_all`]), and stage each with what its copy proved. Each batch names
+    /// its blobs for messages only while it is copied.
     ///
     /// # Errors
     /// As [`copy::copy_verified_all`]; [`Error::Io`] when a staging file cannot be made.
     fn copy_ranges(
         &mut self,
-        ranged: &[(&Descriptor, &std::fs::File, u64, String)],
+        ranged: &[(&Blob, &std::fs::File, u64)],
+        source: &ArchiveSource<'_>,
         progress: &mut Progress,
     ) -> Result<()> {
         for batch in ranged.chunks(OPEN_BLOBS) {
             let mut staging = Vec::with_capacity(batch.len());
-            for _ in batch {
+            let mut locations = Vec::with_capacity(batch.len());
+            for (d, _, _) in batch {
                 staging.push(self.ingest.temp_file()?);
+                locations.push(source.location(&d.digest)?);
             }
             let jobs: Vec<copy::Job<'_>> = batch
                 .iter()
                 .zip(&staging)
-                .map(|((d, file, offset, location), (tmp, dst))| copy::Job {
+                .zip(&locations)
+                .map(|(((d, file, offset), (tmp, dst)), location)| copy::Job {
                     src: file,
                     src_offset: *offset,
                     dst,
@@ -815,14 +898,14 @@ impl Sink for StoreSink {
     }
 
     fn add(&mut self, image: Selected<'_>) -> Result<()> {
-        // Writing and publishing need the selection's blobs and platforms, not its tree.
-        let summary = image.sel.summary();
-        self.images.push((image.found, summary));
+        // Writing and publishing need the selection's blob digests and sizes and its platforms, not
+        // its tree.
+        self.images.push(Kept::new(image.found, &image.sel));
         Ok(())
     }
 
     fn write(&mut self, source: &ArchiveSource<'_>, progress: &mut Progress) -> Result<()> {
-        // The images are lent to the copy (borrowed descriptors, not a copy of each) and kept after.
+        // The images are lent to the copy (borrowed records, not a copy of each) and kept after.
         let images = std::mem::take(&mut self.images);
         let written = self.write_images(&images, source, progress);
         self.images = images;
@@ -839,7 +922,7 @@ impl StoreSink {
     /// spooled streams, in-memory archives) one by one.
     fn write_images(
         &mut self,
-        images: &[(Found, Summary)],
+        images: &[Kept],
         source: &ArchiveSource<'_>,
         progress: &mut Progress,
     ) -> Result<()> {
@@ -851,11 +934,11 @@ impl StoreSink {
                 continue;
             }
             match source.file_range(d)? {
-                Some((file, offset, location)) => ranged.push((d, file, offset, location)),
+                Some((file, offset)) => ranged.push((d, file, offset)),
                 None => source.stage(d, &mut self.ingest, progress)?,
             }
         }
-        self.copy_ranges(&ranged, progress)?;
+        self.copy_ranges(&ranged, source, progress)?;
         self.written = missing.len();
         self.bytes = missing.iter().fold(0u64, |t, d| t.saturating_add(d.size));
         progress.finish()
@@ -865,7 +948,7 @@ impl StoreSink {
         let StoreSink {
             store,
             ingest,
-            images: selected,
+            images: kept,
             written,
             present,
             bytes,
@@ -875,19 +958,19 @@ impl StoreSink {
         let images = ingest.commit(|index| {
             let mut out = Vec::new();
             let mut merge = Merge::new(index);
-            for (found, sel) in &selected {
+            for k in kept {
                 let moved = merge
-                    .add(&found.entries)
+                    .add(&k.entries)
                     .map_err(|r| Error::store(&index_path, r))?;
                 out.push(LoadedImage {
-                    names: walk::familiar_names(&found.entries),
-                    digest: found.top.digest.clone(),
-                    media_type: found.top.media_type.clone(),
-                    platforms: sel.platforms.clone(),
-                    absent: [sel.absent.as_slice(), sel.left_out.as_slice()].concat(),
-                    attestations: sel.attestations,
+                    names: walk::familiar_names(&k.entries),
+                    digest: k.digest,
+                    media_type: k.media_type,
+                    platforms: k.platforms,
+                    absent: k.absent,
+                    attestations: k.attestations,
                     moved,
-                    foreign: sel.foreign.clone(),
+                    foreign: k.foreign,
                 });
             }
             merge.finish();

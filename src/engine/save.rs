@@ -108,6 +108,8 @@ pub struct SaveReport {
 /// Where a blob's bytes come from. Per blob the plan keeps only its digest and size (in [`Plan::blobs`])
 /// and this: a source blob is opened by its lean descriptor (media type, digest, size) when it is
 /// written, so that thousands of images do not hold their parsed descriptors until the end.
+// Nearly every blob is a `Source`: boxing it would add an allocation per blob to save nothing.
+#[allow(clippy::large_enum_variant)]
 enum Content {
     Source(Origin, Descriptor),
     Memory(Vec<u8>),

@@ -973,7 +973,9 @@ pub struct Ingest {
     dir: PathBuf,
     /// The lock on `dir` that tells other loads this one is alive.
     _lock: File,
-    staged: BTreeMap<Digest, PathBuf>,
+    /// Staged blobs, each by the number of its staging file (`tmp-<n>`, [`Ingest::temp_path`]): no
+    /// path is kept per blob.
+    staged: BTreeMap<Digest, u64>,
     /// Blobs found in the store, not staged: they must still be there when the index names them.
     relied: Vec<Digest>,
     counter: u64,
@@ -988,7 +990,7 @@ impl Ingest {
     /// [`Error::Io`] when it cannot be created.
     pub fn temp_file(&mut self) -> Result<(PathBuf, File)> {
         self.counter += 1;
-        let p = self.dir.join(format!("tmp-{}", self.counter));
+        let p = self.temp_path(self.counter);
         let f = OpenOptions::new()
             .write(true)
             .read(true)
@@ -999,6 +1001,11 @@ impl Ingest {
         Ok((p, f))
     }
 
+    /// The path of staging file number `n`.
+    fn temp_path(&self, n: u64) -> PathBuf {
+        self.dir.join(format!("tmp-{n}"))
+    }
+
     /// Stage a file of the staging directory (from [`Ingest::temp_file`]) as the blob its bytes were
     /// proven to be, and start writing it back to disk (it is fsynced, with every other staged file, by
     /// [`Ingest::commit`]). Only a [`Verified`] names what a staged file holds: nothing reaches the
@@ -1007,19 +1014,25 @@ impl Ingest {
     /// # Errors
     /// [`Error::Store`] when `path` is not a file of this ingest's staging directory.
     pub fn stage(&mut self, path: PathBuf, blob: Verified) -> Result<()> {
-        if path.parent() != Some(self.dir.as_path()) {
+        let number = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("tmp-"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|&n| (1..=self.counter).contains(&n) && self.temp_path(n) == path);
+        let Some(number) = number else {
             return Err(Error::store(
                 &path,
                 format!(
-                    "is not in this load's staging directory {}",
+                    "is not a file of this load's staging directory {}",
                     self.dir.display()
                 ),
             ));
-        }
+        };
         let f = fs::open(&path)?;
         // SAFETY: sync_file_range on a descriptor we own; it only starts asynchronous writeback.
         unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-        self.staged.insert(blob.digest().clone(), path);
+        self.staged.insert(blob.digest().clone(), number);
         Ok(())
     }
 
@@ -1068,8 +1081,9 @@ impl Ingest {
     /// [`Error::Io`] naming the file, or the staging directory for `syncfs`.
     fn sync_staged(&self) -> Result<()> {
         if self.staged.len() <= FSYNC_EACH_MAX {
-            for tmp in self.staged.values() {
-                fs::open(tmp)?.sync_all().at(tmp)?;
+            for &n in self.staged.values() {
+                let tmp = self.temp_path(n);
+                fs::open(&tmp)?.sync_all().at(&tmp)?;
             }
             return Ok(());
         }
@@ -1126,7 +1140,7 @@ impl Ingest {
             }
             Err(e) => {
                 if !added.index {
-                    added.undo();
+                    added.undo(&self.store);
                 }
                 Err(e)
             }
@@ -1138,7 +1152,7 @@ impl Ingest {
         let root = &self.store.root;
         check_internals(root)?;
         let mut dirs: Vec<PathBuf> = Vec::new();
-        for (digest, tmp) in &self.staged {
+        for (digest, &n) in &self.staged {
             let dest = self.store.blob_path(digest);
             let Some(parent) = dest.parent() else {
                 continue;
@@ -1154,8 +1168,8 @@ impl Ingest {
             if self.store.existing_blob(digest)?.is_some() {
                 continue;
             }
-            fs::rename(tmp, &dest)?;
-            added.blobs.push(dest);
+            fs::rename(self.temp_path(n), &dest)?;
+            added.blobs.push(digest.clone());
         }
         for d in &dirs {
             fs::open(d)?.sync_all().at(d)?;
@@ -1177,7 +1191,8 @@ impl Ingest {
 /// What a commit added to the store, removed again when it fails before `index.json` is replaced.
 #[derive(Default)]
 struct Added {
-    blobs: Vec<PathBuf>,
+    /// Blobs renamed into `blobs/` (by digest: no path kept per blob).
+    blobs: Vec<Digest>,
     dirs: Vec<PathBuf>,
     layout: Option<PathBuf>,
     /// Whether the new `index.json` is in place (then nothing is undone: it names the blobs).
@@ -1185,8 +1200,11 @@ struct Added {
 }
 
 impl Added {
-    fn undo(&self) {
-        for p in self.blobs.iter().chain(&self.layout) {
+    fn undo(&self, store: &Store) {
+        for p in self.blobs.iter().map(|d| store.blob_path(d)) {
+            let _ = fs::remove_file(p);
+        }
+        if let Some(p) = &self.layout {
             let _ = fs::remove_file(p);
         }
         for d in self.dirs.iter().rev() {
@@ -1562,6 +1580,28 @@ mod tests {
             .write_blob(&b"bytes"[..], &good, 5, "src", &mut |_| Ok(()))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(ingest.is_staged(&good));
+    }
+
+    #[test]
+    fn an_ingest_stages_only_the_numbered_files_it_made() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open_or_new(dir.path().join("store")).unwrap_or_else(|e| panic!("{e}"));
+        let mut ingest = store.ingest().unwrap_or_else(|e| panic!("{e}"));
+        let (tmp, _) = ingest.temp_file().unwrap_or_else(|e| panic!("{e}"));
+        let proof = crate::engine::digest::Algorithm::Sha256
+            .hasher()
+            .into_verified();
+        for planted in ["planted", "tmp-2", "tmp-01"] {
+            let p = tmp.with_file_name(planted);
+            File::create(&p).unwrap_or_else(|e| panic!("{e}"));
+            let e = ingest.stage(p, proof.clone());
+            assert!(matches!(e, Err(Error::Store { .. })), "{planted}: {e:?}");
+        }
+        assert!(!ingest.is_staged(proof.digest()));
+        ingest
+            .stage(tmp, proof.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(ingest.is_staged(proof.digest()));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod guard;
 pub mod gzip;
 pub mod read;
+pub mod table;
 pub mod write;
 
 use super::error::{Error, Result};

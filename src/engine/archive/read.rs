@@ -3,7 +3,6 @@
 //! indexed by offset and read later only where needed; a stream is read once, in order, its files
 //! spooled into a staging directory (verified on the way when they are named by digest).
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
@@ -12,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::guard::{Refused, TarGuard, MAX_NAME};
+use super::table::Table;
 use super::Compression;
 use crate::engine::digest::{self, Digest, Verified};
 use crate::engine::document::{self, MAX_DOCUMENT_BYTES};
@@ -38,23 +38,20 @@ pub enum Kind {
     Link(String),
 }
 
-/// Where an entry's bytes are.
+/// Where an entry's bytes are. Sixteen bytes: what a stream's entries carry beside is boxed, so that
+/// the table of a seekable archive (offsets only) stays small.
 #[derive(Clone, Debug)]
 pub enum Loc {
     /// At this offset of the seekable input.
     Offset(u64),
     /// In this spooled file, with the digest and size its content was hashed to as it was spooled
     /// (checked against the name for blobs).
-    Spooled(PathBuf, Verified),
+    Spooled(Box<(PathBuf, Verified)>),
     /// Held in memory (a small entry of a stream), with the digest of its content as for `Spooled`.
-    Memory(Arc<[u8]>, Digest),
-    /// Read from a stream, hashed (verified against the name for blobs) and dropped.
-    Hashed {
-        /// The digest its bytes hashed to.
-        digest: Digest,
-        /// Whether its bytes start as gzip does.
-        gzip: bool,
-    },
+    Memory(Box<(Arc<[u8]>, Digest)>),
+    /// Read from a stream, hashed (verified against the name for blobs) and dropped: the digest its
+    /// bytes hashed to, and whether they start as gzip does.
+    Hashed(Box<(Digest, bool)>),
     /// No data (directories, links).
     None,
 }
@@ -79,9 +76,9 @@ enum Data {
     Spooled,
 }
 
-/// An archive's table of entries, keyed by normalized name (no `./` prefix, no trailing `/`).
+/// An archive's table of entries, by normalized name (no `./` prefix, no trailing `/`); blobs by digest.
 pub struct Archive {
-    entries: BTreeMap<String, Entry>,
+    entries: Table,
     data: Data,
     label: String,
     /// The compression the input had.
@@ -273,7 +270,7 @@ impl Archive {
         mut budget: SpoolBudget,
     ) -> Result<Archive> {
         let mut reader = check_stream_start(reader, compression, &label)?;
-        let mut entries = BTreeMap::new();
+        let mut entries = Table::new();
         let mut kept = 0u64;
         let lone_zero_block;
         let limit = max_entries();
@@ -304,6 +301,7 @@ impl Archive {
                 };
                 entries.insert(name, Entry { kind, size, loc });
             }
+            entries.finish();
             let mut guard = ar.into_inner();
             drain(&mut guard, compression, &label)?;
             lone_zero_block = guard.lone_zero_block();
@@ -335,32 +333,33 @@ impl Archive {
         !matches!(self.data, Data::Spooled)
     }
 
-    /// The entry with a normalized name, links followed (at most 16 hops).
+    /// The entry with a normalized name, links followed (at most 16 hops), and the name it was found
+    /// under (`name`, or the target of the last link).
     ///
     /// # Errors
     /// [`Error::InvalidArchive`] for a link loop.
-    pub fn get(&self, name: &str) -> Result<Option<(&str, &Entry)>> {
-        let mut name = name.to_string();
-        for _ in 0..16 {
-            let Some((k, e)) = self.entries.get_key_value(name.as_str()) else {
-                return Ok(None);
-            };
-            match &e.kind {
-                Kind::Link(target) => name.clone_from(target),
-                _ => return Ok(Some((k.as_str(), e))),
-            }
-        }
-        Err(bad(&name, "link chain too long or a loop"))
+    pub fn get<'s: 'r, 'n: 'r, 'r>(
+        &'s self,
+        name: &'n str,
+    ) -> Result<Option<(&'r str, &'s Entry)>> {
+        self.entries
+            .resolve(name)
+            .map_err(|at| bad(at, "link chain too long or a loop"))
+    }
+
+    /// The entry of blob `d` (`blobs/<alg>/<hex>`), found by digest.
+    pub fn blob(&self, d: &Digest) -> Option<&Entry> {
+        self.entries.blob(d)
     }
 
     /// Whether an entry exists (links not followed).
     pub fn contains(&self, name: &str) -> bool {
-        self.entries.contains_key(name)
+        self.entries.get(name).is_some()
     }
 
-    /// Names of every entry.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.entries.keys().map(String::as_str)
+    /// Every blob entry (`blobs/<alg>/<hex>`), by digest.
+    pub fn blobs(&self) -> impl Iterator<Item = (&Digest, &Entry)> {
+        self.entries.blobs()
     }
 
     /// A reader over an entry's bytes.
@@ -382,8 +381,8 @@ impl Archive {
                     .min(b.len());
                 Ok(Box::new(b.get(start..end).unwrap_or(&[])))
             }
-            (Loc::Spooled(p, _), _) => Ok(Box::new(crate::engine::fs::open(p)?)),
-            (Loc::Memory(b, _), _) => Ok(Box::new(io::Cursor::new(Arc::clone(b)))),
+            (Loc::Spooled(s), _) => Ok(Box::new(crate::engine::fs::open(&s.0)?)),
+            (Loc::Memory(m), _) => Ok(Box::new(io::Cursor::new(Arc::clone(&m.0)))),
             _ => Ok(Box::new(io::empty())),
         }
     }
@@ -700,12 +699,9 @@ impl Destination<'_> {
             found.matches(d, size, &format!("{label}:{name}"))?;
         }
         Ok(match (path, held) {
-            (Some(p), _) => Loc::Spooled(p, found),
-            (None, Some(buf)) => Loc::Memory(buf.into(), found.digest().clone()),
-            (None, None) => Loc::Hashed {
-                digest: found.digest().clone(),
-                gzip,
-            },
+            (Some(p), _) => Loc::Spooled(Box::new((p, found))),
+            (None, Some(buf)) => Loc::Memory(Box::new((buf.into(), found.digest().clone()))),
+            (None, None) => Loc::Hashed(Box::new((found.digest().clone(), gzip))),
         })
     }
 }
@@ -929,14 +925,8 @@ const MAX_TRAILING: u64 = 16 << 20;
 /// # Errors
 /// [`Error::InvalidArchive`] for a name listed twice (other than a directory), past `limit` entries
 /// ([`max_entries`]) and past [`max_metadata`] bytes of names and entries kept (`kept` counts them).
-fn admit(
-    entries: &BTreeMap<String, Entry>,
-    kept: &mut u64,
-    name: &str,
-    kind: &Kind,
-    limit: usize,
-) -> Result<bool> {
-    if let Some(prev) = entries.get(name) {
+fn admit(entries: &Table, kept: &mut u64, name: &str, kind: &Kind, limit: usize) -> Result<bool> {
+    if let Some(prev) = entries.listed(name) {
         if prev.kind == Kind::Dir && *kind == Kind::Dir {
             return Ok(false);
         }
@@ -974,9 +964,9 @@ fn admit(
 }
 
 /// The table of a seekable archive, and where a lone zero block ended it.
-type Table = (BTreeMap<String, Entry>, Option<u64>);
+type Indexed = (Table, Option<u64>);
 
-fn index_seekable<R: Read + Seek>(mut r: R, len: u64, label: &str) -> Result<Table> {
+fn index_seekable<R: Read + Seek>(mut r: R, len: u64, label: &str) -> Result<Indexed> {
     let mut block = [0u8; BLOCK];
     let n = read_head(&mut r, &mut block).map_err(|e| Error::io(label, e))?;
     if let Some(reason) = first_block_fault(block.get(..n).unwrap_or_default()) {
@@ -984,7 +974,7 @@ fn index_seekable<R: Read + Seek>(mut r: R, len: u64, label: &str) -> Result<Tab
     }
     r.seek(SeekFrom::Start(0))
         .map_err(|e| Error::io(label, e))?;
-    let mut entries = BTreeMap::new();
+    let mut entries = Table::new();
     let mut kept = 0u64;
     let limit = max_entries();
     let mut ar = tar::Archive::new(TarGuard::new(r));
@@ -1016,6 +1006,7 @@ fn index_seekable<R: Read + Seek>(mut r: R, len: u64, label: &str) -> Result<Tab
         };
         entries.insert(name, Entry { kind, size, loc });
     }
+    entries.finish();
     // The block after the end-of-archive block, through the guard: is it a lone zero block?
     let mut guard = ar.into_inner();
     let _ = io::copy(&mut (&mut guard).take(512), &mut io::sink());
