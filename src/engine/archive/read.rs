@@ -863,9 +863,9 @@ pub fn blob_digest(name: &str) -> Option<Digest> {
 }
 
 /// Most entries an archive may hold by default (an image archive holds one per blob, and a few more):
-/// beyond it the table of entries would grow without bound. An entry costs about 200 bytes of that table
-/// (its name, 77 bytes for a sha256 blob, and ~120 of map node and [`Entry`]), so the default bounds it
-/// near 50 MiB and admits ~12,000 images of 4 platforms x 3 layers (21 blobs each). `save` refuses an
+/// beyond it the table of entries would grow without bound. An entry costs at most about 200 bytes of
+/// that table (a blob ~90 bytes: its digest and [`Entry`] in the sorted vector of [`Table`]; any other
+/// entry its name and a map node), so the default bounds it near 50 MiB and admits ~12,000 images of 4 platforms x 3 layers (21 blobs each). `save` refuses an
 /// archive over the same limit, so that what it writes is read back.
 pub const MAX_ENTRIES: usize = 1 << 18;
 /// The environment variable that sets the entry limit (for save, load, inspect and verify alike).

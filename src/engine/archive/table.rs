@@ -60,12 +60,12 @@ impl Table {
         }
     }
 
-    /// Whether `name` (a blob) is listed already; for the duplicate check while reading, in constant or
-    /// logarithmic time whatever the order of the archive.
+    /// Whether blob `d` is listed already; for the duplicate check while reading, in logarithmic or
+    /// constant time whatever the order of the archive.
     fn has_blob(&self, d: &Digest) -> bool {
         match &self.seen {
             Some(seen) => seen.contains(d),
-            None => self.blobs.last().is_some_and(|(last, _)| last == d),
+            None => self.blob(d).is_some(),
         }
     }
 
@@ -198,7 +198,11 @@ mod tests {
         let a = Digest::sha256_of(b"a").blob_name();
         let b = Digest::sha256_of(b"b").blob_name();
         let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-        for (first, then) in [(vec![lo.clone()], &lo), (vec![hi.clone(), lo.clone()], &hi)] {
+        for (first, then) in [
+            (vec![lo.clone()], &lo),
+            (vec![lo.clone(), hi.clone()], &lo),
+            (vec![hi.clone(), lo.clone()], &hi),
+        ] {
             let mut t = Table::new();
             for n in &first {
                 t.insert(n.clone(), file(1));
