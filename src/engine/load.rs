@@ -880,8 +880,8 @@ impl StoreSink {
                 .collect();
             let proofs = copy::copy_verified_all(&jobs, true, progress)?;
             drop(jobs);
-            for ((tmp, _), proof) in staging.into_iter().zip(proofs) {
-                self.ingest.stage(tmp, proof)?;
+            for ((tmp, file), proof) in staging.iter().zip(proofs) {
+                self.ingest.stage_open(tmp, file, proof)?;
             }
         }
         Ok(())

@@ -1014,26 +1014,50 @@ impl Ingest {
     /// # Errors
     /// [`Error::Store`] when `path` is not a file of this ingest's staging directory.
     pub fn stage(&mut self, path: PathBuf, blob: Verified) -> Result<()> {
+        let number = self.staging_number(&path)?;
+        let f = fs::open(&path)?;
+        self.stage_number(number, &f, blob);
+        Ok(())
+    }
+
+    /// [`Ingest::stage`] for a staging file still open (the copy that wrote it holds it): the same
+    /// checks, without opening the file again.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when `path` is not a file of this ingest's staging directory.
+    pub fn stage_open(&mut self, path: &Path, file: &File, blob: Verified) -> Result<()> {
+        let number = self.staging_number(path)?;
+        self.stage_number(number, file, blob);
+        Ok(())
+    }
+
+    fn stage_number(&mut self, number: u64, f: &File, blob: Verified) {
+        // SAFETY: sync_file_range on a descriptor we own; it only starts asynchronous writeback.
+        unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        self.staged.insert(blob.digest().clone(), number);
+    }
+
+    /// The number of staging file `path` (`<staging directory>/tmp-<n>`, made by
+    /// [`Ingest::temp_file`]).
+    ///
+    /// # Errors
+    /// [`Error::Store`] for any other path.
+    fn staging_number(&self, path: &Path) -> Result<u64> {
         let number = path
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_prefix("tmp-"))
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|&n| (1..=self.counter).contains(&n) && self.temp_path(n) == path);
-        let Some(number) = number else {
-            return Err(Error::store(
-                &path,
+        number.ok_or_else(|| {
+            Error::store(
+                path,
                 format!(
                     "is not a file of this load's staging directory {}",
                     self.dir.display()
                 ),
-            ));
-        };
-        let f = fs::open(&path)?;
-        // SAFETY: sync_file_range on a descriptor we own; it only starts asynchronous writeback.
-        unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-        self.staged.insert(blob.digest().clone(), number);
-        Ok(())
+            )
+        })
     }
 
     /// Record that the index will name `digest`, found in the store rather than staged.
@@ -1064,9 +1088,10 @@ impl Ingest {
         let (tmp, file) = self.temp_file()?;
         let mut w = std::io::BufWriter::with_capacity(COPY_BUFFER, file);
         let blob = copy_verified(reader, &mut w, expected, size, location, &tmp, tick)?;
-        w.into_inner()
+        let file = w
+            .into_inner()
             .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        self.stage(tmp, blob)
+        self.stage_open(&tmp, &file, blob)
     }
 
     /// Make every staged file durable. Up to [`FSYNC_EACH_MAX`] files are `fsync`ed one by one; more are
@@ -1593,7 +1618,9 @@ mod tests {
             .into_verified();
         for planted in ["planted", "tmp-2", "tmp-01"] {
             let p = tmp.with_file_name(planted);
-            File::create(&p).unwrap_or_else(|e| panic!("{e}"));
+            let f = File::create(&p).unwrap_or_else(|e| panic!("{e}"));
+            let e = ingest.stage_open(&p, &f, proof.clone());
+            assert!(matches!(e, Err(Error::Store { .. })), "{planted}: {e:?}");
             let e = ingest.stage(p, proof.clone());
             assert!(matches!(e, Err(Error::Store { .. })), "{planted}: {e:?}");
         }
