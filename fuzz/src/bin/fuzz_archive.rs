@@ -233,7 +233,7 @@ impl Spool for DirSpool {
 fn read_everything(input: &[u8], spool_dir: &Path) {
     let mut spool = DirSpool(spool_dir.to_path_buf(), 0);
     if let Ok(ar) = Archive::read(Input::Bytes(Arc::new(input.to_vec())), &mut spool) {
-        let names: Vec<String> = ar.names().map(str::to_string).collect();
+        let names: Vec<String> = ar.names().collect();
         for n in names {
             if let Ok(Some((name, e))) = ar.get(&n) {
                 let _ = ar.read_small(name, e);

@@ -362,6 +362,12 @@ impl Archive {
         self.entries.blobs()
     }
 
+    /// The name of every entry (links not followed): the blobs (`blobs/<alg>/<hex>`), then the others.
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        let blobs = self.entries.blobs().map(|(d, _)| d.blob_name());
+        blobs.chain(self.entries.others().map(|(n, _)| n.to_string()))
+    }
+
     /// A reader over an entry's bytes.
     ///
     /// # Errors
@@ -1355,6 +1361,28 @@ mod tests {
             let ar = read(bytes.clone(), stream).unwrap();
             let (_, e) = ar.get(&long).unwrap().unwrap();
             assert_eq!(e.size, 5);
+        }
+    }
+
+    #[test]
+    fn names_lists_blobs_by_their_entry_name_and_every_other_entry() {
+        let d = Digest::sha256_of(b"blob");
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [("index.json", &b"{}"[..]), (&d.blob_name(), b"blob")] {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let bytes = b.into_inner().unwrap();
+        for stream in [false, true] {
+            let ar = read(bytes.clone(), stream).unwrap();
+            let names: Vec<String> = ar.names().collect();
+            assert_eq!(names, [d.blob_name(), "index.json".to_string()]);
+            for n in &names {
+                assert!(ar.get(n).unwrap().is_some(), "{n}");
+            }
         }
     }
 
