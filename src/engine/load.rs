@@ -878,10 +878,11 @@ impl StoreSink {
                     dest: tmp,
                 })
                 .collect();
+            // `true`: the pool starts each staging file's writeback as it copies.
             let proofs = copy::copy_verified_all(&jobs, true, progress)?;
             drop(jobs);
-            for ((tmp, file), proof) in staging.iter().zip(proofs) {
-                self.ingest.stage_open(tmp, file, proof)?;
+            for ((tmp, _), proof) in staging.iter().zip(proofs) {
+                self.ingest.stage_written(tmp, proof)?;
             }
         }
         Ok(())

@@ -1031,6 +1031,17 @@ impl Ingest {
         Ok(())
     }
 
+    /// [`Ingest::stage_open`] for a staging file whose writeback its writer started already (the copy
+    /// pool's `writeback` copies): the same checks, without asking for its writeback a second time.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when `path` is not a file of this ingest's staging directory.
+    pub fn stage_written(&mut self, path: &Path, blob: Verified) -> Result<()> {
+        let number = self.staging_number(path)?;
+        self.staged.insert(blob.digest().clone(), number);
+        Ok(())
+    }
+
     fn stage_number(&mut self, number: u64, f: &File, blob: Verified) {
         // SAFETY: sync_file_range on a descriptor we own; it only starts asynchronous writeback.
         unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
