@@ -271,24 +271,16 @@ impl Archive {
     ) -> Result<Archive> {
         let mut reader = check_stream_start(reader, compression, &label)?;
         let mut entries = Table::new();
-        let mut kept = 0u64;
         let lone_zero_block;
-        let limit = max_entries();
         {
             let mut ar = tar::Archive::new(TarGuard::new(&mut reader));
             let iter = ar.entries().map_err(|e| tar_error(&label, None, &e))?;
-            let mut last: Option<String> = None;
+            let mut gate = Gate::new();
             let mut memory = 0u64;
             for item in iter {
-                let mut e = item.map_err(|e| tar_error(&label, last.as_deref(), &e))?;
-                read_global_header(&mut e, &label)?;
-                let Some((name, kind, size)) = check_entry(&e)? else {
+                let Some((mut e, name, kind, size)) = gate.pass(item, &entries, &label)? else {
                     continue;
                 };
-                last = Some(name.clone());
-                if !admit(&entries, &mut kept, &name, &kind, limit)? {
-                    continue;
-                }
                 let loc = if kind == Kind::File {
                     let mut to = Destination {
                         spool: &mut *spool,
@@ -981,23 +973,15 @@ fn index_seekable<R: Read + Seek>(mut r: R, len: u64, label: &str) -> Result<Ind
     r.seek(SeekFrom::Start(0))
         .map_err(|e| Error::io(label, e))?;
     let mut entries = Table::new();
-    let mut kept = 0u64;
-    let limit = max_entries();
     let mut ar = tar::Archive::new(TarGuard::new(r));
     let iter = ar
         .entries_with_seek()
         .map_err(|e| tar_error(label, None, &e))?;
-    let mut last: Option<String> = None;
+    let mut gate = Gate::new();
     for item in iter {
-        let mut e = item.map_err(|e| tar_error(label, last.as_deref(), &e))?;
-        read_global_header(&mut e, label)?;
-        let Some((name, kind, size)) = check_entry(&e)? else {
+        let Some((e, name, kind, size)) = gate.pass(item, &entries, label)? else {
             continue;
         };
-        last = Some(name.clone());
-        if !admit(&entries, &mut kept, &name, &kind, limit)? {
-            continue;
-        }
         let loc = if kind == Kind::File {
             let off = e.raw_file_position();
             if off.checked_add(size).is_none_or(|end| end > len) {
@@ -1017,6 +1001,50 @@ fn index_seekable<R: Read + Seek>(mut r: R, len: u64, label: &str) -> Result<Ind
     let mut guard = ar.into_inner();
     let _ = io::copy(&mut (&mut guard).take(512), &mut io::sink());
     Ok((entries, guard.lone_zero_block()))
+}
+
+/// A tar entry [`Gate::pass`] let through, with its name, kind and size.
+type Passed<'a, R> = (tar::Entry<'a, R>, String, Kind, u64);
+
+/// What both table builders check of each tar entry before they record it, in order: the tar reader's
+/// error (naming the last entry read), a global header, the entry's own checks ([`check_entry`]) and its
+/// admission into the table ([`admit`]).
+struct Gate {
+    last: Option<String>,
+    kept: u64,
+    limit: usize,
+}
+
+impl Gate {
+    fn new() -> Gate {
+        Gate {
+            last: None,
+            kept: 0,
+            limit: max_entries(),
+        }
+    }
+
+    /// The entry `item` with its name, kind and size; `None` for one the table does not record.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArchive`] from the tar reader or any check.
+    fn pass<'a, R: Read>(
+        &mut self,
+        item: io::Result<tar::Entry<'a, R>>,
+        entries: &Table,
+        label: &str,
+    ) -> Result<Option<Passed<'a, R>>> {
+        let mut e = item.map_err(|e| tar_error(label, self.last.as_deref(), &e))?;
+        read_global_header(&mut e, label)?;
+        let Some((name, kind, size)) = check_entry(&e)? else {
+            return Ok(None);
+        };
+        self.last = Some(name.clone());
+        if !admit(entries, &mut self.kept, &name, &kind, self.limit)? {
+            return Ok(None);
+        }
+        Ok(Some((e, name, kind, size)))
+    }
 }
 
 /// Normalize an entry or link path: strip `./`, refuse absolute paths, `..`, empty or non-UTF-8 names.
