@@ -1632,6 +1632,8 @@ mod tests {
             let f = File::create(&p).unwrap_or_else(|e| panic!("{e}"));
             let e = ingest.stage_open(&p, &f, proof.clone());
             assert!(matches!(e, Err(Error::Store { .. })), "{planted}: {e:?}");
+            let e = ingest.stage_written(&p, proof.clone());
+            assert!(matches!(e, Err(Error::Store { .. })), "{planted}: {e:?}");
             let e = ingest.stage(p, proof.clone());
             assert!(matches!(e, Err(Error::Store { .. })), "{planted}: {e:?}");
         }
