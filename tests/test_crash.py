@@ -78,11 +78,11 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Big:
 
 
 def staged(store: Path) -> list[Path]:
-    """Files in the staging directories of ``store``."""
+    """Files in the staging directories of ``store`` (at their blob names or numbered)."""
     out: list[Path] = []
     for d in store.iterdir():
         if d.name.startswith(INGEST) and d.is_dir():
-            out += [f for f in d.iterdir()]
+            out += [f for f in d.rglob("*") if f.is_file()]
     return out
 
 

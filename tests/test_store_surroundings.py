@@ -168,6 +168,28 @@ def test_enospc_writing_index_json_leaves_the_store_as_it_was(small_tmpfs: Path,
     assert ocitar.verify(store).verified
 
 
+def test_enospc_writing_index_json_of_a_new_store_leaves_no_store(small_tmpfs: Path, tmp_path: Path) -> None:
+    # A new store gets its blob directory by one rename of the staging directory's: a failure after it
+    # takes the whole directory back, and the store directory the load made.
+    store = small_tmpfs / "store"
+    img = new_image()
+    archive = tmp_path / "many.tar"
+    archive.write_bytes(many_names(img, 400))  # an index.json of ~120 KiB
+    page = os.statvfs(small_tmpfs).f_frsize
+    assert all(len(b) <= page for b in img.blobs.values())
+    free = os.statvfs(small_tmpfs).f_bavail * page
+    filler = small_tmpfs / "filler"
+    filler.write_bytes(bytes(free - (len(img.blobs) + 4) * page))
+    with pytest.raises(OSError) as e:
+        ocitar.load(archive, store=store)
+    assert e.value.errno == errno.ENOSPC and "index.json" in str(e.value)
+    assert sorted(os.listdir(small_tmpfs)) == ["filler"]
+    filler.unlink()
+    ocitar.load(archive, store=store)
+    assert ocitar.verify(store).verified
+    assert sorted(os.listdir(store / "blobs" / "sha256")) == sorted(d.split(":")[1] for d in img.blobs)
+
+
 # --------------------------------------------------------------------------
 # staging directories of live loads, whatever their PID namespace
 # --------------------------------------------------------------------------

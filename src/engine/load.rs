@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::archive::read::{blob_digest, Archive, Entry, Input, Kind, Loc, Spool};
 use super::copy;
-use super::digest::{self, Digest, Verified};
+use super::digest::{self, Algorithm, Digest, Verified};
 use super::document;
 use super::error::{Error, Result};
 use super::platform::{Matcher, Platform};
@@ -821,11 +821,27 @@ impl StoreSink {
     fn missing<'a>(&mut self, images: &'a [Kept]) -> Result<Vec<&'a Blob>> {
         let mut seen = HashSet::new();
         let mut missing = Vec::new();
+        // A new store has no blob directory: nothing to look for, blob by blob.
+        let mut dirs: Vec<(Algorithm, bool)> = Vec::new();
         for d in images.iter().flat_map(|k| k.blobs.iter()) {
             if !seen.insert(&d.digest) {
                 continue;
             }
-            match self.store.existing_blob(&d.digest)? {
+            let alg = d.digest.algorithm();
+            let has_dir = match dirs.iter().find(|(a, _)| *a == alg) {
+                Some(&(_, has)) => has,
+                None => {
+                    let has = self.store.has_blob_dir(alg)?;
+                    dirs.push((alg, has));
+                    has
+                }
+            };
+            let existing = if has_dir {
+                self.store.existing_blob(&d.digest)?
+            } else {
+                None
+            };
+            match existing {
                 Some(size) if size != d.size => {
                     return Err(Error::SizeMismatch {
                         digest: d.digest.to_string(),
@@ -856,34 +872,67 @@ impl StoreSink {
         source: &ArchiveSource<'_>,
         progress: &mut Progress,
     ) -> Result<()> {
-        for batch in ranged.chunks(OPEN_BLOBS) {
-            let mut staging = Vec::with_capacity(batch.len());
-            let mut locations = Vec::with_capacity(batch.len());
-            for (d, _, _) in batch {
-                staging.push(self.ingest.temp_file()?);
-                locations.push(source.location(&d.digest)?);
-            }
-            let jobs: Vec<copy::Job<'_>> = batch
+        let files = self
+            .ingest
+            .blob_files(ranged.iter().map(|(d, _, _)| d.digest.algorithm()))?;
+        let create = |batch: &[(&Blob, &std::fs::File, u64)]| -> Result<Vec<_>> {
+            batch
                 .iter()
-                .zip(&staging)
-                .zip(&locations)
-                .map(|(((d, file, offset), (tmp, dst)), location)| copy::Job {
-                    src: file,
-                    src_offset: *offset,
-                    dst,
-                    dst_offset: 0,
-                    size: d.size,
-                    digest: &d.digest,
-                    location,
-                    dest: tmp,
-                })
-                .collect();
-            // `true`: the pool starts each staging file's writeback as it copies.
-            let proofs = copy::copy_verified_all(&jobs, true, progress)?;
-            drop(jobs);
-            for ((tmp, _), proof) in staging.iter().zip(proofs) {
-                self.ingest.stage_written(tmp, proof)?;
+                .map(|(d, _, _)| files.create(&d.digest))
+                .collect()
+        };
+        let mut batches = ranged.chunks(OPEN_BLOBS);
+        // Creating files in one directory is the kernel's serial part of a load of many small blobs:
+        // the next batch's staging files are made on a second thread while this batch is copied.
+        std::thread::scope(|scope| {
+            let mut next = batches.next().map(|b| (b, scope.spawn(move || create(b))));
+            while let Some((batch, made)) = next.take() {
+                let staging = made
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+                next = batches.next().map(|b| (b, scope.spawn(move || create(b))));
+                self.copy_batch(batch, &staging, source, progress)?;
             }
+            Ok(())
+        })
+    }
+
+    /// Copy one batch of blobs into their staging files ([`copy::copy_verified_all`]) and stage each
+    /// with what its copy proved.
+    ///
+    /// # Errors
+    /// As [`copy::copy_verified_all`].
+    fn copy_batch(
+        &mut self,
+        batch: &[(&Blob, &std::fs::File, u64)],
+        staging: &[(PathBuf, std::fs::File)],
+        source: &ArchiveSource<'_>,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let locations = batch
+            .iter()
+            .map(|(d, _, _)| source.location(&d.digest))
+            .collect::<Result<Vec<_>>>()?;
+        let jobs: Vec<copy::Job<'_>> = batch
+            .iter()
+            .zip(staging)
+            .zip(&locations)
+            .map(|(((d, file, offset), (tmp, dst)), location)| copy::Job {
+                src: file,
+                src_offset: *offset,
+                dst,
+                dst_offset: 0,
+                size: d.size,
+                digest: &d.digest,
+                location,
+                dest: tmp,
+            })
+            .collect();
+        // `true`: the pool starts the writeback of each large staging file as it copies.
+        let proofs = copy::copy_verified_all(&jobs, true, progress)?;
+        drop(jobs);
+        for ((tmp, _), proof) in staging.iter().zip(proofs) {
+            self.ingest.stage_written(tmp, proof)?;
         }
         Ok(())
     }

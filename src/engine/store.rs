@@ -3,16 +3,17 @@
 //!
 //! Durability contract (what is on disk when):
 //! 1. New blobs are written to files in a private staging directory inside the store
-//!    (`.ocitar-ingest-<pid>-<n>-<nanos>/`), hashed and counted while written, and checked against their
-//!    descriptors; writeback of each starts as soon as it is complete (`sync_file_range`). The load holds
+//!    (`.ocitar-ingest-<pid>-<n>-<nanos>/`, at their blob names `<alg>/<hex>` when the digest is known
+//!    before the bytes, else `tmp-<n>`), hashed and counted while written, and checked against their
+//!    descriptors; writeback of a large one starts as soon as it is complete (`sync_file_range`). The load holds
 //!    a `flock` on its staging directory while it runs. A crash here leaves only the staging directory,
 //!    which readers ignore and the next ingest removes once its lock can be taken (the owner is gone,
 //!    whatever PID namespace it ran in: no process ids are compared).
 //! 2. Only when every blob of the operation is verified are they all `fsync`ed; then, under an exclusive
 //!    `flock` on the store directory, `index.json` is re-read and updated in memory (a lock timeout, a
 //!    malformed index, a refused update or an updated index over the size ocitar reads stops here, the
-//!    store untouched), the blobs are renamed into `blobs/<alg>/<hex>`, and the blob directories
-//!    `fsync`ed. A crash here leaves complete, unreferenced blobs: a valid store. A failure here (a blob
+//!    store untouched), the blobs are renamed into `blobs/<alg>/<hex>` (a store without `blobs/<alg>/`
+//!    gets the staging directory's `<alg>/` by one rename), and the blob directories `fsync`ed. A crash here leaves complete, unreferenced blobs: a valid store. A failure here (a blob
 //!    path holding a directory, FIFO or link; a full disk while `index.json` is written) removes the
 //!    blobs and directories this commit added again.
 //! 3. Still under the lock, `index.json` is written to a temporary file, `fsync`ed, renamed over the old
@@ -30,6 +31,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
+use std::num::NonZeroU64;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -40,7 +42,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::digest::{copy_verified, Digest, Verified, COPY_BUFFER};
+use super::copy::WRITEBACK_MIN;
+use super::digest::{copy_verified, Algorithm, Digest, Verified, COPY_BUFFER};
 use super::document::{self, parse_document, MAX_DOCUMENT_BYTES};
 use super::error::{Error, IoContext, Result};
 use super::fs;
@@ -727,6 +730,15 @@ impl Store {
         }
     }
 
+    /// Whether the store has a `blobs/<alg>/` directory (or anything at its path); without one, it has
+    /// no blob of `alg` and each need not be looked for.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the path cannot be examined.
+    pub fn has_blob_dir(&self, alg: Algorithm) -> Result<bool> {
+        Ok(fs::symlink_metadata_if_exists(self.root.join("blobs").join(alg.name()))?.is_some())
+    }
+
     /// Open a blob for reading, checking its size against `desc` (the digest is checked by the copier).
     ///
     /// # Errors
@@ -830,6 +842,7 @@ impl Store {
             dir,
             _lock: lock,
             staged: BTreeMap::new(),
+            named_dirs: Vec::new(),
             relied: Vec::new(),
             counter: 0,
             created_root,
@@ -973,9 +986,12 @@ pub struct Ingest {
     dir: PathBuf,
     /// The lock on `dir` that tells other loads this one is alive.
     _lock: File,
-    /// Staged blobs, each by the number of its staging file (`tmp-<n>`, [`Ingest::temp_path`]): no
-    /// path is kept per blob.
-    staged: BTreeMap<Digest, u64>,
+    /// Staged blobs and where each is: `None` at its blob name (`<alg>/<hex>` in the staging directory,
+    /// [`Ingest::blob_file`]), `Some(n)` in staging file `tmp-<n>` ([`Ingest::temp_file`]). No path is
+    /// kept per blob.
+    staged: BTreeMap<Digest, Option<NonZeroU64>>,
+    /// The algorithms whose `<alg>/` directory the staging directory has.
+    named_dirs: Vec<Algorithm>,
     /// Blobs found in the store, not staged: they must still be there when the index names them.
     relied: Vec<Digest>,
     counter: u64,
@@ -991,19 +1007,54 @@ impl Ingest {
     pub fn temp_file(&mut self) -> Result<(PathBuf, File)> {
         self.counter += 1;
         let p = self.temp_path(self.counter);
-        let f = OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&p)
-            .at(&p)?;
+        let f = new_staging_file(&p)?;
         Ok((p, f))
     }
 
     /// The path of staging file number `n`.
     fn temp_path(&self, n: u64) -> PathBuf {
         self.dir.join(format!("tmp-{n}"))
+    }
+
+    /// A new file for blob `digest` at its blob name in the staging directory (`<alg>/<hex>`), for a
+    /// writer that knows the digest its bytes must have. Staged there, a new store's blobs move into
+    /// `blobs/` by one rename of their directory ([`Ingest::commit`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be created (also when this ingest made it already).
+    pub fn blob_file(&mut self, digest: &Digest) -> Result<(PathBuf, File)> {
+        self.blob_files([digest.algorithm()])?.create(digest)
+    }
+
+    /// What makes files at blob names in the staging directory ([`Ingest::blob_file`]) for blobs of
+    /// `algs`, from any thread: a load creates the next batch's files while the current one is copied.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a directory for an algorithm cannot be made.
+    pub fn blob_files(&mut self, algs: impl IntoIterator<Item = Algorithm>) -> Result<BlobFiles> {
+        for alg in algs {
+            if !self.named_dirs.contains(&alg) {
+                fs::create_dir(self.dir.join(alg.name()))?;
+                self.named_dirs.push(alg);
+            }
+        }
+        Ok(BlobFiles {
+            dir: self.dir.clone(),
+            algs: self.named_dirs.clone(),
+        })
+    }
+
+    /// Where blob `digest` is staged at its blob name.
+    fn named_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(digest.algorithm().name()).join(digest.hex())
+    }
+
+    /// The staging file of a staged blob.
+    fn staged_path(&self, digest: &Digest, slot: Option<NonZeroU64>) -> PathBuf {
+        match slot {
+            Some(n) => self.temp_path(n.get()),
+            None => self.named_path(digest),
+        }
     }
 
     /// Stage a file of the staging directory (from [`Ingest::temp_file`]) as the blob its bytes were
@@ -1014,9 +1065,9 @@ impl Ingest {
     /// # Errors
     /// [`Error::Store`] when `path` is not a file of this ingest's staging directory.
     pub fn stage(&mut self, path: PathBuf, blob: Verified) -> Result<()> {
-        let number = self.staging_number(&path)?;
+        let slot = self.staging_slot(&path, &blob)?;
         let f = fs::open(&path)?;
-        self.stage_number(number, &f, blob);
+        self.stage_slot(slot, &f, blob);
         Ok(())
     }
 
@@ -1026,8 +1077,8 @@ impl Ingest {
     /// # Errors
     /// [`Error::Store`] when `path` is not a file of this ingest's staging directory.
     pub fn stage_open(&mut self, path: &Path, file: &File, blob: Verified) -> Result<()> {
-        let number = self.staging_number(path)?;
-        self.stage_number(number, file, blob);
+        let slot = self.staging_slot(path, &blob)?;
+        self.stage_slot(slot, file, blob);
         Ok(())
     }
 
@@ -1037,30 +1088,39 @@ impl Ingest {
     /// # Errors
     /// [`Error::Store`] when `path` is not a file of this ingest's staging directory.
     pub fn stage_written(&mut self, path: &Path, blob: Verified) -> Result<()> {
-        let number = self.staging_number(path)?;
-        self.staged.insert(blob.digest().clone(), number);
+        let slot = self.staging_slot(path, &blob)?;
+        self.staged.insert(blob.digest().clone(), slot);
         Ok(())
     }
 
-    fn stage_number(&mut self, number: u64, f: &File, blob: Verified) {
-        // SAFETY: sync_file_range on a descriptor we own; it only starts asynchronous writeback.
-        unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-        self.staged.insert(blob.digest().clone(), number);
+    /// Stage `blob` in `slot`, starting the writeback of a large file (a small one is written back with
+    /// the others by the sync: [`WRITEBACK_MIN`]).
+    fn stage_slot(&mut self, slot: Option<NonZeroU64>, f: &File, blob: Verified) {
+        if blob.size() > WRITEBACK_MIN {
+            // SAFETY: sync_file_range on a descriptor we own; it only starts asynchronous writeback.
+            unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        }
+        self.staged.insert(blob.digest().clone(), slot);
     }
 
-    /// The number of staging file `path` (`<staging directory>/tmp-<n>`, made by
-    /// [`Ingest::temp_file`]).
+    /// Where staging file `path` is, for the blob `blob` proved it holds: at that blob's name
+    /// ([`Ingest::blob_file`], `None`) or numbered (`tmp-<n>`, made by [`Ingest::temp_file`]).
     ///
     /// # Errors
     /// [`Error::Store`] for any other path.
-    fn staging_number(&self, path: &Path) -> Result<u64> {
+    fn staging_slot(&self, path: &Path, blob: &Verified) -> Result<Option<NonZeroU64>> {
+        let digest = blob.digest();
+        if self.named_dirs.contains(&digest.algorithm()) && self.named_path(digest) == path {
+            return Ok(None);
+        }
         let number = path
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_prefix("tmp-"))
             .and_then(|n| n.parse::<u64>().ok())
-            .filter(|&n| (1..=self.counter).contains(&n) && self.temp_path(n) == path);
-        number.ok_or_else(|| {
+            .filter(|&n| (1..=self.counter).contains(&n) && self.temp_path(n) == path)
+            .and_then(NonZeroU64::new);
+        number.map(Some).ok_or_else(|| {
             Error::store(
                 path,
                 format!(
@@ -1096,13 +1156,23 @@ impl Ingest {
         location: &str,
         tick: &mut dyn FnMut(u64) -> std::io::Result<()>,
     ) -> Result<()> {
-        let (tmp, file) = self.temp_file()?;
+        let (tmp, file) = self.blob_file(expected)?;
         let mut w = std::io::BufWriter::with_capacity(COPY_BUFFER, file);
-        let blob = copy_verified(reader, &mut w, expected, size, location, &tmp, tick)?;
-        let file = w
-            .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        self.stage_open(&tmp, &file, blob)
+        let written =
+            copy_verified(reader, &mut w, expected, size, location, &tmp, tick).and_then(|blob| {
+                let file = w
+                    .into_inner()
+                    .map_err(|e| Error::io(&tmp, e.into_error()))?;
+                Ok((blob, file))
+            });
+        match written {
+            Ok((blob, file)) => self.stage_open(&tmp, &file, blob),
+            Err(e) => {
+                // Only proven bytes stay at a blob's name.
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
     }
 
     /// Make every staged file durable. Up to [`FSYNC_EACH_MAX`] files are `fsync`ed one by one; more are
@@ -1117,8 +1187,8 @@ impl Ingest {
     /// [`Error::Io`] naming the file, or the staging directory for `syncfs`.
     fn sync_staged(&self) -> Result<()> {
         if self.staged.len() <= FSYNC_EACH_MAX {
-            for &n in self.staged.values() {
-                let tmp = self.temp_path(n);
+            for (d, &slot) in &self.staged {
+                let tmp = self.staged_path(d, slot);
                 fs::open(&tmp)?.sync_all().at(&tmp)?;
             }
             return Ok(());
@@ -1183,52 +1253,146 @@ impl Ingest {
         }
     }
 
-    /// Rename the staged blobs into place and write `index.json`, recording in `added` what appeared.
-    fn publish(&self, index_bytes: &[u8], added: &mut Added) -> Result<()> {
-        let root = &self.store.root;
-        check_internals(root)?;
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        for (digest, &n) in &self.staged {
-            let dest = self.store.blob_path(digest);
-            let Some(parent) = dest.parent() else {
-                continue;
-            };
-            if !dirs.iter().any(|d| d == parent) {
-                for dir in [root.join("blobs"), parent.to_path_buf()] {
-                    if fs::create_dir(&dir)? {
-                        added.dirs.push(dir);
-                    }
-                }
-                dirs.push(parent.to_path_buf());
-            }
-            if self.store.existing_blob(digest)?.is_some() {
-                continue;
-            }
-            fs::rename(self.temp_path(n), &dest)?;
-            added.blobs.push(digest.clone());
-        }
-        for d in &dirs {
-            fs::open(d)?.sync_all().at(d)?;
-        }
+    /// Move the staged blobs into place and write `index.json`, recording in `added` what appeared.
+    fn publish(&mut self, index_bytes: &[u8], added: &mut Added) -> Result<()> {
+        let root = self.store.root.clone();
+        check_internals(&root)?;
         let blobs = root.join("blobs");
-        if let Some(f) = fs::open_if_exists(&blobs)? {
-            f.sync_all().at(&blobs)?;
+        if fs::create_dir(&blobs)? {
+            added.dirs.push(blobs.clone());
         }
+        let mut algs: Vec<Algorithm> = self.staged.keys().map(Digest::algorithm).collect();
+        algs.sort_unstable();
+        algs.dedup();
+        for alg in algs {
+            let dest = blobs.join(alg.name());
+            if !self.move_whole(alg, &dest, added)? {
+                self.move_each(alg, &dest, added)?;
+            }
+            fs::open(&dest)?.sync_all().at(&dest)?;
+        }
+        fs::open(&blobs)?.sync_all().at(&blobs)?;
         if !fs::exists(root.join("oci-layout"))? {
-            write_atomic(root, "oci-layout", OCI_LAYOUT, &mut |_| {})?;
+            write_atomic(&root, "oci-layout", OCI_LAYOUT, &mut |_| {})?;
             added.layout = Some(root.join("oci-layout"));
         }
-        write_atomic(root, "index.json", index_bytes, &mut |done| {
+        write_atomic(&root, "index.json", index_bytes, &mut |done| {
             added.index = done;
         })
     }
+
+    /// A store without `blobs/<alg>/` (a new one) gets the staging directory's `<alg>/` as it, by one
+    /// rename, once the blobs of `alg` staged elsewhere are moved in beside the others and it holds
+    /// nothing but staged blobs. `false` when that is not so: the blobs are then moved one by one.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming what could not be listed or renamed.
+    fn move_whole(&mut self, alg: Algorithm, dest: &Path, added: &mut Added) -> Result<bool> {
+        if !self.named_dirs.contains(&alg) || fs::symlink_metadata_if_exists(dest)?.is_some() {
+            return Ok(false);
+        }
+        let numbered: Vec<(Digest, NonZeroU64)> = self
+            .staged
+            .iter()
+            .filter(|(d, _)| d.algorithm() == alg)
+            .filter_map(|(d, slot)| slot.map(|n| (d.clone(), n)))
+            .collect();
+        for (d, n) in numbered {
+            fs::rename(self.temp_path(n.get()), self.named_path(&d))?;
+            self.staged.insert(d, None);
+        }
+        let dir = self.dir.join(alg.name());
+        let mut held = 0usize;
+        for e in fs::read_dir(&dir)? {
+            e.at(&dir)?;
+            held += 1;
+        }
+        let staged = self.staged.keys().filter(|d| d.algorithm() == alg).count();
+        if held != staged {
+            return Ok(false);
+        }
+        match fs::rename(&dir, dest) {
+            Ok(()) => {
+                added.trees.push(dest.to_path_buf());
+                Ok(true)
+            }
+            // Made meanwhile by someone else (not ocitar: its commits hold the store lock).
+            Err(Error::Io { source, .. })
+                if matches!(source.raw_os_error(), Some(libc::EEXIST | libc::ENOTEMPTY)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Rename the staged blobs of `alg` into `dest` (`blobs/<alg>/`) one by one; blobs already there
+    /// are kept, not rewritten.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; [`Error::Store`] for a blob path that holds something other than a regular file.
+    fn move_each(&self, alg: Algorithm, dest: &Path, added: &mut Added) -> Result<()> {
+        if fs::create_dir(dest)? {
+            added.dirs.push(dest.to_path_buf());
+        }
+        for (digest, &slot) in self.staged.iter().filter(|(d, _)| d.algorithm() == alg) {
+            if self.store.existing_blob(digest)?.is_some() {
+                continue;
+            }
+            fs::rename(self.staged_path(digest, slot), self.store.blob_path(digest))?;
+            added.blobs.push(digest.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Makes an ingest's staging files at blob names ([`Ingest::blob_files`]).
+pub struct BlobFiles {
+    dir: PathBuf,
+    /// The algorithms whose directory the staging directory has.
+    algs: Vec<Algorithm>,
+}
+
+impl BlobFiles {
+    /// A new staging file for blob `digest`, at `<alg>/<hex>`, readable and writable.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be created (it exists, or the algorithm's directory was not made).
+    pub fn create(&self, digest: &Digest) -> Result<(PathBuf, File)> {
+        let alg = digest.algorithm();
+        let p = self.dir.join(alg.name()).join(digest.hex());
+        if !self.algs.contains(&alg) {
+            return Err(Error::io(
+                &p,
+                std::io::Error::from_raw_os_error(libc::ENOENT),
+            ));
+        }
+        let f = new_staging_file(&p)?;
+        Ok((p, f))
+    }
+}
+
+/// Create staging file `p`, new (never one that is there), readable and writable, mode 0644.
+///
+/// # Errors
+/// [`Error::Io`] naming `p`.
+fn new_staging_file(p: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .read(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(p)
+        .at(p)
 }
 
 /// What a commit added to the store, removed again when it fails before `index.json` is replaced.
 #[derive(Default)]
 struct Added {
-    /// Blobs renamed into `blobs/` (by digest: no path kept per blob).
+    /// Blobs renamed into `blobs/` one by one (by digest: no path kept per blob).
     blobs: Vec<Digest>,
+    /// `blobs/<alg>/` directories renamed into place whole, with every blob in them.
+    trees: Vec<PathBuf>,
     dirs: Vec<PathBuf>,
     layout: Option<PathBuf>,
     /// Whether the new `index.json` is in place (then nothing is undone: it names the blobs).
@@ -1239,6 +1403,9 @@ impl Added {
     fn undo(&self, store: &Store) {
         for p in self.blobs.iter().map(|d| store.blob_path(d)) {
             let _ = fs::remove_file(p);
+        }
+        for t in &self.trees {
+            let _ = fs::remove_dir_all(t);
         }
         if let Some(p) = &self.layout {
             let _ = fs::remove_file(p);
@@ -1616,6 +1783,119 @@ mod tests {
             .write_blob(&b"bytes"[..], &good, 5, "src", &mut |_| Ok(()))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(ingest.is_staged(&good));
+    }
+
+    /// An ingest of `blobs` (written at their blob names) and of one blob staged numbered, committed.
+    fn ingest_and_commit(
+        store: &Store,
+        blobs: &[&[u8]],
+        numbered: &[u8],
+        before: impl FnOnce(&Ingest),
+    ) {
+        let mut ingest = store.ingest().unwrap_or_else(|e| panic!("{e}"));
+        for b in blobs {
+            ingest
+                .write_blob(
+                    *b,
+                    &Digest::sha256_of(b),
+                    b.len() as u64,
+                    "src",
+                    &mut |_| Ok(()),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (tmp, mut f) = ingest.temp_file().unwrap_or_else(|e| panic!("{e}"));
+        f.write_all(numbered).unwrap_or_else(|e| panic!("{e}"));
+        let mut h = crate::engine::digest::Algorithm::Sha256.hasher();
+        h.update(numbered);
+        ingest
+            .stage(tmp, h.into_verified())
+            .unwrap_or_else(|e| panic!("{e}"));
+        before(&ingest);
+        ingest.commit(|_| Ok(())).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn blob_names(store: &Store) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(store.root().join("blobs/sha256"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|e| {
+                e.unwrap_or_else(|e| panic!("{e}"))
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn hexes(blobs: &[&[u8]]) -> Vec<String> {
+        let mut v: Vec<String> = blobs
+            .iter()
+            .map(|b| Digest::sha256_of(b).hex().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn staging_dirs(store: &Store) -> usize {
+        fs::read_dir(store.root())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| Store::is_ingest_dir(&e.file_name().to_string_lossy()))
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_new_store_gets_the_staged_blob_directory_whole() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open_or_new(dir.path().join("store")).unwrap_or_else(|e| panic!("{e}"));
+        use std::os::unix::fs::MetadataExt;
+        let staged = std::cell::Cell::new(0);
+        ingest_and_commit(&store, &[b"a", b"b"], b"c", |ingest| {
+            // Staged at their names, the numbered one beside them only at commit.
+            let named = ingest.dir.join("sha256");
+            assert!(
+                fs::metadata(named.join(Digest::sha256_of(b"a").hex())).is_ok_and(|m| m.is_file())
+            );
+            staged.set(fs::metadata(named).map_or(0, |m| m.ino()));
+        });
+        assert_eq!(blob_names(&store), hexes(&[b"a", b"b", b"c"]));
+        // One rename: blobs/sha256 is the staging directory's sha256/.
+        let moved = fs::metadata(store.root().join("blobs/sha256")).map_or(1, |m| m.ino());
+        assert_eq!(moved, staged.get());
+        assert_eq!(staging_dirs(&store), 0);
+        // The next load into it moves its blobs one by one, keeping those there.
+        ingest_and_commit(&store, &[b"a", b"d"], b"e", |_| {});
+        assert_eq!(blob_names(&store), hexes(&[b"a", b"b", b"c", b"d", b"e"]));
+        assert_eq!(staging_dirs(&store), 0);
+    }
+
+    #[test]
+    fn a_blob_directory_made_meanwhile_or_a_stray_staged_file_means_one_by_one() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open_or_new(dir.path().join("store")).unwrap_or_else(|e| panic!("{e}"));
+        // Someone else made blobs/sha256 while the load ran, with one of its blobs (kept, not replaced).
+        let mine = store.blob_path(&Digest::sha256_of(b"a"));
+        ingest_and_commit(&store, &[b"a", b"b"], b"c", |_| {
+            fs::create_dir_all(mine.parent().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+            File::create(&mine)
+                .and_then(|mut f| f.write_all(b"a"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        });
+        assert_eq!(blob_names(&store), hexes(&[b"a", b"b", b"c"]));
+        // A file in the staging blob directory that nothing staged never reaches the store.
+        let other = Store::open_or_new(dir.path().join("other")).unwrap_or_else(|e| panic!("{e}"));
+        let stray = Digest::sha256_of(b"stray");
+        ingest_and_commit(&other, &[b"a"], b"c", |ingest| {
+            File::create(ingest.dir.join("sha256").join(stray.hex()))
+                .and_then(|mut f| f.write_all(b"not it"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        });
+        assert_eq!(blob_names(&other), hexes(&[b"a", b"c"]));
+        assert_eq!(staging_dirs(&other), 0);
     }
 
     #[test]
