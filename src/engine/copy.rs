@@ -56,8 +56,8 @@ const INLINE_MAX: u64 = 8 << 20;
 /// segments then reach the disk while later ones are copied, instead of in one burst at the sync; a
 /// small file's early writeback costs its own I/O and block allocation (ext4 allocates a file's blocks
 /// when writeback starts), where one `syncfs` at the end writes thousands of small files together.
-/// Measured on ext4 (benches/README.md, "many images"): 21,000 blobs of ~7 KiB loaded in 2.1–2.5 s
-/// with writeback per file against 1.6 s without.
+/// Measured on a fresh ext4 (benches/README.md, "Load of many small blobs"): 21,000 blobs of ~7 KiB
+/// loaded in 2.27–2.49 s with writeback per file against 2.09–2.21 s without.
 pub const WRITEBACK_MIN: u64 = SEGMENT;
 
 /// Worker threads: `OCITAR_THREADS` when set to a positive number, else one per CPU (at most 16).
