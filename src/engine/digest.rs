@@ -105,7 +105,18 @@ impl Digest {
 
     /// The path of this blob inside a layout: `blobs/<alg>/<hex>`.
     pub fn blob_name(&self) -> String {
-        format!("blobs/{}/{}", self.algorithm().name(), self.hex())
+        self.blob_name_display().to_string()
+    }
+
+    /// [`Digest::blob_name`], written where it is displayed (no string made).
+    pub fn blob_name_display(&self) -> impl fmt::Display + '_ {
+        struct BlobName<'a>(&'a Digest);
+        impl fmt::Display for BlobName<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "blobs/{}/{}", self.0.algorithm().name(), self.0.hex())
+            }
+        }
+        BlobName(self)
     }
 
     /// The sha256 digest of `bytes`.

@@ -103,7 +103,7 @@ enum EntryName<'a> {
 impl std::fmt::Display for EntryName<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            EntryName::Blob(d) => write!(f, "blobs/{}/{}", d.algorithm().name(), d.hex()),
+            EntryName::Blob(d) => d.blob_name_display().fmt(f),
             EntryName::Path(p) => f.write_str(p),
         }
     }

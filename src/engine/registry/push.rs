@@ -149,13 +149,13 @@ fn unnamed_target(registry: &Registry, label: &str) -> Result<Target> {
     Ok(t)
 }
 
-/// Every descriptor an index in the tree lists.
-fn listed(n: &Node, out: &mut Vec<Descriptor>) {
-    if let Node::Index { children, .. } = n {
-        for c in children {
-            out.push(c.desc().clone());
-            listed(c, out);
-        }
+/// Whether an index in the tree lists a descriptor that is not in `kept`.
+fn lists_other_than(n: &Node, kept: &HashSet<&Digest>) -> bool {
+    match n {
+        Node::Index { children, .. } => children
+            .iter()
+            .any(|c| !kept.contains(&c.desc().digest) || lists_other_than(c, kept)),
+        _ => false,
     }
 }
 
@@ -232,10 +232,7 @@ fn keep_shape(
     label: &str,
     docs: &mut Vec<(Descriptor, Vec<u8>)>,
 ) -> Result<Descriptor> {
-    let mut all = Vec::new();
-    listed(&sel.image.root, &mut all);
-    let kept = sel.kept();
-    if all.iter().any(|d| !kept.contains(&d.digest)) {
+    if lists_other_than(&sel.image.root, &sel.kept()) {
         // The platforms (never attestations) the index lists that the selection does not keep.
         let mut dropped = sel.absent();
         dropped.extend(sel.left_out());
