@@ -57,7 +57,20 @@ def test_pytest_example_passes(workdir: Path) -> None:
     (example,) = [b for b in blocks("python") if "def test_" in b]
     (workdir / "test_example.py").write_text(example)
     p = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", "test_example.py"],
+        # Its own --basetemp: else the inner pytest prunes the numbered temp directories of earlier runs
+        # under the shared /tmp/pytest-of-<user> (whole suites' trees, 30 s and more to remove).
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "error",
+            f"--basetemp={workdir / 'basetemp'}",
+            "test_example.py",
+        ],
         capture_output=True,
         text=True,
         cwd=workdir,
