@@ -76,8 +76,9 @@ pub fn threads() -> usize {
 
 /// Copy and verify every job, calling `progress.advance` with the bytes verified (from the calling
 /// thread). With `writeback`, writeback of each copied segment of a blob larger than
-/// [`WRITEBACK_MIN`] starts at once (`sync_file_range`), for destinations that are synced later. Returns, in job order, what each
-/// destination was proven to hold: the [`Verified`] its bytes, read back, hashed to.
+/// [`WRITEBACK_MIN`] starts at once (`sync_file_range`), for destinations that are synced later.
+/// Returns, in job order, what each destination was proven to hold: the [`Verified`] its bytes, read
+/// back, hashed to.
 ///
 /// # Errors
 /// The first failing job's [`Error::DigestMismatch`], [`Error::SizeMismatch`] (a source shorter than

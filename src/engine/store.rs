@@ -5,17 +5,18 @@
 //! 1. New blobs are written to files in a private staging directory inside the store
 //!    (`.ocitar-ingest-<pid>-<n>-<nanos>/`, at their blob names `<alg>/<hex>` when the digest is known
 //!    before the bytes, else `tmp-<n>`), hashed and counted while written, and checked against their
-//!    descriptors; writeback of a large one starts as soon as it is complete (`sync_file_range`). The load holds
-//!    a `flock` on its staging directory while it runs. A crash here leaves only the staging directory,
+//!    descriptors; writeback of a large one starts as soon as it is complete (`sync_file_range`). The
+//!    load holds a `flock` on its staging directory while it runs. A crash here leaves only the staging directory,
 //!    which readers ignore and the next ingest removes once its lock can be taken (the owner is gone,
 //!    whatever PID namespace it ran in: no process ids are compared).
 //! 2. Only when every blob of the operation is verified are they all `fsync`ed; then, under an exclusive
 //!    `flock` on the store directory, `index.json` is re-read and updated in memory (a lock timeout, a
 //!    malformed index, a refused update or an updated index over the size ocitar reads stops here, the
 //!    store untouched), the blobs are renamed into `blobs/<alg>/<hex>` (a store without `blobs/<alg>/`
-//!    gets the staging directory's `<alg>/` by one rename), and the blob directories `fsync`ed. A crash here leaves complete, unreferenced blobs: a valid store. A failure here (a blob
-//!    path holding a directory, FIFO or link; a full disk while `index.json` is written) removes the
-//!    blobs and directories this commit added again.
+//!    gets the staging directory's `<alg>/` by one rename), and the blob directories `fsync`ed. A crash
+//!    here leaves complete, unreferenced blobs: a valid store. A failure here (a blob path holding a
+//!    directory, FIFO or link; a full disk while `index.json` is written) removes the blobs and
+//!    directories this commit added again.
 //! 3. Still under the lock, `index.json` is written to a temporary file, `fsync`ed, renamed over the old
 //!    one, and the store directory `fsync`ed. Readers see the old or the new index, never a torn one, and
 //!    concurrent writers lose no entry. A crash here leaves `.ocitar-ingest-<pid>-index.json.tmp` beside
@@ -1057,9 +1058,9 @@ impl Ingest {
         }
     }
 
-    /// Stage a file of the staging directory (from [`Ingest::temp_file`]) as the blob its bytes were
-    /// proven to be, and start writing it back to disk (it is fsynced, with every other staged file, by
-    /// [`Ingest::commit`]). Only a [`Verified`] names what a staged file holds: nothing reaches the
+    /// Stage a file of the staging directory (from [`Ingest::temp_file`] or [`Ingest::blob_file`]) as
+    /// the blob its bytes were proven to be, and start writing a large one back to disk (every staged
+    /// file is made durable by [`Ingest::commit`]). Only a [`Verified`] names what a staged file holds: nothing reaches the
     /// store on a caller's word.
     ///
     /// # Errors
