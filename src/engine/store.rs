@@ -1024,7 +1024,10 @@ impl Ingest {
     /// # Errors
     /// [`Error::Io`] when it cannot be created (also when this ingest made it already).
     pub fn blob_file(&mut self, digest: &Digest) -> Result<(PathBuf, File)> {
-        self.blob_files([digest.algorithm()])?.create(digest)
+        self.named_dir(digest.algorithm())?;
+        let p = self.named_path(digest);
+        let f = new_staging_file(&p)?;
+        Ok((p, f))
     }
 
     /// What makes files at blob names in the staging directory ([`Ingest::blob_file`]) for blobs of
@@ -1034,20 +1037,28 @@ impl Ingest {
     /// [`Error::Io`] when a directory for an algorithm cannot be made.
     pub fn blob_files(&mut self, algs: impl IntoIterator<Item = Algorithm>) -> Result<BlobFiles> {
         for alg in algs {
-            if !self.named_dirs.contains(&alg) {
-                fs::create_dir(self.dir.join(alg.name()))?;
-                self.named_dirs.push(alg);
-            }
+            self.named_dir(alg)?;
         }
         Ok(BlobFiles {
             dir: self.dir.clone(),
-            algs: self.named_dirs.clone(),
         })
+    }
+
+    /// Make the staging directory's `<alg>/` unless this ingest made it already.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be made.
+    fn named_dir(&mut self, alg: Algorithm) -> Result<()> {
+        if !self.named_dirs.contains(&alg) {
+            fs::create_dir(self.dir.join(alg.name()))?;
+            self.named_dirs.push(alg);
+        }
+        Ok(())
     }
 
     /// Where blob `digest` is staged at its blob name.
     fn named_path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(digest.algorithm().name()).join(digest.hex())
+        named_path(&self.dir, digest)
     }
 
     /// The staging file of a staged blob.
@@ -1349,28 +1360,25 @@ impl Ingest {
 
 /// Makes an ingest's staging files at blob names ([`Ingest::blob_files`]).
 pub struct BlobFiles {
+    /// The ingest's staging directory.
     dir: PathBuf,
-    /// The algorithms whose directory the staging directory has.
-    algs: Vec<Algorithm>,
 }
 
 impl BlobFiles {
     /// A new staging file for blob `digest`, at `<alg>/<hex>`, readable and writable.
     ///
     /// # Errors
-    /// [`Error::Io`] when it cannot be created (it exists, or the algorithm's directory was not made).
+    /// [`Error::Io`] when it cannot be created (it exists, or its algorithm's directory was not made).
     pub fn create(&self, digest: &Digest) -> Result<(PathBuf, File)> {
-        let alg = digest.algorithm();
-        let p = self.dir.join(alg.name()).join(digest.hex());
-        if !self.algs.contains(&alg) {
-            return Err(Error::io(
-                &p,
-                std::io::Error::from_raw_os_error(libc::ENOENT),
-            ));
-        }
+        let p = named_path(&self.dir, digest);
         let f = new_staging_file(&p)?;
         Ok((p, f))
     }
+}
+
+/// Where blob `digest` is staged at its blob name in staging directory `dir`: `<alg>/<hex>`.
+fn named_path(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join(digest.algorithm().name()).join(digest.hex())
 }
 
 /// Create staging file `p`, new (never one that is there), readable and writable, mode 0644.

@@ -163,11 +163,11 @@ impl Table {
                 *c += 1;
             }
         }
-        for i in 1..starts.len() {
-            let before = starts.get(i - 1).copied().unwrap_or(0);
-            if let Some(c) = starts.get_mut(i) {
-                *c += before;
-            }
+        // Counts per prefix (shifted by one) summed in order: where each prefix's range begins.
+        let mut sum = 0;
+        for c in &mut starts {
+            sum += *c;
+            *c = sum;
         }
         self.starts = starts;
         self.bits = bits;
