@@ -7,6 +7,7 @@ registry's own floor (curl moving the same blobs); wall time and peak RSS of eac
     python benches/registry.py --size 256M --reps 1
     python benches/registry.py --smoke          # 8 MiB, 1 repetition, seconds: checks every command runs
     python benches/registry.py --baseline DIR   # also the ocitar importable from DIR (a "before" build)
+    python benches/registry.py --pin            # registries on the last CPU, every command on the others
 
 Cases: save one platform to an archive file, save all four, load the all-platform archive into a fresh
 repository. Each command runs in a fresh process under `/usr/bin/time -v`, the tools alternating within a
@@ -132,8 +133,16 @@ def ocitar_accept() -> str:
 class Bench:
     """The image, its archive, the registry holding it, and fresh registries and directories to load into."""
 
-    def __init__(self, size: int, baseline: Path | None = None) -> None:
+    def __init__(self, size: int, baseline: Path | None = None, pin: bool = False) -> None:
         self.baseline = baseline
+        # With `pin`, registries run on the last CPU and the commands on the others: a registry with a
+        # core of its own, as one on another machine has, instead of one sharing every core with its
+        # client.
+        cpus = sorted(os.sched_getaffinity(0))
+        if pin and len(cpus) < 2:
+            raise SystemExit("--pin needs at least two CPUs")
+        self.server_cpus = {cpus[-1]} if pin else None
+        self.client_cpus = set(cpus[:-1]) if pin else None
         self.work = Path(tempfile.mkdtemp(prefix="ocitar-regbench-"))
         layer = size // (len(PLATFORMS) * 2)
         self.store = self.work / "store"
@@ -144,7 +153,7 @@ class Bench:
         build_store(self.store, [Image(names=["bench/app:1"], platforms=platforms)])
         self.archive = self.work / "all.tar"
         ocitar.save(self.store, "bench/app:1", output=self.archive)
-        self.server = start_registry("/usr/bin/docker-registry", self.work / "registry", "anonymous")
+        self.server = self.start(self.work / "registry")
         ocitar.load(self.archive, store=ocitar.Registry(self.server.host))
         self.src = f"{self.server.host}/bench/app:1"
         self.out = self.work / "out.tar"
@@ -156,10 +165,27 @@ class Bench:
         it saw pushed before instead of uploading them."""
         for old in self.extra:
             old.stop()
+            # A gibibyte per load left behind would make every later run allocate fresh memory (on a VM
+            # with free-page reporting, each first touch is a fault on the host, charged to whoever
+            # writes: the registry).
+            shutil.rmtree(old.storage.parent, ignore_errors=True)
         self.extra.clear()
         self.n += 1
-        self.extra.append(start_registry("/usr/bin/docker-registry", self.work / f"fresh{self.n}", "anonymous"))
+        self.extra.append(self.start(self.work / f"fresh{self.n}"))
         return self.extra[0].host
+
+    def start(self, where: Path) -> RegistryServer:
+        server = start_registry("/usr/bin/docker-registry", where, "anonymous")
+        if self.server_cpus is not None:  # every thread of the running server, and those it makes later
+            cpu = ",".join(map(str, self.server_cpus))
+            subprocess.run(["taskset", "-a", "-p", "-c", cpu, str(server.proc.pid)], check=True, capture_output=True)
+        return server
+
+    def argv(self, cmd: list[str]) -> list[str]:
+        """`cmd` as run: on the client CPUs with `--pin`."""
+        if self.client_cpus is None:
+            return cmd
+        return ["taskset", "-c", ",".join(map(str, sorted(self.client_cpus))), *cmd]
 
     def serving(self, case: str) -> int | None:
         """The registry process the last command of `case` talked to."""
@@ -221,17 +247,25 @@ class Bench:
 Results = list[tuple[str, dict[str, list[Run]]]]
 
 
-def run(bench: Bench, reps: int) -> Results:
+def run(bench: Bench, reps: int, warm_up: bool = True) -> Results:
     results = []
+    if warm_up:
+        os.sync()  # the set-up's gigabytes reach the disk before anything is timed
+        time.sleep(5)
     for name, tools in bench.cases():
         if bench.baseline is not None:  # the same command on the "before" build, right after the "after"
             tools = {"registry": tools["registry"], "before": tools["registry"], **tools}
         got: dict[str, list[Run]] = {k: [] for k in tools}
-        for _ in range(reps):
+        # One warm-up round, not counted: a case's first command otherwise pays for memory no run has
+        # used yet (2-3x slower on this VM, whichever tool goes first).
+        first = 0 if warm_up else 1
+        for rep in range(first, reps + 1):
             for tool, cmd in tools.items():  # alternating: one run of each per repetition
                 env = dict(os.environ, PYTHONPATH=str(bench.baseline)) if tool == "before" else None
                 argv = cmd()
-                got[tool].append(timed(argv, bench.serving(name), env))
+                r = timed(bench.argv(argv), bench.serving(name), env)
+                if rep:
+                    got[tool].append(r)
                 bench.clean()
         results.append((name, got))
     return results
@@ -276,19 +310,20 @@ def main() -> None:
     ap.add_argument("--size", default=None, help="image size (default 1G; 8M with --smoke)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3; 1 with --smoke)")
     ap.add_argument("--smoke", action="store_true", help="8 MiB, 1 repetition: checks every command runs")
+    ap.add_argument("--pin", action="store_true", help="registries on the last CPU, the commands on the others")
     ap.add_argument("--baseline", type=Path, help="a directory holding another build's `ocitar` package, measured alternately as 'before'")
     args = ap.parse_args()
     size = parse_size(args.size or ("8M" if args.smoke else "1G"))
     reps = args.reps or (1 if args.smoke else 3)
     if args.baseline is not None and not (args.baseline / "ocitar" / "__init__.py").is_file():
         raise SystemExit(f"--baseline {args.baseline}: no ocitar package there")
-    bench = Bench(size, args.baseline)
+    bench = Bench(size, args.baseline, pin=args.pin)
     try:
-        results = run(bench, reps)
+        results = run(bench, reps, warm_up=not args.smoke)
     finally:
         bench.stop()
     load = os.getloadavg()
-    print(f"{size >> 20} MiB image, {len(PLATFORMS)} platforms, loopback docker-registry, median of {reps}, load average at the end {load[0]:.1f}" + (" — smoke run: not meaningful" if args.smoke else "") + "\n")
+    print(f"{size >> 20} MiB image, {len(PLATFORMS)} platforms, loopback docker-registry, median of {reps}, load average at the end {load[0]:.1f}" + (", registries pinned to their own CPU" if args.pin else "") + (" — smoke run: not meaningful" if args.smoke else "") + "\n")
     print(table(results))
     print()
     print(cpu_table(results))
