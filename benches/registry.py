@@ -11,7 +11,8 @@ registry's own floor (curl moving the same blobs); wall time and peak RSS of eac
 
 Cases: save one platform to an archive file, save all four, load the all-platform archive into a fresh
 repository. Each command runs in a fresh process under `/usr/bin/time -v`, the tools alternating within a
-repetition; outputs are removed after each run. Prints Markdown tables of medians: wall time and peak
+repetition, after one round that is not counted (except with --smoke); outputs, and the registry a load
+went into, are removed after each run. Prints Markdown tables of medians: wall time and peak
 RSS, then CPU seconds of each command and of the registry server serving it (read from /proc), which
 on a shared machine say more than wall time does (see benches/README.md). Never fails for a missed
 target.
