@@ -14,7 +14,7 @@ import sys
 import tarfile
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -589,35 +589,66 @@ def test_a_byte_flipped_in_a_large_layer_is_a_digest_mismatch_and_no_file(tmp_pa
     assert sorted(os.listdir(tmp_path)) == before and not out.exists()
 
 
+class SideBySide:
+    """A `FaultProxy` fault holding the first request of each kind (`kinds`: tests of a request's first
+    bytes) until a second of that kind arrives on another connection, 10 s at most; what waited out the
+    10 s is in `alone`."""
+
+    def __init__(self, *kinds: Callable[[bytes], bool]) -> None:
+        self.kinds = [(kind, set[int](), threading.Event()) for kind in kinds]
+        self.alone: list[bytes] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, index: int, direction: str, data: bytes, total: int) -> bytes:
+        for kind, seen, both in self.kinds:
+            if direction == "up" and kind(data):
+                with self.lock:
+                    seen.add(index)
+                    if len(seen) >= 2:
+                        both.set()
+                if not both.wait(timeout=10):
+                    self.alone.append(data.split(b"\r\n", 1)[0])
+        return data
+
+    def held_together(self) -> bool:
+        """Every kind came at least twice at once, and nothing waited alone."""
+        return all(both.is_set() for _, _, both in self.kinds) and not self.alone
+
+
 def test_the_manifests_of_an_index_are_pushed_side_by_side_and_before_it(tmp_path: Path, anonymous: RegistryServer) -> None:
     # The registry syncs every manifest it stores: the platform and attestation manifests go up at once.
     # The proxy holds the first manifest PUT until a second one arrives on another connection (10 s at most).
     a = archive_of(tmp_path)
     r = repo("side")
-    seen: set[int] = set()
-    alone: list[int] = []
-    both = threading.Event()
-    lock = threading.Lock()
-
-    def hold(index: int, direction: str, data: bytes, total: int) -> bytes:
-        if direction == "up" and data.startswith(b"PUT ") and b"/manifests/sha256:" in data and b"image.manifest.v1+json" in data:
-            with lock:
-                seen.add(index)
-                if len(seen) >= 2:
-                    both.set()
-            if not both.wait(timeout=10):
-                alone.append(index)
-        return data
-
+    hold = SideBySide(lambda d: d.startswith(b"PUT ") and b"/manifests/sha256:" in d and b"image.manifest.v1+json" in d)
     proxy = FaultProxy(anonymous.host, hold)
     try:
         ocitar.load(a, store=ocitar.Registry(f"{proxy.host}/{r}"))
     finally:
         proxy.stop()
-    assert both.is_set() and not alone, "a manifest PUT went up alone"
+    assert hold.held_together(), f"a manifest PUT went up alone: {hold.alone}"
     puts = [path for method, path, status in access_log(anonymous, r) if method == "PUT" and "/manifests/" in path]
     top = index_entry(a)["digest"]
     assert puts.index(f"/v2/{r}/library/demo/manifests/{top}") == len(puts) - 2 and puts[-1].endswith("/manifests/1.0")
+
+
+def test_the_documents_an_index_lists_are_fetched_side_by_side(tmp_path: Path, anonymous: RegistryServer) -> None:
+    # Over a network every document is a round trip: the manifests an index lists are fetched together,
+    # then the configs they name. The proxy holds the first GET of each kind until a second one arrives on
+    # another connection (10 s at most).
+    a = archive_of(tmp_path)
+    r = repo("ahead")
+    ocitar.load(a, store=ocitar.Registry(f"{anonymous.host}/{r}"))
+    get = lambda kind: lambda d: d.startswith(b"GET ") and kind in d.split(b"\r\n", 1)[0]  # noqa: E731
+    hold = SideBySide(get(b"/manifests/sha256:"), get(b"/blobs/sha256:"))
+    proxy = FaultProxy(anonymous.host, hold)
+    try:
+        inv = ocitar.inspect(f"docker://{proxy.host}/{r}/library/demo:1.0")
+    finally:
+        proxy.stop()
+    assert hold.held_together(), f"fetched one at a time: {hold.alone}"
+    assert [p.platform for p in inv.images[0].platforms] == ["linux/amd64", "linux/arm64"]
+    assert inv.images[0].digest == index_entry(a)["digest"]
 
 
 def test_an_upload_cut_once_succeeds_on_retry(tmp_path: Path, anonymous: RegistryServer) -> None:

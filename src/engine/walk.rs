@@ -230,6 +230,14 @@ pub trait BlobSource {
 
     /// The error for a malformed document at `location` in this source.
     fn malformed(&self, location: &str, reason: String) -> Error;
+
+    /// Fetch the documents `descs` name before the walk asks for them, several at once, and keep them
+    /// for [`BlobSource::document`]: for a source across a network, one round trip for all instead of
+    /// one each. What fails here is left for the walk to meet in its own order. Returns whether it read
+    /// ahead; a directory or an archive does not (its reads are local).
+    fn read_ahead(&self, _descs: &[Descriptor]) -> bool {
+        false
+    }
 }
 
 /// A walked image: its top-level descriptor and the tree below it.
@@ -541,6 +549,7 @@ fn visit_children(
         Some(Value::Null) | None => &[],
         Some(_) => return Err(source.malformed(loc, "index \"manifests\" is not an array".into())),
     };
+    read_ahead(source, list);
     let mut children = Vec::new();
     let mut listed: HashMap<Digest, Option<String>> = HashMap::new();
     for child in list {
@@ -565,6 +574,31 @@ fn visit_children(
         children.push(visit(source, &child, depth + 1, Level::Child, seen)?);
     }
     Ok(children)
+}
+
+/// Let `source` fetch ahead what walking the index's children `list` reads: the child documents, then
+/// the image configs those that are manifests name ([`BlobSource::read_ahead`]). Nothing is decided
+/// here: the walk reads each of them again (from what the source kept) and judges it there.
+fn read_ahead(source: &dyn BlobSource, list: &[Value]) {
+    let kids: Vec<Descriptor> = list
+        .iter()
+        .filter_map(|c| Descriptor::from_json(c).ok())
+        .filter(|d| is_manifest_type(&d.media_type))
+        .collect();
+    if !source.read_ahead(&kids) {
+        return;
+    }
+    let configs: Vec<Descriptor> = kids
+        .iter()
+        .filter_map(|k| source.document(k).ok().flatten())
+        .filter_map(|doc| parse_document(&doc).ok())
+        .filter_map(|json| {
+            json.get("config")
+                .and_then(|c| Descriptor::from_json(c).ok())
+        })
+        .filter(|c| is_image_config(&c.media_type))
+        .collect();
+    source.read_ahead(&configs);
 }
 
 /// The manifest `desc` names (its bytes `doc`, parsed as `json`): config, layers, what of them the source
@@ -1239,6 +1273,56 @@ mod tests {
 
     fn digest_of(v: &Value) -> Digest {
         v["digest"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// A source that reads ahead: records what it was asked for, in order.
+    struct Ahead {
+        inner: Memory,
+        asked: std::cell::RefCell<Vec<Vec<Digest>>>,
+    }
+
+    impl BlobSource for Ahead {
+        fn document(&self, desc: &Descriptor) -> Result<Option<Vec<u8>>> {
+            self.inner.document(desc)
+        }
+        fn has_blob(&self, desc: &Descriptor) -> bool {
+            self.inner.has_blob(desc)
+        }
+        fn blob_size(&self, desc: &Descriptor) -> Option<u64> {
+            self.inner.blob_size(desc)
+        }
+        fn malformed(&self, location: &str, reason: String) -> Error {
+            self.inner.malformed(location, reason)
+        }
+        fn read_ahead(&self, descs: &[Descriptor]) -> bool {
+            let digests = descs.iter().map(|d| d.digest.clone()).collect();
+            self.asked.borrow_mut().push(digests);
+            true
+        }
+    }
+
+    #[test]
+    fn a_source_reading_ahead_is_asked_for_the_listed_manifests_then_their_image_configs() {
+        let (src, top, _, entries) = sparse_index();
+        let config_of = |e: &Value| {
+            let doc = src.document(&desc(e.clone())).unwrap().unwrap();
+            let m: Value = serde_json::from_slice(&doc).unwrap();
+            digest_of(&m["config"])
+        };
+        // The absent s390x manifest names no config: it cannot be read.
+        let configs: Vec<Digest> = entries.iter().take(3).map(config_of).collect();
+        let plain = walk(&src, &top).unwrap();
+        let ahead = Ahead {
+            inner: src,
+            asked: std::cell::RefCell::default(),
+        };
+        let walked = walk(&ahead, &top).unwrap();
+        assert_eq!(
+            ahead.asked.into_inner(),
+            [entries.iter().map(digest_of).collect(), configs]
+        );
+        // Reading ahead changes nothing the walk finds.
+        assert_eq!(format!("{:?}", walked.root), format!("{:?}", plain.root));
     }
 
     #[test]

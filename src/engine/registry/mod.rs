@@ -338,12 +338,20 @@ impl<'r> Repo<'r> {
         Ok(r)
     }
 
-    /// A reader of `desc`'s bytes: a manifest or index from the manifests endpoint (kept from the walk),
-    /// any other blob streamed.
+    /// A reader of `desc`'s bytes: a document the walk read (a manifest, an index, an image config) from
+    /// what was kept, any other manifest from the manifests endpoint, any other blob streamed.
     ///
     /// # Errors
     /// As [`Repo::open_blob`]; [`Error::Store`] for a manifest the registry does not have.
     pub fn open_any(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+        let kept = self
+            .documents
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&desc.digest).cloned());
+        if let Some(bytes) = kept {
+            return Ok(Box::new(io::Cursor::new(bytes)));
+        }
         if is_manifest(desc) {
             return match self.document(desc)? {
                 Some(bytes) => Ok(Box::new(io::Cursor::new(bytes))),
@@ -419,6 +427,40 @@ impl BlobSource for Repo<'_> {
 
     fn blob_size(&self, desc: &Descriptor) -> Option<u64> {
         Some(desc.size)
+    }
+
+    /// The documents not kept yet, `jobs` at a time.
+    fn read_ahead(&self, descs: &[Descriptor]) -> bool {
+        let mut want: Vec<&Descriptor> = Vec::new();
+        {
+            let Ok(kept) = self.documents.lock() else {
+                return false;
+            };
+            for d in descs {
+                if d.size <= MAX_DOCUMENT
+                    && !kept.contains_key(&d.digest)
+                    && !want.iter().any(|w| w.digest == d.digest)
+                {
+                    want.push(d);
+                }
+            }
+        }
+        // One document alone is left to the walk: nothing would overlap.
+        if want.len() > 1 {
+            let _ = super::inspect::parallel_n(
+                &want,
+                self.registry.jobs,
+                |_| 0,
+                |d| {
+                    if let Ok(Some(bytes)) = self.fetch(d) {
+                        self.remember(&d.digest, bytes);
+                    }
+                    Ok(())
+                },
+                &mut Progress::none(),
+            );
+        }
+        true
     }
 
     fn malformed(&self, location: &str, reason: String) -> Error {
