@@ -233,9 +233,10 @@ pub trait BlobSource {
 
     /// Fetch the documents `descs` name before the walk asks for them, several at once, and keep them
     /// for [`BlobSource::document`]: for a source across a network, one round trip for all instead of
-    /// one each. What fails here is left for the walk to meet in its own order. Returns whether it read
-    /// ahead; a directory or an archive does not (its reads are local).
-    fn read_ahead(&self, _descs: &[Descriptor]) -> bool {
+    /// one each. Then pass each of those documents it holds to `each`. What fails here is not kept and
+    /// is left for the walk to meet in its own order. Returns whether it reads ahead; a directory or an
+    /// archive does not (its reads are local).
+    fn read_ahead(&self, _descs: &[Descriptor], _each: &mut dyn FnMut(&[u8])) -> bool {
         false
     }
 }
@@ -585,20 +586,19 @@ fn read_ahead(source: &dyn BlobSource, list: &[Value]) {
         .filter_map(|c| Descriptor::from_json(c).ok())
         .filter(|d| is_manifest_type(&d.media_type))
         .collect();
-    if !source.read_ahead(&kids) {
-        return;
-    }
-    let configs: Vec<Descriptor> = kids
-        .iter()
-        .filter_map(|k| source.document(k).ok().flatten())
-        .filter_map(|doc| parse_document(&doc).ok())
-        .filter_map(|json| {
+    let mut configs = Vec::new();
+    let reads_ahead = source.read_ahead(&kids, &mut |doc| {
+        let config = parse_document(doc).ok().and_then(|json| {
             json.get("config")
                 .and_then(|c| Descriptor::from_json(c).ok())
-        })
-        .filter(|c| is_image_config(&c.media_type))
-        .collect();
-    source.read_ahead(&configs);
+        });
+        if let Some(c) = config.filter(|c| is_image_config(&c.media_type)) {
+            configs.push(c);
+        }
+    });
+    if reads_ahead && !configs.is_empty() {
+        source.read_ahead(&configs, &mut |_| {});
+    }
 }
 
 /// The manifest `desc` names (its bytes `doc`, parsed as `json`): config, layers, what of them the source
@@ -1294,9 +1294,13 @@ mod tests {
         fn malformed(&self, location: &str, reason: String) -> Error {
             self.inner.malformed(location, reason)
         }
-        fn read_ahead(&self, descs: &[Descriptor]) -> bool {
+        fn read_ahead(&self, descs: &[Descriptor], each: &mut dyn FnMut(&[u8])) -> bool {
             let digests = descs.iter().map(|d| d.digest.clone()).collect();
             self.asked.borrow_mut().push(digests);
+            descs
+                .iter()
+                .filter_map(|d| self.inner.0.get(&d.digest))
+                .for_each(|doc| each(doc));
             true
         }
     }

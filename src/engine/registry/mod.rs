@@ -7,7 +7,7 @@ pub mod auth;
 pub mod push;
 pub mod transport;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -430,21 +430,21 @@ impl BlobSource for Repo<'_> {
     }
 
     /// The documents not kept yet, `jobs` at a time.
-    fn read_ahead(&self, descs: &[Descriptor]) -> bool {
-        let mut want: Vec<&Descriptor> = Vec::new();
-        {
+    fn read_ahead(&self, descs: &[Descriptor], each: &mut dyn FnMut(&[u8])) -> bool {
+        let want: Vec<&Descriptor> = {
             let Ok(kept) = self.documents.lock() else {
                 return false;
             };
-            for d in descs {
-                if d.size <= MAX_DOCUMENT
-                    && !kept.contains_key(&d.digest)
-                    && !want.iter().any(|w| w.digest == d.digest)
-                {
-                    want.push(d);
-                }
-            }
-        }
+            let mut listed = HashSet::new();
+            descs
+                .iter()
+                .filter(|d| {
+                    d.size <= MAX_DOCUMENT
+                        && !kept.contains_key(&d.digest)
+                        && listed.insert(&d.digest)
+                })
+                .collect()
+        };
         // One document alone is left to the walk: nothing would overlap.
         if want.len() > 1 {
             let _ = super::inspect::parallel_n(
@@ -459,6 +459,14 @@ impl BlobSource for Repo<'_> {
                 },
                 &mut Progress::none(),
             );
+        }
+        if let Ok(kept) = self.documents.lock() {
+            let mut listed = HashSet::new();
+            for d in descs.iter().filter(|d| listed.insert(&d.digest)) {
+                if let Some(doc) = kept.get(&d.digest) {
+                    each(doc);
+                }
+            }
         }
         true
     }
