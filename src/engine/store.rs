@@ -6,9 +6,9 @@
 //!    (`.ocitar-ingest-<pid>-<n>-<nanos>/`, at their blob names `<alg>/<hex>` when the digest is known
 //!    before the bytes, else `tmp-<n>`), hashed and counted while written, and checked against their
 //!    descriptors; writeback of a large one starts as soon as it is complete (`sync_file_range`). The
-//!    load holds a `flock` on its staging directory while it runs. A crash here leaves only the staging directory,
-//!    which readers ignore and the next ingest removes once its lock can be taken (the owner is gone,
-//!    whatever PID namespace it ran in: no process ids are compared).
+//!    load holds a `flock` on its staging directory while it runs. A crash here leaves only the staging
+//!    directory, which readers ignore and the next ingest removes once its lock can be taken (the owner
+//!    is gone, whatever PID namespace it ran in: no process ids are compared).
 //! 2. Only when every blob of the operation is verified are they all `fsync`ed; then, under an exclusive
 //!    `flock` on the store directory, `index.json` is re-read and updated in memory (a lock timeout, a
 //!    malformed index, a refused update or an updated index over the size ocitar reads stops here, the
@@ -1071,8 +1071,8 @@ impl Ingest {
 
     /// Stage a file of the staging directory (from [`Ingest::temp_file`] or [`Ingest::blob_file`]) as
     /// the blob its bytes were proven to be, and start writing a large one back to disk (every staged
-    /// file is made durable by [`Ingest::commit`]). Only a [`Verified`] names what a staged file holds: nothing reaches the
-    /// store on a caller's word.
+    /// file is made durable by [`Ingest::commit`]). Only a [`Verified`] names what a staged file holds:
+    /// nothing reaches the store on a caller's word.
     ///
     /// # Errors
     /// [`Error::Store`] when `path` is not a file of this ingest's staging directory.

@@ -344,12 +344,7 @@ impl<'r> Repo<'r> {
     /// # Errors
     /// As [`Repo::open_blob`]; [`Error::Store`] for a manifest the registry does not have.
     pub fn open_any(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
-        let kept = self
-            .documents
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&desc.digest).cloned());
-        if let Some(bytes) = kept {
+        if let Some(bytes) = self.kept(&desc.digest) {
             return Ok(Box::new(io::Cursor::new(bytes)));
         }
         if is_manifest(desc) {
@@ -394,6 +389,14 @@ impl<'r> Repo<'r> {
         Ok(Some(bytes))
     }
 
+    /// The document `digest` names, when it was fetched (or remembered) before.
+    fn kept(&self, digest: &Digest) -> Option<Vec<u8>> {
+        self.documents
+            .lock()
+            .ok()
+            .and_then(|m| m.get(digest).cloned())
+    }
+
     /// Keep `bytes` as the document `digest` names (a resolved top-level manifest).
     pub fn remember(&self, digest: &Digest, bytes: Vec<u8>) {
         if let Ok(mut m) = self.documents.lock() {
@@ -404,12 +407,7 @@ impl<'r> Repo<'r> {
 
 impl BlobSource for Repo<'_> {
     fn document(&self, desc: &Descriptor) -> Result<Option<Vec<u8>>> {
-        if let Some(b) = self
-            .documents
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&desc.digest).cloned())
-        {
+        if let Some(b) = self.kept(&desc.digest) {
             return Ok(Some(b));
         }
         let got = self.fetch(desc)?;
